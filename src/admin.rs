@@ -1,0 +1,63 @@
+//! firelake's own endpoints, under `/_firelake/` on path-style requests.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::{Method, Response, StatusCode};
+
+use crate::http::{Body, RequestCtx, full};
+use crate::server::State;
+
+pub async fn handle(state: &State, ctx: &RequestCtx, parts: http::request::Parts, _body: Incoming) -> Response<Body> {
+    match (&parts.method, parts.uri.path()) {
+        (&Method::GET, "/_firelake/health") => json(
+            StatusCode::OK,
+            ctx,
+            serde_json::json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_seconds": state.started.elapsed().as_secs_f64(),
+                "data_dir": state.store.root().display().to_string(),
+                "durability": state.config.durability,
+            }),
+        ),
+        (_, path) => json(StatusCode::NOT_FOUND, ctx, serde_json::json!({ "error": format!("no firelake endpoint {} {path}", parts.method) })),
+    }
+}
+
+fn json(status: StatusCode, ctx: &RequestCtx, value: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-amz-request-id", &ctx.request_id)
+        .body(full(value.to_string()))
+        .expect("static headers are valid")
+}
+
+/// `firelake healthcheck`: exit 0 when `url` answers `/_firelake/health` with 200.
+/// Plain HTTP over a socket, so a distroless image needs no curl.
+pub fn healthcheck(url: &str) -> ExitCode {
+    let authority = url.trim_start_matches("http://").trim_end_matches('/');
+    let ask = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect(authority)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET /_firelake/health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.take(64 * 1024).read_to_string(&mut response)?;
+        Ok(response.starts_with("HTTP/1.1 200"))
+    };
+    match ask() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("firelake healthcheck: {url} answered, but not healthy");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("firelake healthcheck: {url}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The command line and environment, validated once into [`Config`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::Durability;
+
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub const DEFAULT_PORT: u16 = 4573;
+pub const DEFAULT_DATA_DIR: &str = "./firelake-data";
+pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+pub const DEFAULT_DOMAINS: &str = "localhost,s3.localhost,localhost.localstack.cloud,s3.localhost.localstack.cloud";
+/// Most simultaneous connections; further ones wait to be accepted.
+pub const DEFAULT_CONNECTIONS_MAX: usize = 1024;
+/// Largest request head (request line and headers) hyper buffers.
+pub const HEADER_BYTES_MAX: usize = 64 * 1024;
+/// Largest XML or JSON request body read into memory.
+pub const SMALL_BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// S3's limit for one PutObject: 5 GiB.
+pub const OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
+/// How long a graceful shutdown waits for requests in flight.
+pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+
+/// firelake: a local Amazon Data Firehose and Amazon S3 that keeps objects as plain files.
+#[derive(Debug, Parser)]
+#[command(name = "firelake", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Exit 0 when a firelake answers its health endpoint, 1 otherwise (for container health checks).
+    Healthcheck {
+        /// The server to ask.
+        #[arg(long, env = "FIRELAKE_URL", default_value = "http://127.0.0.1:4573")]
+        url: String,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on. With the default, [::1] is served too (for `*.localhost` names).
+    #[arg(long, env = "FIRELAKE_HOST", default_value = DEFAULT_HOST)]
+    pub host: IpAddr,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, env = "FIRELAKE_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Folder that holds the buckets (one folder each) and firelake's own `.firelake/`.
+    #[arg(long, env = "FIRELAKE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Region reported when a request does not name one in its signature.
+    #[arg(long, env = "FIRELAKE_REGION", default_value = DEFAULT_REGION)]
+    pub region: String,
+    /// Account that owns what requests create; a 12-digit access key id acts for that account instead.
+    #[arg(long, env = "FIRELAKE_ACCOUNT_ID", default_value = DEFAULT_ACCOUNT_ID)]
+    pub account_id: String,
+    /// Log filter (`info`, `debug`, `firelake=trace`, ...); RUST_LOG overrides it.
+    #[arg(long, env = "FIRELAKE_LOG", default_value = "info")]
+    pub log: String,
+    /// Host names under which `<bucket>.<domain>` addresses a bucket (virtual-hosted style), comma-separated.
+    #[arg(long, env = "FIRELAKE_DOMAINS", default_value = DEFAULT_DOMAINS, value_delimiter = ',')]
+    pub domains: Vec<String>,
+    /// `fsync` makes every acknowledged write durable; `none` makes no fsync calls (faster; a power cut may lose writes).
+    #[arg(long, env = "FIRELAKE_DURABILITY", value_enum, default_value = "fsync")]
+    pub durability: Durability,
+    /// Most simultaneous connections.
+    #[arg(long, env = "FIRELAKE_MAX_CONNECTIONS", default_value_t = DEFAULT_CONNECTIONS_MAX)]
+    pub max_connections: usize,
+}
+
+/// Validated server settings; passed explicitly, never global.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Default region when a request's signature names none.
+    pub region: String,
+    /// Default account for requests whose access key id is not 12 digits.
+    pub account_id: String,
+    pub log: String,
+    /// Virtual-hosted-style domains, lower case, without a leading dot.
+    pub domains: Vec<String>,
+    pub durability: Durability,
+    pub connections_max: usize,
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> Result<Config, String> {
+        if !valid_account_id(&args.account_id) {
+            return Err(format!("--account-id must be 12 digits, not {:?}", args.account_id));
+        }
+        if args.region.is_empty() || !args.region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!("--region {:?} is not a region name", args.region));
+        }
+        if args.max_connections == 0 {
+            return Err("--max-connections must be at least 1".to_owned());
+        }
+        let domains = args
+            .domains
+            .iter()
+            .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
+        Ok(Config {
+            host: args.host,
+            port: args.port,
+            data_dir: args.data_dir,
+            region: args.region,
+            account_id: args.account_id,
+            log: args.log,
+            domains,
+            durability: args.durability,
+            connections_max: args.max_connections,
+        })
+    }
+}
+
+pub fn valid_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}

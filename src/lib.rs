@@ -1,0 +1,21 @@
+//! firelake: a local emulator of Amazon Data Firehose and Amazon S3.
+//!
+//! # Layout
+//!
+//! - [`config`]: the command line, validated once into a `Config`.
+//! - [`server`]: the accept loop, per-connection HTTP, graceful shutdown, and the one
+//!   function that decides which protocol a request speaks.
+//! - [`http`]: helpers both protocols use: bodies, limits, request ids, signatures.
+//! - [`s3`]: the S3 REST-XML protocol: a pure router, one handler per operation, and
+//!   one error type rendered in one place.
+//! - [`firehose`]: the Firehose JSON protocol.
+//! - [`admin`]: firelake's own endpoints under `/_firelake/`.
+//! - [`store`]: the data directory; the only module that touches it.
+
+pub mod admin;
+pub mod config;
+pub mod firehose;
+pub mod http;
+pub mod s3;
+pub mod server;
+pub mod store;

@@ -1,0 +1,268 @@
+//! Receiving an object's bytes: undo `aws-chunked`, write to a staged file off the
+//! async threads, and validate Content-MD5, the flexible checksum (header or
+//! trailer) and a signed payload hash along the way.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+use crate::s3::Req;
+use crate::s3::checksum::{self, Algorithm};
+use crate::s3::chunked::{Decoder, FramingError};
+use crate::s3::error::{Code, Result, S3Error};
+use crate::server::State;
+use crate::store::Staged;
+
+/// An object or part written to a staged file and checked.
+pub struct Received {
+    pub staged: Staged,
+    pub size: u64,
+    /// Hex MD5 of the payload.
+    pub md5_hex: String,
+    /// The flexible checksum the client sent, verified: algorithm and base64 value.
+    pub checksum: Option<(Algorithm, String)>,
+}
+
+/// How the client said it checks the payload.
+#[derive(Debug, Default)]
+pub struct Expectations {
+    aws_chunked: bool,
+    /// Payload length: `x-amz-decoded-content-length` for aws-chunked, else Content-Length.
+    pub length: Option<u64>,
+    content_md5: Option<Vec<u8>>,
+    /// A checksum given in a header: algorithm and raw digest.
+    header_checksum: Option<(Algorithm, Vec<u8>)>,
+    /// A checksum announced in `x-amz-trailer`.
+    trailer_checksum: Option<Algorithm>,
+    /// The hex SHA-256 of the payload the signature covers, when the client sent one.
+    payload_sha256: Option<String>,
+}
+
+impl Expectations {
+    /// Reads and validates the headers that describe the body, before any of it is read.
+    pub fn from_request(req: &Req, size_max: u64) -> Result<Expectations> {
+        let content_sha256 = req.header("x-amz-content-sha256").unwrap_or("");
+        let aws_chunked = content_sha256.starts_with("STREAMING-")
+            || req.header("content-encoding").is_some_and(|e| e.split(',').any(|t| t.trim().eq_ignore_ascii_case("aws-chunked")));
+        let number = |name: &str| -> Result<Option<u64>> {
+            match req.header(name) {
+                None => Ok(None),
+                Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| S3Error::invalid_argument(format!("{name} is not a number"), name, v)),
+            }
+        };
+        let content_length = number("content-length")?;
+        let length = if aws_chunked { number("x-amz-decoded-content-length")? } else { content_length };
+        let chunked_transfer = req.header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+        if length.is_none() && !(aws_chunked && (chunked_transfer || content_length.is_some())) {
+            return Err(S3Error::new(Code::MissingContentLength, "You must provide the Content-Length HTTP header."));
+        }
+        if let Some(length) = length
+            && length > size_max
+        {
+            return Err(S3Error::new(Code::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size")
+                .with("ProposedSize", length.to_string())
+                .with("MaxSizeAllowed", size_max.to_string()));
+        }
+        let content_md5 = match req.header("content-md5") {
+            None => None,
+            Some(v) => match base64::engine::general_purpose::STANDARD.decode(v.trim()) {
+                Ok(raw) if raw.len() == 16 => Some(raw),
+                _ => return Err(S3Error::new(Code::InvalidDigest, "The Content-MD5 you specified was invalid.")),
+            },
+        };
+        let mut header_checksum = None;
+        for algorithm in Algorithm::ALL {
+            let name = algorithm.header();
+            if let Some(value) = req.header(&name) {
+                if header_checksum.is_some() {
+                    return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."));
+                }
+                let raw = checksum::decode(algorithm, value)
+                    .ok_or_else(|| S3Error::invalid_request(format!("Value for {name} header is invalid.")))?;
+                header_checksum = Some((algorithm, raw));
+            }
+        }
+        let trailer_checksum = match req.header("x-amz-trailer") {
+            None => None,
+            Some(trailer) => {
+                let trailer = trailer.trim().to_ascii_lowercase();
+                let algorithm = trailer
+                    .strip_prefix("x-amz-checksum-")
+                    .and_then(Algorithm::parse)
+                    .ok_or_else(|| S3Error::invalid_request(format!("The value specified in the x-amz-trailer header is not supported: {trailer}")))?;
+                if header_checksum.is_some() {
+                    return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header"));
+                }
+                if !aws_chunked {
+                    return Err(S3Error::invalid_request("x-amz-trailer is only supported with aws-chunked encoded bodies"));
+                }
+                Some(algorithm)
+            }
+        };
+        if let Some(sdk) = req.header("x-amz-sdk-checksum-algorithm") {
+            let declared = header_checksum.as_ref().map(|(a, _)| *a).or(trailer_checksum);
+            match (Algorithm::parse(sdk), declared) {
+                (_, None) => {
+                    return Err(S3Error::invalid_request(
+                        "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found.",
+                    ));
+                }
+                (Some(a), Some(b)) if a == b => {}
+                _ => return Err(S3Error::invalid_request("Value for x-amz-sdk-checksum-algorithm header is invalid.")),
+            }
+        }
+        let payload_sha256 = (content_sha256.len() == 64 && content_sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| content_sha256.to_ascii_lowercase());
+        Ok(Expectations { aws_chunked, length, content_md5, header_checksum, trailer_checksum, payload_sha256 })
+    }
+
+    /// The algorithm whose checksum is computed while receiving.
+    fn algorithm(&self) -> Option<Algorithm> {
+        self.header_checksum.as_ref().map(|(a, _)| *a).or(self.trailer_checksum)
+    }
+}
+
+struct Written {
+    staged: Staged,
+    size: u64,
+    md5: Vec<u8>,
+    checksum: Option<Vec<u8>>,
+    sha256: Option<String>,
+}
+
+/// Receives the body into a staged file and checks it against `expect`.
+pub async fn receive(state: &Arc<State>, expect: &Expectations, mut body: Incoming, size_max: u64) -> Result<Received> {
+    let staged = crate::s3::blocking(state, |store| store.stage()).await??;
+    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+    let algorithm = expect.algorithm();
+    let want_sha256 = expect.payload_sha256.is_some();
+    // One thread writes and hashes while this task keeps reading from the socket.
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Written> {
+        let mut staged = staged;
+        let mut md5 = Md5::new();
+        let mut hasher = algorithm.map(Algorithm::hasher);
+        let mut sha256 = want_sha256.then(Sha256::new);
+        let mut size = 0u64;
+        while let Some(bytes) = rx.blocking_recv() {
+            staged.file().write_all(&bytes)?;
+            md5.update(&bytes);
+            if let Some(h) = hasher.as_mut() {
+                h.update(&bytes);
+            }
+            if let Some(h) = sha256.as_mut() {
+                h.update(&bytes);
+            }
+            size += bytes.len() as u64;
+        }
+        Ok(Written {
+            staged,
+            size,
+            md5: md5.finalize().to_vec(),
+            checksum: hasher.map(|h| h.finish()),
+            sha256: sha256.map(|h| hex::encode(h.finalize())),
+        })
+    });
+    let mut decoder = expect.aws_chunked.then(Decoder::new);
+    let mut received = 0u64;
+    let mut failure: Option<S3Error> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(err) => {
+                failure = Some(S3Error::new(Code::IncompleteBody, format!("the request body could not be read: {err}")));
+                break;
+            }
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        let mut payload = Vec::new();
+        match decoder.as_mut() {
+            Some(decoder) => {
+                if let Err(err) = decoder.push(data, &mut |b| payload.push(b)) {
+                    failure = Some(framing_error(err));
+                    break;
+                }
+            }
+            None => payload.push(data),
+        }
+        for bytes in payload {
+            received += bytes.len() as u64;
+            if received > size_max {
+                failure = Some(S3Error::new(Code::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size").with("MaxSizeAllowed", size_max.to_string()));
+                break;
+            }
+            if tx.send(bytes).await.is_err() {
+                break;
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+    drop(tx);
+    let written = writer.await.map_err(S3Error::internal)??;
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    if let Some(decoder) = decoder.as_mut() {
+        decoder.finish().map_err(framing_error)?;
+    }
+    if let Some(length) = expect.length
+        && length != written.size
+    {
+        return Err(S3Error::new(Code::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header"));
+    }
+    if let Some(expected) = &expect.content_md5
+        && expected != &written.md5
+    {
+        let b64 = checksum::to_base64;
+        return Err(S3Error::new(Code::BadDigest, "The Content-MD5 you specified did not match what we received.")
+            .with("ExpectedDigest", b64(expected))
+            .with("CalculatedDigest", b64(&written.md5)));
+    }
+    if let (Some(expected), Some(actual)) = (&expect.payload_sha256, &written.sha256)
+        && expected != actual
+    {
+        return Err(S3Error::new(Code::XAmzContentSHA256Mismatch, "The provided 'x-amz-content-sha256' header does not match what was computed.")
+            .with("ClientComputedContentSHA256", expected.clone())
+            .with("S3ComputedContentSHA256", actual.clone()));
+    }
+    let checksum = match (algorithm, written.checksum) {
+        (Some(algorithm), Some(actual)) => {
+            let expected = match &expect.header_checksum {
+                Some((_, raw)) => raw.clone(),
+                None => trailer_value(decoder.as_ref(), algorithm)?,
+            };
+            if expected != actual {
+                return Err(S3Error::new(Code::BadDigest, format!("The {} you specified did not match the calculated checksum.", algorithm.name())));
+            }
+            Some((algorithm, checksum::to_base64(&actual)))
+        }
+        _ => None,
+    };
+    Ok(Received { staged: written.staged, size: written.size, md5_hex: hex::encode(&written.md5), checksum })
+}
+
+fn trailer_value(decoder: Option<&Decoder>, algorithm: Algorithm) -> Result<Vec<u8>> {
+    let name = algorithm.header();
+    let value = decoder
+        .and_then(|d| d.trailers.iter().find(|(n, _)| *n == name))
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| {
+            S3Error::new(Code::MalformedTrailerError, "The request contained trailing data that was not well-formed or did not conform to our published schema.")
+        })?;
+    checksum::decode(algorithm, value).ok_or_else(|| S3Error::invalid_request(format!("Value for {name} trailing header is invalid.")))
+}
+
+fn framing_error(err: FramingError) -> S3Error {
+    match err {
+        FramingError::Incomplete => S3Error::new(Code::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header"),
+        FramingError::Malformed(what) => S3Error::invalid_request(format!("the aws-chunked body is malformed: {what}")),
+    }
+}

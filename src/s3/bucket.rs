@@ -1,0 +1,217 @@
+//! Bucket operations, and the sub-resources an unconfigured bucket answers.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Response, StatusCode};
+use serde::Deserialize;
+
+use crate::http::{Body, RequestCtx, empty};
+use crate::s3::error::{Code, Result, S3Error};
+use crate::s3::object::{parse_tagging, require_bucket, store_error, tagging_xml};
+use crate::s3::router::Unconfigured;
+use crate::s3::xml::{Xml, timestamp};
+use crate::s3::{Req, blocking, parse_xml, read_small_body, write_owner, xml_response};
+use crate::server::State;
+use crate::store::{BucketInfo, Created, now_ms, valid_bucket_name};
+
+const BUCKET_TAGS_MAX: usize = 50;
+
+pub async fn list_buckets(state: &Arc<State>, ctx: &RequestCtx) -> Result<Response<Body>> {
+    let buckets = blocking(state, |store| store.list_buckets()).await??;
+    let mut x = Xml::document();
+    x.root("ListAllMyBucketsResult");
+    write_owner(&mut x, "Owner", &ctx.account);
+    x.node("Buckets", |x| {
+        for bucket in buckets.iter().filter(|b| b.owner.is_empty() || b.owner == ctx.account) {
+            x.node("Bucket", |x| {
+                x.leaf("Name", &bucket.name);
+                x.leaf("CreationDate", &timestamp(bucket.created_ms));
+                x.leaf("BucketRegion", region_of(bucket, &state.config.region));
+            });
+        }
+    });
+    x.close("ListAllMyBucketsResult");
+    Ok(xml_response(x.finish()))
+}
+
+fn region_of<'a>(bucket: &'a BucketInfo, default: &'a str) -> &'a str {
+    if bucket.region.is_empty() { default } else { &bucket.region }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct CreateBucketConfiguration {
+    #[serde(rename = "LocationConstraint")]
+    location_constraint: Option<String>,
+}
+
+pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, _req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+    if !valid_bucket_name(bucket) {
+        return Err(S3Error::new(Code::InvalidBucketName, "The specified bucket is not valid.").with("BucketName", bucket));
+    }
+    let bytes = read_small_body(body).await?;
+    let config: CreateBucketConfiguration = if bytes.iter().all(u8::is_ascii_whitespace) { CreateBucketConfiguration::default() } else { parse_xml(&bytes)? };
+    let constraint = config.location_constraint.filter(|c| !c.is_empty());
+    // As AWS: us-east-1 takes no constraint; elsewhere the constraint must name the endpoint's region.
+    let region = match (ctx.region.as_str(), constraint.as_deref()) {
+        ("us-east-1", None) => "us-east-1".to_owned(),
+        ("us-east-1", Some("us-east-1")) => {
+            return Err(S3Error::new(Code::InvalidLocationConstraint, "The specified location-constraint is not valid").with("LocationConstraint", "us-east-1"));
+        }
+        ("us-east-1", Some(other)) => other.to_owned(),
+        (region, Some(c)) if c == region => c.to_owned(),
+        (_, None) => {
+            return Err(S3Error::new(
+                Code::IllegalLocationConstraintException,
+                "The unspecified location constraint is incompatible for the region specific endpoint this request was sent to.",
+            ));
+        }
+        (_, Some(c)) => {
+            return Err(S3Error::new(
+                Code::IllegalLocationConstraintException,
+                format!("The {c} location constraint is incompatible for the region specific endpoint this request was sent to."),
+            ));
+        }
+    };
+    let info = BucketInfo { name: bucket.to_owned(), created_ms: now_ms(), region: region.clone(), owner: ctx.account.clone(), cors: None, tags: None };
+    let created = blocking(state, move |store| store.create_bucket(&info)).await??;
+    if let Created::Existing(existing) = created {
+        if !existing.owner.is_empty() && existing.owner != ctx.account {
+            return Err(S3Error::new(
+                Code::BucketAlreadyExists,
+                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+            )
+            .with("BucketName", bucket));
+        }
+        // us-east-1 answers 200 when you re-create your own bucket there (a legacy rule).
+        if !(region == "us-east-1" && region_of(&existing, "us-east-1") == "us-east-1") {
+            return Err(S3Error::new(Code::BucketAlreadyOwnedByYou, "Your previous request to create the named bucket succeeded and you already own it.")
+                .with("BucketName", bucket));
+        }
+    }
+    Ok(Response::builder().status(StatusCode::OK).header("location", format!("/{bucket}")).body(empty()).expect("valid response"))
+}
+
+pub async fn delete_bucket(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+    let name = bucket.to_owned();
+    blocking(state, move |store| store.delete_bucket(&name)).await?.map_err(|err| match err {
+        crate::store::StoreError::BucketNotEmpty => {
+            S3Error::new(Code::BucketNotEmpty, "The bucket you tried to delete is not empty").with("BucketName", bucket)
+        }
+        other => store_error(other, bucket),
+    })?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+}
+
+async fn bucket_info(state: &Arc<State>, bucket: &str) -> Result<BucketInfo> {
+    let name = bucket.to_owned();
+    blocking(state, move |store| store.bucket(&name)).await??.ok_or_else(|| S3Error::no_such_bucket(bucket))
+}
+
+pub async fn head_bucket(state: &Arc<State>, _ctx: &RequestCtx, bucket: &str) -> Result<Response<Body>> {
+    let info = bucket_info(state, bucket).await?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("x-amz-bucket-region", region_of(&info, &state.config.region))
+        .header("x-amz-access-point-alias", "false")
+        .body(empty())
+        .expect("valid response"))
+}
+
+pub async fn get_bucket_location(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+    let info = bucket_info(state, bucket).await?;
+    let region = region_of(&info, &state.config.region);
+    let mut x = Xml::document();
+    x.root("LocationConstraint");
+    // us-east-1 is the empty location constraint.
+    if region != "us-east-1" {
+        x.text(region);
+    }
+    x.close("LocationConstraint");
+    Ok(xml_response(x.finish()))
+}
+
+/// What AWS answers for a bucket on which nobody configured `what`.
+pub async fn get_unconfigured(state: &Arc<State>, ctx: &RequestCtx, bucket: &str, what: Unconfigured) -> Result<Response<Body>> {
+    let info = bucket_info(state, bucket).await?;
+    let owner = if info.owner.is_empty() { ctx.account.clone() } else { info.owner };
+    let mut x = Xml::document();
+    match what {
+        Unconfigured::Versioning => {
+            x.root("VersioningConfiguration");
+            x.close("VersioningConfiguration");
+        }
+        Unconfigured::Acl => {
+            x.root("AccessControlPolicy");
+            write_owner(&mut x, "Owner", &owner);
+            x.node("AccessControlList", |x| {
+                x.open("Grant");
+                x.raw("<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">");
+                x.leaf("ID", &crate::s3::owner_id(&owner));
+                x.leaf("DisplayName", &owner);
+                x.close("Grantee");
+                x.leaf("Permission", "FULL_CONTROL");
+                x.close("Grant");
+            });
+            x.close("AccessControlPolicy");
+        }
+        Unconfigured::Policy => return Err(S3Error::new(Code::NoSuchBucketPolicy, "The bucket policy does not exist").with("BucketName", bucket)),
+        Unconfigured::Encryption => {
+            // Since 2023 every S3 bucket encrypts with SSE-S3 unless configured otherwise.
+            x.root("ServerSideEncryptionConfiguration");
+            x.node("Rule", |x| {
+                x.node("ApplyServerSideEncryptionByDefault", |x| x.leaf("SSEAlgorithm", "AES256"));
+                x.leaf("BucketKeyEnabled", "false");
+            });
+            x.close("ServerSideEncryptionConfiguration");
+        }
+        Unconfigured::Lifecycle => {
+            return Err(S3Error::new(Code::NoSuchLifecycleConfiguration, "The lifecycle configuration does not exist").with("BucketName", bucket));
+        }
+        Unconfigured::Website => {
+            return Err(S3Error::new(Code::NoSuchWebsiteConfiguration, "The specified bucket does not have a website configuration").with("BucketName", bucket));
+        }
+        Unconfigured::Logging => {
+            x.root("BucketLoggingStatus");
+            x.close("BucketLoggingStatus");
+        }
+        Unconfigured::RequestPayment => {
+            x.root("RequestPaymentConfiguration");
+            x.leaf("Payer", "BucketOwner");
+            x.close("RequestPaymentConfiguration");
+        }
+        Unconfigured::Replication => {
+            return Err(S3Error::new(Code::ReplicationConfigurationNotFoundError, "The replication configuration was not found").with("BucketName", bucket));
+        }
+        Unconfigured::ObjectLock => {
+            return Err(S3Error::new(Code::ObjectLockConfigurationNotFoundError, "Object Lock configuration does not exist for this bucket").with("BucketName", bucket));
+        }
+        Unconfigured::Accelerate => {
+            x.root("AccelerateConfiguration");
+            x.close("AccelerateConfiguration");
+        }
+    }
+    Ok(xml_response(x.finish()))
+}
+
+pub async fn get_bucket_tagging(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+    match bucket_info(state, bucket).await?.tags {
+        Some(tags) if !tags.is_empty() => Ok(xml_response(tagging_xml(&tags))),
+        _ => Err(S3Error::new(Code::NoSuchTagSet, "The TagSet does not exist").with("BucketName", bucket)),
+    }
+}
+
+pub async fn put_bucket_tagging(state: &Arc<State>, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+    require_bucket(state, bucket).await?;
+    let bytes = read_small_body(body).await?;
+    let tags = parse_tagging(&bytes, BUCKET_TAGS_MAX)?;
+    let name = bucket.to_owned();
+    blocking(state, move |store| store.update_bucket(&name, |info| info.tags = Some(tags))).await?.map_err(|e| store_error(e, bucket))?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+}
+
+pub async fn delete_bucket_tagging(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+    let name = bucket.to_owned();
+    blocking(state, move |store| store.update_bucket(&name, |info| info.tags = None)).await?.map_err(|e| store_error(e, bucket))?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+}

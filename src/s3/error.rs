@@ -1,0 +1,183 @@
+//! S3 errors: a [`Code`] knows its wire name and HTTP status; an [`S3Error`] adds the
+//! message and context elements; [`S3Error::to_response`] is the only renderer.
+
+use hyper::{Response, StatusCode};
+
+use crate::http::{Body, RequestCtx, empty, full};
+use crate::s3::xml::Xml;
+use crate::store::StoreError;
+
+macro_rules! codes {
+    ($($variant:ident = $status:literal),* $(,)?) => {
+        /// An S3 error code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code { $($variant),* }
+
+        impl Code {
+            /// The `<Code>` of the error body.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => stringify!($variant)),* }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self { $(Code::$variant => StatusCode::from_u16($status).expect("valid status")),* }
+            }
+        }
+    };
+}
+
+codes! {
+    AccessDenied = 403,
+    BadDigest = 400,
+    BucketAlreadyExists = 409,
+    BucketAlreadyOwnedByYou = 409,
+    BucketNotEmpty = 409,
+    CORSResponse = 403,
+    EntityTooLarge = 400,
+    EntityTooSmall = 400,
+    IllegalLocationConstraintException = 400,
+    IncompleteBody = 400,
+    InternalError = 500,
+    InvalidArgument = 400,
+    InvalidBucketName = 400,
+    InvalidDigest = 400,
+    InvalidLocationConstraint = 400,
+    InvalidPart = 400,
+    InvalidPartOrder = 400,
+    InvalidRange = 416,
+    InvalidRequest = 400,
+    InvalidTag = 400,
+    KeyTooLongError = 400,
+    MalformedTrailerError = 400,
+    MalformedXML = 400,
+    MethodNotAllowed = 405,
+    MissingContentLength = 411,
+    NoSuchBucket = 404,
+    NoSuchBucketPolicy = 404,
+    NoSuchCORSConfiguration = 404,
+    NoSuchKey = 404,
+    NoSuchLifecycleConfiguration = 404,
+    NoSuchTagSet = 404,
+    NoSuchUpload = 404,
+    NoSuchVersion = 404,
+    NoSuchWebsiteConfiguration = 404,
+    NotImplemented = 501,
+    NotModified = 304,
+    ObjectLockConfigurationNotFoundError = 404,
+    PreconditionFailed = 412,
+    ReplicationConfigurationNotFoundError = 404,
+    ServiceUnavailable = 503,
+    XAmzContentSHA256Mismatch = 400,
+}
+
+/// An error answer: code, message and the context elements AWS adds (`BucketName`, `Key`, ...).
+#[derive(Debug, Clone)]
+pub struct S3Error {
+    pub code: Code,
+    pub message: String,
+    pub fields: Vec<(&'static str, String)>,
+}
+
+pub type Result<T, E = S3Error> = std::result::Result<T, E>;
+
+impl S3Error {
+    pub fn new(code: Code, message: impl Into<String>) -> S3Error {
+        S3Error { code, message: message.into(), fields: Vec::new() }
+    }
+
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
+        self.fields.push((name, value.into()));
+        self
+    }
+
+    pub fn no_such_bucket(bucket: &str) -> S3Error {
+        S3Error::new(Code::NoSuchBucket, "The specified bucket does not exist").with("BucketName", bucket)
+    }
+
+    pub fn no_such_key(key: &str) -> S3Error {
+        S3Error::new(Code::NoSuchKey, "The specified key does not exist.").with("Key", key)
+    }
+
+    pub fn no_such_upload(upload_id: &str) -> S3Error {
+        S3Error::new(
+            Code::NoSuchUpload,
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+        )
+        .with("UploadId", upload_id)
+    }
+
+    pub fn malformed_xml() -> S3Error {
+        S3Error::new(Code::MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema")
+    }
+
+    pub fn not_implemented(what: &str) -> S3Error {
+        S3Error::new(Code::NotImplemented, format!("A header you provided implies functionality that is not implemented: {what} is not supported by firelake"))
+    }
+
+    pub fn invalid_argument(message: impl Into<String>, name: &str, value: &str) -> S3Error {
+        S3Error::new(Code::InvalidArgument, message).with("ArgumentName", name).with("ArgumentValue", value)
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> S3Error {
+        S3Error::new(Code::InvalidRequest, message)
+    }
+
+    pub fn precondition_failed(condition: &str) -> S3Error {
+        S3Error::new(Code::PreconditionFailed, "At least one of the pre-conditions you specified did not hold").with("Condition", condition)
+    }
+
+    pub fn internal(source: impl std::fmt::Display) -> S3Error {
+        tracing::error!(%source, "internal error");
+        S3Error::new(Code::InternalError, "We encountered an internal error. Please try again.")
+    }
+
+    /// Renders the error; a HEAD request, and a 304, get no body.
+    pub fn to_response(&self, ctx: &RequestCtx, head: bool) -> Response<Body> {
+        let status = self.code.status();
+        if status.is_server_error() {
+            tracing::warn!(code = self.code.as_str(), message = %self.message, "request failed");
+        } else {
+            tracing::debug!(code = self.code.as_str(), message = %self.message, "request refused");
+        }
+        let builder = Response::builder().status(status);
+        if head || self.code == Code::NotModified {
+            return builder.body(empty()).expect("valid response");
+        }
+        let mut xml = Xml::document();
+        xml.open("Error");
+        xml.leaf("Code", self.code.as_str());
+        xml.leaf("Message", &self.message);
+        for (name, value) in &self.fields {
+            xml.leaf(name, value);
+        }
+        xml.leaf("RequestId", &ctx.request_id);
+        xml.leaf("HostId", &crate::http::host_id());
+        xml.close("Error");
+        builder.header("content-type", "application/xml").body(full(xml.finish())).expect("valid response")
+    }
+}
+
+impl From<StoreError> for S3Error {
+    #[track_caller]
+    fn from(err: StoreError) -> S3Error {
+        match err {
+            StoreError::NoSuchBucket => S3Error::new(Code::NoSuchBucket, "The specified bucket does not exist"),
+            StoreError::BucketNotEmpty => S3Error::new(Code::BucketNotEmpty, "The bucket you tried to delete is not empty"),
+            StoreError::NoSuchUpload => S3Error::no_such_upload(""),
+            StoreError::KeyTooLong => S3Error::new(Code::KeyTooLongError, "Your key is too long"),
+            StoreError::Io(err) => S3Error::from(err),
+        }
+    }
+}
+
+impl From<std::io::Error> for S3Error {
+    #[track_caller]
+    fn from(err: std::io::Error) -> S3Error {
+        if err.kind() == std::io::ErrorKind::StorageFull || err.kind() == std::io::ErrorKind::QuotaExceeded {
+            tracing::error!(%err, location = %std::panic::Location::caller(), "disk full");
+            return S3Error::new(Code::ServiceUnavailable, "firelake's data directory is out of space; the write was not stored");
+        }
+        tracing::error!(%err, location = %std::panic::Location::caller(), "io error");
+        S3Error::new(Code::InternalError, "We encountered an internal error. Please try again.")
+    }
+}

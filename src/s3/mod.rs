@@ -1,0 +1,157 @@
+//! The S3 REST-XML protocol: route (pure) -> handle (one function per operation) ->
+//! respond (errors rendered once, in [`error::S3Error::to_response`]).
+
+pub mod body;
+pub mod bucket;
+pub mod checksum;
+pub mod chunked;
+pub mod cors;
+pub mod error;
+pub mod list;
+pub mod multipart;
+pub mod object;
+pub mod router;
+pub mod xml;
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Response, StatusCode};
+
+use crate::http::{Body, RequestCtx, full};
+use crate::server::State;
+use crate::store::Store;
+use error::{Result, S3Error};
+use router::{Endpoint, Query};
+
+/// A parsed request: what the handlers read besides the body.
+pub struct Req {
+    pub parts: http::request::Parts,
+    pub query: Query,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+    let head = parts.method == Method::HEAD;
+    let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let method = parts.method.clone();
+    let (mut response, bucket) = match Endpoint::from_request(&parts, &state.config.domains) {
+        Ok((endpoint, query)) => {
+            let span = tracing::debug_span!("s3", op = %endpoint.name(), id = %ctx.request_id);
+            let _enter = span.enter();
+            tracing::debug!(?endpoint, "request");
+            let bucket = endpoint.bucket().map(str::to_owned);
+            let req = Req { parts, query };
+            let result = dispatch(state, ctx, endpoint, &req, body).await;
+            (result.unwrap_or_else(|err| err.to_response(ctx, head)), bucket)
+        }
+        Err(err) => (err.to_response(ctx, head), None),
+    };
+    if let (Some(origin), Some(bucket)) = (origin, bucket)
+        && method != Method::OPTIONS
+    {
+        cors::apply(state, &bucket, &origin, &method, &mut response).await;
+    }
+    let headers = response.headers_mut();
+    headers.insert("x-amz-request-id", ctx.request_id.parse().expect("hex is a valid header"));
+    headers.insert("x-amz-id-2", crate::http::host_id().parse().expect("base64 is a valid header"));
+    headers.insert("server", http::HeaderValue::from_static("AmazonS3"));
+    response
+}
+
+async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, body: Incoming) -> Result<Response<Body>> {
+    use Endpoint::*;
+    if let Some(bucket) = endpoint.bucket()
+        && !matches!(endpoint, CreateBucket { .. })
+        && !crate::store::valid_bucket_name(bucket)
+    {
+        // No bucket with an invalid name can exist.
+        return Err(S3Error::no_such_bucket(bucket));
+    }
+    match endpoint {
+        ListBuckets => bucket::list_buckets(state, ctx).await,
+        CreateBucket { bucket } => bucket::create_bucket(state, ctx, req, body, &bucket).await,
+        DeleteBucket { bucket } => bucket::delete_bucket(state, &bucket).await,
+        HeadBucket { bucket } => bucket::head_bucket(state, ctx, &bucket).await,
+        GetBucketLocation { bucket } => bucket::get_bucket_location(state, &bucket).await,
+        GetUnconfigured { bucket, what } => bucket::get_unconfigured(state, ctx, &bucket, what).await,
+        GetBucketTagging { bucket } => bucket::get_bucket_tagging(state, &bucket).await,
+        PutBucketTagging { bucket } => bucket::put_bucket_tagging(state, body, &bucket).await,
+        DeleteBucketTagging { bucket } => bucket::delete_bucket_tagging(state, &bucket).await,
+        GetBucketCors { bucket } => cors::get_bucket_cors(state, &bucket).await,
+        PutBucketCors { bucket } => cors::put_bucket_cors(state, body, &bucket).await,
+        DeleteBucketCors { bucket } => cors::delete_bucket_cors(state, &bucket).await,
+        Preflight { bucket } => cors::preflight(state, req, &bucket).await,
+        ListObjects { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V1).await,
+        ListObjectsV2 { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V2).await,
+        ListObjectVersions { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::Versions).await,
+        DeleteObjects { bucket } => object::delete_objects(state, req, body, &bucket).await,
+        PutObject { bucket, key } => object::put_object(state, req, body, &bucket, &key).await,
+        CopyObject { bucket, key } => object::copy_object(state, req, &bucket, &key).await,
+        GetObject { bucket, key } => object::get_object(state, req, &bucket, &key, false).await,
+        HeadObject { bucket, key } => object::get_object(state, req, &bucket, &key, true).await,
+        DeleteObject { bucket, key } => object::delete_object(state, &bucket, &key).await,
+        GetObjectAttributes { bucket, key } => object::get_object_attributes(state, req, &bucket, &key).await,
+        GetObjectTagging { bucket, key } => object::get_object_tagging(state, &bucket, &key).await,
+        PutObjectTagging { bucket, key } => object::put_object_tagging(state, body, &bucket, &key).await,
+        DeleteObjectTagging { bucket, key } => object::delete_object_tagging(state, &bucket, &key).await,
+        CreateMultipartUpload { bucket, key } => multipart::create(state, ctx, req, &bucket, &key).await,
+        UploadPart { bucket, key, upload_id, part_number } => multipart::upload_part(state, req, body, &bucket, &key, &upload_id, &part_number).await,
+        UploadPartCopy { bucket, key, upload_id, part_number } => {
+            multipart::upload_part_copy(state, req, &bucket, &key, &upload_id, &part_number).await
+        }
+        CompleteMultipartUpload { bucket, key, upload_id } => multipart::complete(state, req, body, &bucket, &key, &upload_id).await,
+        AbortMultipartUpload { bucket, key, upload_id } => multipart::abort(state, &bucket, &key, &upload_id).await,
+        ListParts { bucket, key, upload_id } => multipart::list_parts(state, ctx, req, &bucket, &key, &upload_id).await,
+        ListMultipartUploads { bucket } => multipart::list_uploads(state, ctx, req, &bucket).await,
+        NotImplemented { operation } => Err(S3Error::not_implemented(&operation)),
+    }
+}
+
+/// Runs blocking store work off the async threads.
+pub async fn blocking<T: Send + 'static>(state: &Arc<State>, work: impl FnOnce(&Store) -> T + Send + 'static) -> Result<T> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || work(&state.store)).await.map_err(S3Error::internal)
+}
+
+/// A 200 with an XML body.
+pub fn xml_response(xml: String) -> Response<Body> {
+    Response::builder().status(StatusCode::OK).header("content-type", "application/xml").body(full(xml)).expect("valid response")
+}
+
+/// The canonical user id S3 shows for an account.
+pub fn owner_id(account: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("firelake-owner:{account}")))
+}
+
+/// `<Owner><ID/><DisplayName/></Owner>` (or another element name).
+pub fn write_owner(x: &mut xml::Xml, element: &str, account: &str) {
+    x.node(element, |x| {
+        x.leaf("ID", &owner_id(account));
+        x.leaf("DisplayName", account);
+    });
+}
+
+/// Reads a small XML or JSON request body, with S3's errors for bad ones.
+pub async fn read_small_body(body: Incoming) -> Result<bytes::Bytes> {
+    match crate::http::read_body_limited(body, crate::config::SMALL_BODY_BYTES_MAX).await {
+        Ok(bytes) => Ok(bytes),
+        Err(crate::http::BodyError::TooLarge) => Err(S3Error::new(error::Code::MalformedXML, "The XML you provided was larger than firelake accepts (2 MiB)")),
+        Err(crate::http::BodyError::Io(err)) => Err(S3Error::new(error::Code::IncompleteBody, format!("the request body could not be read: {err}"))),
+    }
+}
+
+/// Parses an XML request body into `T`, answering MalformedXML when it does not fit.
+pub fn parse_xml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let text = std::str::from_utf8(bytes).map_err(|_| S3Error::malformed_xml())?;
+    quick_xml::de::from_str(text).map_err(|err| {
+        tracing::debug!(%err, "malformed xml");
+        S3Error::malformed_xml()
+    })
+}

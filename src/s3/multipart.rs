@@ -1,0 +1,387 @@
+//! Multipart uploads: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts,
+//! ListMultipartUploads, with AWS's ETags (`md5(part md5s)-N`) and checksums.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Response, StatusCode};
+use md5::{Digest, Md5};
+use serde::Deserialize;
+
+use crate::config::OBJECT_BYTES_MAX;
+use crate::http::{Body, RequestCtx, empty};
+use crate::s3::body::{Expectations, receive};
+use crate::s3::checksum::{self, Algorithm};
+use crate::s3::error::{Code, Result, S3Error};
+use crate::s3::object::{check_copy_conditions, copy_range, meta_from_headers, parse_copy_source, quoted, require_bucket, resolve_range, store_error};
+use crate::s3::router::check_key;
+use crate::s3::xml::{Xml, timestamp};
+use crate::s3::{Req, blocking, parse_xml, read_small_body, write_owner, xml_response};
+use crate::server::State;
+use crate::store::multipart::{Part, Upload};
+use crate::store::{ObjectMeta, StoreError, now_ms};
+
+/// Every part but the last must be at least 5 MiB.
+const PART_BYTES_MIN: u64 = 5 * 1024 * 1024;
+const PARTS_MAX: u32 = 10_000;
+
+fn upload_error(err: StoreError, bucket: &str, upload_id: &str) -> S3Error {
+    match err {
+        StoreError::NoSuchUpload => S3Error::no_such_upload(upload_id),
+        other => store_error(other, bucket),
+    }
+}
+
+async fn load_upload(state: &Arc<State>, bucket: &str, key: &str, upload_id: &str) -> Result<Upload> {
+    let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+    blocking(state, move |store| store.upload(&b, &k, &u)).await?.map_err(|e| upload_error(e, bucket, upload_id))
+}
+
+fn part_number(value: &str) -> Result<u32> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=PARTS_MAX).contains(n))
+        .ok_or_else(|| S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive", "partNumber", value))
+}
+
+pub async fn create(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
+    check_key(key)?;
+    let checksum_algorithm = match req.header("x-amz-checksum-algorithm") {
+        None => None,
+        Some(name) => Some(Algorithm::parse(name).ok_or_else(|| S3Error::invalid_argument("Checksum algorithm provided is unsupported.", "x-amz-checksum-algorithm", name))?),
+    };
+    let checksum_type = match req.header("x-amz-checksum-type") {
+        None => checksum_algorithm.map(|a| if a.full_object_only() { "FULL_OBJECT" } else { "COMPOSITE" }),
+        Some(t) if t.eq_ignore_ascii_case("COMPOSITE") => {
+            if checksum_algorithm.is_some_and(Algorithm::full_object_only) {
+                return Err(S3Error::invalid_request("The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm."));
+            }
+            Some("COMPOSITE")
+        }
+        Some(t) if t.eq_ignore_ascii_case("FULL_OBJECT") => {
+            if matches!(checksum_algorithm, Some(Algorithm::Sha1 | Algorithm::Sha256)) {
+                return Err(S3Error::invalid_request("The FULL_OBJECT checksum type cannot be used with the sha1 or sha256 checksum algorithm."));
+            }
+            Some("FULL_OBJECT")
+        }
+        Some(other) => return Err(S3Error::invalid_argument("Invalid checksum type", "x-amz-checksum-type", other)),
+    };
+    let meta = meta_from_headers(req)?;
+    require_bucket(state, bucket).await?;
+    let upload = Upload {
+        id: format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        initiated_ms: now_ms(),
+        owner: ctx.account.clone(),
+        meta,
+        checksum_algorithm: checksum_algorithm.map(|a| a.name().to_owned()),
+        checksum_type: checksum_type.map(str::to_owned),
+    };
+    let stored = upload.clone();
+    blocking(state, move |store| store.create_upload(&stored)).await?.map_err(|e| store_error(e, bucket))?;
+    let mut x = Xml::document();
+    x.root("InitiateMultipartUploadResult");
+    x.leaf("Bucket", bucket);
+    x.leaf("Key", key);
+    x.leaf("UploadId", &upload.id);
+    x.close("InitiateMultipartUploadResult");
+    let mut response = xml_response(x.finish());
+    let headers = response.headers_mut();
+    if let Some(a) = &upload.checksum_algorithm {
+        headers.insert("x-amz-checksum-algorithm", a.parse().expect("names are valid headers"));
+    }
+    if let Some(t) = &upload.checksum_type {
+        headers.insert("x-amz-checksum-type", t.parse().expect("names are valid headers"));
+    }
+    Ok(response)
+}
+
+pub async fn upload_part(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str, number: &str) -> Result<Response<Body>> {
+    let number = part_number(number)?;
+    let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
+    let upload = load_upload(state, bucket, key, upload_id).await?;
+    let received = receive(state, &expect, body, OBJECT_BYTES_MAX).await?;
+    let mut part = Part { number, size: received.size, etag: received.md5_hex.clone(), last_modified_ms: now_ms(), checksums: Default::default() };
+    if let Some((algorithm, value)) = &received.checksum {
+        part.checksums.insert(algorithm.name().to_owned(), value.clone());
+    }
+    let stored = part.clone();
+    blocking(state, move |store| store.commit_part(&upload, received.staged, &stored)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
+    let mut response = Response::builder().status(StatusCode::OK).header("etag", quoted(&part.etag)).header("x-amz-server-side-encryption", "AES256");
+    for (name, value) in &part.checksums {
+        if let Some(algorithm) = Algorithm::parse(name) {
+            response = response.header(algorithm.header(), value);
+        }
+    }
+    Ok(response.body(empty()).expect("valid response"))
+}
+
+pub async fn upload_part_copy(state: &Arc<State>, req: &Req, bucket: &str, key: &str, upload_id: &str, number: &str) -> Result<Response<Body>> {
+    let number = part_number(number)?;
+    let upload = load_upload(state, bucket, key, upload_id).await?;
+    let (src_bucket, src_key) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
+    let (sb, sk) = (src_bucket.clone(), src_key.clone());
+    let opened = blocking(state, move |store| store.open_object(&sb, &sk)).await?.map_err(|e| store_error(e, &src_bucket))?;
+    let Some((file, source)) = opened else { return Err(S3Error::no_such_key(&src_key)) };
+    check_copy_conditions(req, &source)?;
+    let (start, len) = match req.header("x-amz-copy-source-range") {
+        None => (0, source.size),
+        Some(range) => match resolve_range(Some(range), source.size) {
+            Ok(Some((first, last))) => (first, last - first + 1),
+            _ => return Err(S3Error::invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy", "x-amz-copy-source-range", range)),
+        },
+    };
+    let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
+    let part = blocking(state, move |store| -> crate::store::Result<Part> {
+        let (staged, md5, checksum) = copy_range(store, file, start, len, algorithm)?;
+        let mut part = Part { number, size: len, etag: md5, last_modified_ms: now_ms(), checksums: Default::default() };
+        if let (Some(a), Some(v)) = (algorithm, checksum) {
+            part.checksums.insert(a.name().to_owned(), v);
+        }
+        store.commit_part(&upload, staged, &part)?;
+        Ok(part)
+    })
+    .await?
+    .map_err(|e| upload_error(e, bucket, upload_id))?;
+    let mut x = Xml::document();
+    x.root("CopyPartResult");
+    x.leaf("LastModified", &timestamp(part.last_modified_ms));
+    x.leaf("ETag", &quoted(&part.etag));
+    for (name, value) in &part.checksums {
+        if let Some(algorithm) = Algorithm::parse(name) {
+            x.leaf(&algorithm.element(), value);
+        }
+    }
+    x.close("CopyPartResult");
+    Ok(xml_response(x.finish()))
+}
+
+#[derive(Debug, Deserialize)]
+struct CompleteMultipartUpload {
+    #[serde(rename = "Part", default)]
+    parts: Vec<CompletedPart>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletedPart {
+    #[serde(rename = "PartNumber")]
+    number: u32,
+    #[serde(rename = "ETag")]
+    etag: String,
+}
+
+pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+    let upload = load_upload(state, bucket, key, upload_id).await?;
+    let bytes = read_small_body(body).await?;
+    let request: CompleteMultipartUpload = parse_xml(&bytes)?;
+    if request.parts.is_empty() {
+        return Err(S3Error::malformed_xml());
+    }
+    if request.parts.windows(2).any(|w| w[0].number >= w[1].number) {
+        return Err(S3Error::new(Code::InvalidPartOrder, "The list of parts was not in ascending order. Parts must be ordered by part number.").with("UploadId", upload_id));
+    }
+    let up = upload.clone();
+    let stored = blocking(state, move |store| store.parts(&up)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
+    let mut chosen: Vec<Part> = Vec::with_capacity(request.parts.len());
+    for wanted in &request.parts {
+        let etag = wanted.etag.trim().trim_matches('"');
+        match stored.iter().find(|p| p.number == wanted.number && p.etag == etag) {
+            Some(part) => chosen.push(part.clone()),
+            None => {
+                return Err(S3Error::new(
+                    Code::InvalidPart,
+                    "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+                )
+                .with("UploadId", upload_id)
+                .with("PartNumber", wanted.number.to_string())
+                .with("ETag", wanted.etag.clone()));
+            }
+        }
+    }
+    for part in &chosen[..chosen.len() - 1] {
+        if part.size < PART_BYTES_MIN {
+            return Err(S3Error::new(Code::EntityTooSmall, "Your proposed upload is smaller than the minimum allowed size")
+                .with("ProposedSize", part.size.to_string())
+                .with("MinSizeAllowed", PART_BYTES_MIN.to_string()));
+        }
+    }
+    let total: u64 = chosen.iter().map(|p| p.size).sum();
+    if total > 5 * 1024 * 1024 * 1024 * 1024 {
+        return Err(S3Error::new(Code::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size"));
+    }
+    let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
+    let full_object = upload.checksum_type.as_deref() == Some("FULL_OBJECT");
+    // The object's ETag: MD5 of the parts' binary MD5s, then `-<count>`.
+    let mut md5s = Md5::new();
+    for part in &chosen {
+        md5s.update(hex::decode(&part.etag).map_err(S3Error::internal)?);
+    }
+    let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
+    let mut meta = ObjectMeta { etag, last_modified_ms: now_ms(), part_sizes: chosen.iter().map(|p| p.size).collect(), ..upload.meta.clone() };
+    if let Some(algorithm) = algorithm
+        && !full_object
+    {
+        let mut composite = algorithm.hasher();
+        for part in &chosen {
+            let value = part.checksums.get(algorithm.name()).and_then(|v| checksum::decode(algorithm, v)).ok_or_else(|| {
+                S3Error::new(Code::InvalidRequest, format!("The upload was created using a {} checksum. The complete request must include the checksum for each part. It was missing for part {} in the request.", algorithm.name().to_ascii_lowercase(), part.number))
+            })?;
+            composite.update(&value);
+        }
+        meta.checksums.insert(algorithm.name().to_owned(), format!("{}-{}", checksum::to_base64(&composite.finish()), chosen.len()));
+        meta.checksum_type = Some("COMPOSITE".to_owned());
+    }
+    let (b, k) = (bucket.to_owned(), key.to_owned());
+    let up = upload.clone();
+    let expected_full = req.header(&algorithm.map(Algorithm::header).unwrap_or_default()).map(str::to_owned);
+    let meta = blocking(state, move |store| -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
+        let mut staged = store.stage()?;
+        let mut hasher = algorithm.filter(|_| full_object).map(Algorithm::hasher);
+        for part in &chosen {
+            let mut file = store.open_part(&up, part.number)?;
+            match hasher.as_mut() {
+                None => {
+                    std::io::copy(&mut file, staged.file())?;
+                }
+                Some(h) => {
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = std::io::Read::read(&mut file, &mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        h.update(&buf[..n]);
+                        staged.file().write_all(&buf[..n])?;
+                    }
+                }
+            }
+        }
+        if let (Some(algorithm), Some(h)) = (algorithm, hasher) {
+            let value = checksum::to_base64(&h.finish());
+            if let Some(expected) = expected_full
+                && expected.trim() != value
+            {
+                return Ok(Err(S3Error::new(Code::BadDigest, format!("The {} you specified did not match the calculated checksum.", algorithm.name()))));
+            }
+            meta.checksums.insert(algorithm.name().to_owned(), value);
+            meta.checksum_type = Some("FULL_OBJECT".to_owned());
+        }
+        let meta = store.commit_object(&b, &k, staged, meta)?;
+        store.abort_upload(&up.id)?;
+        Ok(Ok(meta))
+    })
+    .await?
+    .map_err(|e| upload_error(e, bucket, upload_id))??;
+    let mut x = Xml::document();
+    x.root("CompleteMultipartUploadResult");
+    x.leaf("Location", &format!("http://{}/{bucket}/{key}", req.header("host").unwrap_or("localhost")));
+    x.leaf("Bucket", bucket);
+    x.leaf("Key", key);
+    x.leaf("ETag", &quoted(&meta.etag));
+    for (name, value) in &meta.checksums {
+        if let Some(algorithm) = Algorithm::parse(name) {
+            x.leaf(&algorithm.element(), value);
+        }
+    }
+    x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
+    x.close("CompleteMultipartUploadResult");
+    let mut response = xml_response(x.finish());
+    response.headers_mut().insert("x-amz-server-side-encryption", http::HeaderValue::from_static("AES256"));
+    Ok(response)
+}
+
+pub async fn abort(state: &Arc<State>, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+    load_upload(state, bucket, key, upload_id).await?;
+    let id = upload_id.to_owned();
+    blocking(state, move |store| store.abort_upload(&id)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+}
+
+fn number_arg(req: &Req, name: &str, default: u32) -> Result<u32> {
+    match req.query.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| S3Error::invalid_argument(format!("Provided {name} not an integer or within integer range"), name, v)),
+    }
+}
+
+pub async fn list_parts(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+    let upload = load_upload(state, bucket, key, upload_id).await?;
+    let max_parts = number_arg(req, "max-parts", 1000)?.min(1000) as usize;
+    let marker = number_arg(req, "part-number-marker", 0)?;
+    let up = upload.clone();
+    let parts = blocking(state, move |store| store.parts(&up)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
+    let after: Vec<&Part> = parts.iter().filter(|p| p.number > marker).collect();
+    let page = &after[..after.len().min(max_parts)];
+    let truncated = after.len() > page.len();
+    let mut x = Xml::document();
+    x.root("ListPartsResult");
+    x.leaf("Bucket", bucket);
+    x.leaf("Key", key);
+    x.leaf("UploadId", upload_id);
+    x.leaf("PartNumberMarker", &marker.to_string());
+    x.leaf("NextPartNumberMarker", &page.last().map_or(marker, |p| p.number).to_string());
+    x.leaf("MaxParts", &max_parts.to_string());
+    x.leaf("IsTruncated", if truncated { "true" } else { "false" });
+    for part in page {
+        x.node("Part", |x| {
+            x.leaf("PartNumber", &part.number.to_string());
+            x.leaf("LastModified", &timestamp(part.last_modified_ms));
+            x.leaf("ETag", &quoted(&part.etag));
+            x.leaf("Size", &part.size.to_string());
+            for (name, value) in &part.checksums {
+                if let Some(algorithm) = Algorithm::parse(name) {
+                    x.leaf(&algorithm.element(), value);
+                }
+            }
+        });
+    }
+    write_owner(&mut x, "Initiator", &upload.owner);
+    write_owner(&mut x, "Owner", if upload.owner.is_empty() { &ctx.account } else { &upload.owner });
+    x.leaf("StorageClass", "STANDARD");
+    x.leaf_opt("ChecksumAlgorithm", upload.checksum_algorithm.as_deref());
+    x.leaf_opt("ChecksumType", upload.checksum_type.as_deref());
+    x.close("ListPartsResult");
+    Ok(xml_response(x.finish()))
+}
+
+pub async fn list_uploads(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str) -> Result<Response<Body>> {
+    require_bucket(state, bucket).await?;
+    let prefix = req.query.get("prefix").unwrap_or_default().to_owned();
+    let key_marker = req.query.get("key-marker").unwrap_or_default().to_owned();
+    let max_uploads = number_arg(req, "max-uploads", 1000)?.min(1000) as usize;
+    let b = bucket.to_owned();
+    let uploads = blocking(state, move |store| store.list_uploads(&b)).await?.map_err(|e| store_error(e, bucket))?;
+    let after: Vec<&Upload> = uploads.iter().filter(|u| u.key.starts_with(&prefix) && u.key.as_bytes() > key_marker.as_bytes()).collect();
+    let page = &after[..after.len().min(max_uploads)];
+    let truncated = after.len() > page.len();
+    let mut x = Xml::document();
+    x.root("ListMultipartUploadsResult");
+    x.leaf("Bucket", bucket);
+    x.leaf("KeyMarker", &key_marker);
+    x.leaf("UploadIdMarker", req.query.get("upload-id-marker").unwrap_or_default());
+    if truncated && let Some(last) = page.last() {
+        x.leaf("NextKeyMarker", &last.key);
+        x.leaf("NextUploadIdMarker", &last.id);
+    }
+    x.leaf("Prefix", &prefix);
+    x.leaf("MaxUploads", &max_uploads.to_string());
+    x.leaf("IsTruncated", if truncated { "true" } else { "false" });
+    for upload in page {
+        x.node("Upload", |x| {
+            x.leaf("Key", &upload.key);
+            x.leaf("UploadId", &upload.id);
+            let owner = if upload.owner.is_empty() { ctx.account.as_str() } else { upload.owner.as_str() };
+            write_owner(x, "Initiator", owner);
+            write_owner(x, "Owner", owner);
+            x.leaf("StorageClass", "STANDARD");
+            x.leaf("Initiated", &timestamp(upload.initiated_ms));
+            x.leaf_opt("ChecksumAlgorithm", upload.checksum_algorithm.as_deref());
+            x.leaf_opt("ChecksumType", upload.checksum_type.as_deref());
+        });
+    }
+    x.close("ListMultipartUploadsResult");
+    Ok(xml_response(x.finish()))
+}

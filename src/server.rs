@@ -1,0 +1,177 @@
+//! The accept loop, per-connection HTTP/1, graceful shutdown, and the choice of
+//! protocol for each request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::{Config, DEFAULT_HOST, HEADER_BYTES_MAX, SHUTDOWN_DRAIN_MS};
+use crate::http::{Body, RequestCtx};
+use crate::store::Store;
+use crate::{admin, firehose, s3};
+
+/// What every request handler can reach.
+pub struct State {
+    pub config: Config,
+    pub store: Store,
+    pub started: Instant,
+}
+
+/// Which protocol a request speaks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Firehose,
+    Admin,
+    S3,
+}
+
+impl Protocol {
+    /// `X-Amz-Target: Firehose_20150804.*` is Firehose; a path-style `/_firelake/...`
+    /// is firelake's own; everything else is S3.
+    pub fn of(parts: &http::request::Parts, config: &Config) -> Protocol {
+        let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+        if target.is_some_and(|t| t.starts_with(firehose::TARGET_PREFIX)) {
+            return Protocol::Firehose;
+        }
+        if parts.uri.path().starts_with("/_firelake/") && s3::router::virtual_host_bucket(parts, &config.domains).is_none() {
+            return Protocol::Admin;
+        }
+        Protocol::S3
+    }
+}
+
+/// Opens the data directory, binds, prints where it serves, and serves until `shutdown`.
+pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let store = Store::open(&config.data_dir, config.durability)
+        .map_err(|err| format!("cannot use the data directory {}: {err}", config.data_dir.display()))?;
+    let listeners = bind(&config).await?;
+    let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    let also = listeners.get(1).and_then(|l| l.local_addr().ok()).map(|a| format!(" and http://{a}")).unwrap_or_default();
+    println!("firelake listening on http://{addr}{also}, data in {}", store.root().display());
+    let state = Arc::new(State { config, store, started: Instant::now() });
+    run(listeners, state, shutdown).await;
+    Ok(())
+}
+
+/// Binds the configured address; with the default host, `[::1]` on the same port too,
+/// since `*.localhost` names may resolve to either.
+async fn bind(config: &Config) -> Result<Vec<TcpListener>, String> {
+    let addr = SocketAddr::new(config.host, config.port);
+    let first = TcpListener::bind(addr).await.map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+    let mut listeners = vec![first];
+    if config.host == DEFAULT_HOST.parse::<IpAddr>().expect("valid default host") {
+        let port = listeners[0].local_addr().map_err(|e| e.to_string())?.port();
+        if let Ok(v6) = TcpListener::bind(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port)).await {
+            listeners.push(v6);
+        }
+    }
+    Ok(listeners)
+}
+
+/// Serves connections from `listeners` until `shutdown` completes, then lets requests in
+/// flight finish within a bounded time.
+pub async fn run(listeners: Vec<TcpListener>, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+    let (accepted_tx, mut accepted) = mpsc::channel::<TcpStream>(64);
+    let connections = Arc::new(Semaphore::new(state.config.connections_max));
+    let mut acceptors = Vec::new();
+    for listener in listeners {
+        let accepted_tx = accepted_tx.clone();
+        let connections = connections.clone();
+        acceptors.push(tokio::spawn(async move {
+            loop {
+                // Waiting for a permit before accepting bounds the open connections.
+                let Ok(permit) = connections.clone().acquire_owned().await else { return };
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        drop(permit);
+                        if accepted_tx.send(stream).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(accepted_tx);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            stream = accepted.recv() => {
+                let Some(stream) = stream else { break };
+                let Ok(permit) = connections.clone().acquire_owned().await else { break };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = service_fn(move |req| handle(state.clone(), req));
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .max_buf_size(HEADER_BYTES_MAX)
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(err) = conn.await {
+                        tracing::debug!(%err, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    for acceptor in acceptors {
+        acceptor.abort();
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    if tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_MS), graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still in flight after {SHUTDOWN_DRAIN_MS} ms; closing them");
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let ctx = RequestCtx::new(&state.config, &parts);
+    let response = match Protocol::of(&parts, &state.config) {
+        Protocol::Firehose => firehose::handle(&state, &ctx, parts, body).await,
+        Protocol::Admin => admin::handle(&state, &ctx, parts, body).await,
+        Protocol::S3 => s3::handle(&state, &ctx, parts, body).await,
+    };
+    Ok(response)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}

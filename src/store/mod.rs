@@ -1,0 +1,702 @@
+//! The data directory: buckets, objects, multipart uploads and firelake's own files.
+//!
+//! Only this module touches the data directory. An object with key `K` in bucket `B`
+//! is the plain file `<root>/B/<path of K>` (see [`keypath`]); everything else lives
+//! under `<root>/.firelake/`, which no bucket can be named:
+//!
+//! ```text
+//! .firelake/LOCK                 held while a firelake serves this directory
+//! .firelake/tmp/                 temp files, swept at start
+//! .firelake/buckets/<B>.json     bucket settings (region, owner, CORS, tags)
+//! .firelake/meta/<B>/<xx>/<h>.json  object metadata, by SHA-256 of the key
+//! .firelake/uploads/<id>/        multipart uploads: upload.json and the parts
+//! .firelake/relocate/            objects being moved into their folder (`a` beside `a/b`)
+//! ```
+//!
+//! Commit order of an object: the data is written and fsynced in a temp file; its
+//! metadata, which records the temp file's inode, size and mtime (its fingerprint), is
+//! written and fsynced in another; the data is renamed into place and its folder
+//! fsynced; then the metadata is renamed into place and its folder fsynced. A reader
+//! opens the data file first and trusts metadata only when its fingerprint matches
+//! the open file, so a crash between the two renames shows the new bytes with
+//! metadata derived from those bytes, never bytes that disagree with their ETag.
+
+pub mod atomic;
+pub mod keypath;
+pub mod multipart;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+pub use atomic::Staged;
+
+/// Whether writes are fsynced before they are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync every object, metadata file and folder change before answering.
+    Fsync,
+    /// No fsync calls: a killed process loses nothing, a power cut may.
+    None,
+}
+
+/// Errors of the store that the protocols turn into their own errors.
+#[derive(Debug)]
+pub enum StoreError {
+    NoSuchBucket,
+    BucketNotEmpty,
+    NoSuchUpload,
+    /// The key cannot be stored here (too long for a path on this file system).
+    KeyTooLong,
+    Io(io::Error),
+}
+
+impl From<io::Error> for StoreError {
+    fn from(err: io::Error) -> StoreError {
+        StoreError::Io(err)
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::NoSuchBucket => f.write_str("no such bucket"),
+            StoreError::BucketNotEmpty => f.write_str("bucket not empty"),
+            StoreError::NoSuchUpload => f.write_str("no such upload"),
+            StoreError::KeyTooLong => f.write_str("key too long for this file system"),
+            StoreError::Io(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+pub type Result<T = (), E = StoreError> = std::result::Result<T, E>;
+
+/// Identity of the data file that a metadata file describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Fingerprint {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl Fingerprint {
+    fn of(meta: &fs::Metadata) -> Fingerprint {
+        Fingerprint { ino: meta.ino(), size: meta.len(), mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128 }
+    }
+}
+
+/// Everything S3 reports about an object besides its bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Hex MD5, or `<hex>-<parts>` for a multipart object; without quotes.
+    pub etag: String,
+    pub last_modified_ms: i64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// User metadata (`x-amz-meta-*`), names in lower case without the prefix.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user: BTreeMap<String, String>,
+    /// Algorithm name (`CRC32`, `CRC64NVME`, ...) to base64 value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
+    /// Sizes of the parts of a multipart object, in part-number order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_sizes: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
+    #[serde(default)]
+    pub fingerprint: Fingerprint,
+}
+
+/// A bucket's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct BucketInfo {
+    pub name: String,
+    pub created_ms: i64,
+    pub region: String,
+    pub owner: String,
+    /// The CORS configuration as parsed from PutBucketCors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<(String, String)>>,
+}
+
+/// An object found by a listing.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub key: String,
+    path: PathBuf,
+}
+
+/// What CreateBucket found.
+pub enum Created {
+    New,
+    Existing(BucketInfo),
+}
+
+const STRIPES: usize = 64;
+
+/// The data directory.
+pub struct Store {
+    root: PathBuf,
+    sys: PathBuf,
+    durability: Durability,
+    /// Serialises the commits of one key (by hash) so that data and metadata renames pair up.
+    stripes: Vec<Mutex<()>>,
+    _lock: File,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// S3's bucket naming rules (general purpose buckets).
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && !name.starts_with("xn--")
+        && !name.starts_with("sthree-")
+        && !name.ends_with("-s3alias")
+        && !name.ends_with("--ol-s3")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory, takes its lock, and repairs what
+    /// a crash may have left: temp files are swept and interrupted relocations finished.
+    pub fn open(root: &Path, durability: Durability) -> io::Result<Store> {
+        fs::create_dir_all(root)?;
+        let root = root.canonicalize()?;
+        let sys = root.join(".firelake");
+        for dir in ["tmp", "buckets", "meta", "uploads", "relocate"] {
+            fs::create_dir_all(sys.join(dir))?;
+        }
+        let lock = File::create(sys.join("LOCK"))?;
+        if let Err(err) = lock.try_lock() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("the data directory {} is in use by another firelake ({err:?})", root.display()),
+            ));
+        }
+        let store = Store { root, sys, durability, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(), _lock: lock };
+        let swept = atomic::sweep(&store.sys.join("tmp"))?;
+        if swept > 0 {
+            tracing::info!(swept, "removed temp files left by an earlier run");
+        }
+        store.finish_relocations()?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder where firelake keeps its own files.
+    pub fn system_dir(&self) -> &Path {
+        &self.sys
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// A new temp file for an object or a part.
+    pub fn stage(&self) -> io::Result<Staged> {
+        Staged::create(&self.sys.join("tmp"))
+    }
+
+    fn stripe(&self, bucket: &str, key: &str) -> MutexGuard<'_, ()> {
+        let digest = Sha256::new().chain_update(bucket).chain_update([0]).chain_update(key).finalize();
+        let index = digest[0] as usize % STRIPES;
+        self.stripes[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    // ---- buckets ----
+
+    fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.root.join(bucket)
+    }
+
+    fn bucket_file(&self, bucket: &str) -> PathBuf {
+        self.sys.join("buckets").join(format!("{bucket}.json"))
+    }
+
+    /// The bucket's settings, or `None` when there is no such bucket. A folder made by
+    /// hand is a bucket too, with settings derived from the folder.
+    pub fn bucket(&self, name: &str) -> io::Result<Option<BucketInfo>> {
+        if !valid_bucket_name(name) {
+            return Ok(None);
+        }
+        let dir = self.bucket_dir(name);
+        let meta = match fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => meta,
+            Ok(_) => return Ok(None),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        match fs::read(self.bucket_file(name)) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(info) => Ok(Some(info)),
+                Err(err) => Err(io::Error::new(io::ErrorKind::InvalidData, err)),
+            },
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Some(BucketInfo {
+                name: name.to_owned(),
+                created_ms: meta.mtime() * 1000,
+                region: String::new(),
+                owner: String::new(),
+                cors: None,
+                tags: None,
+            })),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub fn create_bucket(&self, info: &BucketInfo) -> io::Result<Created> {
+        let _guard = self.stripe(&info.name, "");
+        if let Some(existing) = self.bucket(&info.name)? {
+            return Ok(Created::Existing(existing));
+        }
+        self.write_bucket(info)?;
+        let dir = self.bucket_dir(&info.name);
+        fs::create_dir(&dir)?;
+        atomic::sync_parent(&dir, self.durability)?;
+        Ok(Created::New)
+    }
+
+    fn write_bucket(&self, info: &BucketInfo) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
+        atomic::write_file(&self.sys.join("tmp"), &self.bucket_file(&info.name), &bytes, self.durability)
+    }
+
+    /// Changes a bucket's settings; a hand-made bucket gets a settings file.
+    pub fn update_bucket(&self, name: &str, change: impl FnOnce(&mut BucketInfo)) -> Result<BucketInfo> {
+        let _guard = self.stripe(name, "");
+        let Some(mut info) = self.bucket(name)? else { return Err(StoreError::NoSuchBucket) };
+        change(&mut info);
+        self.write_bucket(&info)?;
+        Ok(info)
+    }
+
+    /// Every bucket, sorted by name.
+    pub fn list_buckets(&self) -> io::Result<Vec<BucketInfo>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            if let Some(info) = self.bucket(&name)? {
+                out.push(info);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn delete_bucket(&self, name: &str) -> Result {
+        let _guard = self.stripe(name, "");
+        if self.bucket(name)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let dir = self.bucket_dir(name);
+        if has_file(&dir)? {
+            return Err(StoreError::BucketNotEmpty);
+        }
+        for upload in self.list_uploads(name)? {
+            self.abort_upload(&upload.id)?;
+        }
+        remove_empty_tree(&dir)?;
+        atomic::sync_parent(&dir, self.durability)?;
+        let _ = fs::remove_dir_all(self.sys.join("meta").join(name));
+        match fs::remove_file(self.bucket_file(name)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    // ---- objects ----
+
+    /// The file of `key` when its path is not a folder, and the file inside that folder.
+    fn object_paths(&self, bucket: &str, key: &str) -> Result<(PathBuf, PathBuf)> {
+        let mut path = self.bucket_dir(bucket);
+        for component in keypath::components(key) {
+            path.push(component);
+        }
+        if path.as_os_str().len() > 4000 {
+            return Err(StoreError::KeyTooLong);
+        }
+        let folder_object = path.join(keypath::FOLDER_OBJECT);
+        Ok((path, folder_object))
+    }
+
+    fn meta_path(&self, bucket: &str, key: &str) -> PathBuf {
+        let hash = hex::encode(Sha256::digest(key.as_bytes()));
+        self.sys.join("meta").join(bucket).join(&hash[..2]).join(&hash[2..])
+    }
+
+    /// Opens the object's data file: the plain path, or the folder object when the plain
+    /// path is a folder.
+    fn open_data(&self, bucket: &str, key: &str) -> Result<Option<(File, fs::Metadata)>> {
+        let (plain, folder_object) = self.object_paths(bucket, key)?;
+        for path in [plain, folder_object] {
+            match File::open(&path) {
+                Ok(file) => {
+                    let meta = file.metadata()?;
+                    if meta.is_file() {
+                        return Ok(Some((file, meta)));
+                    }
+                }
+                Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Opens an object for reading, with metadata that describes exactly the open bytes.
+    pub fn open_object(&self, bucket: &str, key: &str) -> Result<Option<(File, ObjectMeta)>> {
+        if self.bucket(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let Some((mut file, stat)) = self.open_data(bucket, key)? else { return Ok(None) };
+        let meta = self.meta_for(bucket, key, &mut file, &stat)?;
+        Ok(Some((file, meta)))
+    }
+
+    /// The metadata of an object found by a listing.
+    pub fn listed_meta(&self, bucket: &str, listed: &Listed) -> Result<Option<ObjectMeta>> {
+        let mut file = match File::open(&listed.path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let stat = file.metadata()?;
+        Ok(Some(self.meta_for(bucket, &listed.key, &mut file, &stat)?))
+    }
+
+    /// Reads the metadata of the open data file, or derives it from the bytes when the
+    /// metadata file is missing or describes another file (a hand-copied file, a file
+    /// changed by hand, or a crash between the data and metadata renames).
+    fn meta_for(&self, bucket: &str, key: &str, file: &mut File, stat: &fs::Metadata) -> Result<ObjectMeta> {
+        let fingerprint = Fingerprint::of(stat);
+        let meta_path = self.meta_path(bucket, key);
+        if let Ok(bytes) = fs::read(&meta_path)
+            && let Ok(meta) = serde_json::from_slice::<ObjectMeta>(&bytes)
+            && meta.fingerprint == fingerprint
+            && meta.key == key
+        {
+            return Ok(meta);
+        }
+        let mut md5 = Md5::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            md5.update(&buf[..n]);
+        }
+        let modified = stat.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+        let meta = ObjectMeta {
+            key: key.to_owned(),
+            size: stat.len(),
+            etag: hex::encode(md5.finalize()),
+            last_modified_ms: modified.map(|d| d.as_millis() as i64).unwrap_or(0),
+            fingerprint,
+            ..ObjectMeta::default()
+        };
+        // Remember the derived metadata so the file is hashed once; losing this write is harmless.
+        let _guard = self.stripe(bucket, key);
+        let _ = self.write_meta(&meta_path, &meta);
+        Ok(meta)
+    }
+
+    fn write_meta(&self, path: &Path, meta: &ObjectMeta) -> io::Result<()> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let bytes = serde_json::to_vec(meta).map_err(io::Error::other)?;
+        atomic::write_file(&self.sys.join("tmp"), path, &bytes, self.durability)
+    }
+
+    /// Publishes a staged file as the object `key`, replacing any earlier one. `meta`
+    /// gets its fingerprint here.
+    pub fn commit_object(&self, bucket: &str, key: &str, mut staged: Staged, mut meta: ObjectMeta) -> Result<ObjectMeta> {
+        if self.bucket(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        staged.sync(self.durability)?;
+        meta.key = key.to_owned();
+        meta.fingerprint = Fingerprint::of(&staged.file().metadata()?);
+        meta.size = meta.fingerprint.size;
+        let meta_path = self.meta_path(bucket, key);
+        let meta_bytes = serde_json::to_vec(&meta).map_err(io::Error::other)?;
+        let (plain, folder_object) = self.object_paths(bucket, key)?;
+        let _guard = self.stripe(bucket, key);
+        let mut staged_meta = self.stage()?;
+        std::io::Write::write_all(staged_meta.file(), &meta_bytes)?;
+        staged_meta.sync(self.durability)?;
+        let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
+        atomic::sync_parent(&dest, self.durability)?;
+        if let Some(parent) = meta_path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        staged_meta.rename_to(&meta_path)?;
+        atomic::sync_parent(&meta_path, self.durability)?;
+        Ok(meta)
+    }
+
+    /// Renames `staged` to the object's path, making its folders (and moving an object
+    /// that stands where a folder must go) as needed. Returns the path used.
+    fn place_data(&self, bucket: &str, plain: &Path, folder_object: &Path, mut staged: Staged) -> Result<PathBuf> {
+        let bucket_dir = self.bucket_dir(bucket);
+        // Racing deletes may remove a folder this write just made; a few tries settle it.
+        for _ in 0..8 {
+            let dest = if plain.is_dir() { folder_object } else { plain };
+            let parent = dest.parent().expect("object paths are inside the bucket folder");
+            if let Err(err) = self.make_folders(&bucket_dir, parent) {
+                if err.kind() == io::ErrorKind::NotFound {
+                    continue;
+                }
+                return Err(err.into());
+            }
+            match fs::rename(staged.path(), dest) {
+                Ok(()) => {
+                    staged.mark_committed();
+                    return Ok(dest.to_path_buf());
+                }
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::NotFound
+                            | io::ErrorKind::IsADirectory
+                            | io::ErrorKind::DirectoryNotEmpty
+                            | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(io::Error::other(format!("could not place {} after repeated races", plain.display())).into())
+    }
+
+    /// Creates the folders from `bucket_dir` down to `folder`. Where an object's file
+    /// stands in the way (`a` when writing `a/b`), that object moves into the new
+    /// folder as its folder object (`a/%%`).
+    fn make_folders(&self, bucket_dir: &Path, folder: &Path) -> io::Result<()> {
+        let relative = folder.strip_prefix(bucket_dir).map_err(io::Error::other)?;
+        let mut path = bucket_dir.to_path_buf();
+        for component in relative.components() {
+            path.push(component);
+            match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                    if !path.is_dir() {
+                        self.relocate_into_folder(&path)?;
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the object file at `path` to `path/%%`, through `.firelake/relocate` with a
+    /// note of where it goes, so that a crash midway is finished at the next start.
+    fn relocate_into_folder(&self, path: &Path) -> io::Result<()> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let parking = self.sys.join("relocate").join(&id);
+        let note = self.sys.join("relocate").join(format!("{id}.to"));
+        let dest = path.join(keypath::FOLDER_OBJECT);
+        atomic::write_file(&self.sys.join("tmp"), &note, dest.as_os_str().as_encoded_bytes(), self.durability)?;
+        match fs::rename(path, &parking) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                fs::remove_file(&note)?;
+                return fs::create_dir(path).or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) });
+            }
+            Err(err) => return Err(err),
+        }
+        atomic::sync_parent(&parking, self.durability)?;
+        match fs::create_dir(path) {
+            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
+            _ => {}
+        }
+        fs::rename(&parking, &dest)?;
+        atomic::sync_parent(&dest, self.durability)?;
+        fs::remove_file(&note)?;
+        Ok(())
+    }
+
+    fn finish_relocations(&self) -> io::Result<()> {
+        let dir = self.sys.join("relocate");
+        for entry in fs::read_dir(&dir)? {
+            let note = entry?.path();
+            if note.extension().is_none_or(|ext| ext != "to") {
+                continue;
+            }
+            let parking = note.with_extension("");
+            if parking.exists() {
+                let dest = PathBuf::from(String::from_utf8_lossy(&fs::read(&note)?).into_owned());
+                if !dest.starts_with(&self.root) || dest.starts_with(&self.sys) {
+                    continue;
+                }
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::rename(&parking, &dest)?;
+                tracing::info!(path = %dest.display(), "finished moving an object into its folder");
+            }
+            fs::remove_file(&note)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes an object; answers whether there was one. Folders left empty are removed.
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
+        if self.bucket(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let (plain, folder_object) = self.object_paths(bucket, key)?;
+        let _guard = self.stripe(bucket, key);
+        let mut deleted = false;
+        for path in [&plain, &folder_object] {
+            match fs::symlink_metadata(path) {
+                Ok(meta) if !meta.is_dir() => {
+                    fs::remove_file(path)?;
+                    atomic::sync_parent(path, self.durability)?;
+                    self.prune_folders(bucket, path);
+                    deleted = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match fs::remove_file(self.meta_path(bucket, key)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
+            _ => {}
+        }
+        Ok(deleted)
+    }
+
+    /// Removes the empty folders above a deleted file, up to the bucket's folder.
+    fn prune_folders(&self, bucket: &str, path: &Path) {
+        let bucket_dir = self.bucket_dir(bucket);
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == bucket_dir || !d.starts_with(&bucket_dir) || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+
+    /// Replaces an object's metadata (tags) while keeping its bytes.
+    pub fn update_meta(&self, bucket: &str, key: &str, change: impl FnOnce(&mut ObjectMeta)) -> Result<Option<ObjectMeta>> {
+        let Some((_file, mut meta)) = self.open_object(bucket, key)? else { return Ok(None) };
+        let _guard = self.stripe(bucket, key);
+        change(&mut meta);
+        self.write_meta(&self.meta_path(bucket, key), &meta)?;
+        Ok(Some(meta))
+    }
+
+    /// Every object of `bucket` whose key starts with `prefix`, in UTF-8 byte order.
+    pub fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>> {
+        if self.bucket(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let bucket_dir = self.bucket_dir(bucket);
+        // Start the walk at the deepest folder the prefix names, when that folder is plain.
+        let mut start = bucket_dir.clone();
+        let mut start_components: Vec<String> = Vec::new();
+        if let Some((folders, _)) = prefix.rsplit_once('/') {
+            let components = keypath::components(folders);
+            if components.iter().all(|c| !c.starts_with('%')) {
+                for c in &components {
+                    start.push(c);
+                }
+                start_components = components;
+            }
+        }
+        let mut out = Vec::new();
+        let mut stack: Vec<(PathBuf, Vec<String>)> = vec![(start, start_components)];
+        while let Some((dir, components)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                let mut file_type = entry.file_type()?;
+                if file_type.is_symlink() {
+                    match fs::metadata(entry.path()) {
+                        Ok(meta) => file_type = meta.file_type(),
+                        Err(_) => continue,
+                    }
+                }
+                let mut child = components.clone();
+                child.push(name);
+                if file_type.is_dir() {
+                    stack.push((entry.path(), child));
+                } else if file_type.is_file() {
+                    let parts: Vec<&str> = child.iter().map(String::as_str).collect();
+                    if let Some(key) = keypath::key_of(&parts)
+                        && key.starts_with(prefix)
+                    {
+                        out.push(Listed { key, path: entry.path() });
+                    }
+                }
+            }
+        }
+        out.sort_unstable_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        Ok(out)
+    }
+}
+
+/// Whether `dir` holds a file anywhere below it.
+fn has_file(dir: &Path) -> io::Result<bool> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Removes a tree of empty folders.
+fn remove_empty_tree(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_empty_tree(&entry.path())?;
+        }
+    }
+    fs::remove_dir(dir)
+}

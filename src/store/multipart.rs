@@ -1,0 +1,134 @@
+//! Multipart uploads: `.firelake/uploads/<id>/upload.json` and one file per part
+//! (`<n>` with `<n>.json`), joined into one object on completion.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ObjectMeta, Result, Staged, Store, StoreError, atomic};
+
+/// An upload in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Upload {
+    pub id: String,
+    pub bucket: String,
+    pub key: String,
+    pub initiated_ms: i64,
+    pub owner: String,
+    /// Headers, user metadata and tags for the object the upload will become.
+    pub meta: ObjectMeta,
+    /// `x-amz-checksum-algorithm` of CreateMultipartUpload, if any.
+    #[serde(default)]
+    pub checksum_algorithm: Option<String>,
+    /// `x-amz-checksum-type` (COMPOSITE or FULL_OBJECT), if any.
+    #[serde(default)]
+    pub checksum_type: Option<String>,
+}
+
+/// A stored part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Part {
+    pub number: u32,
+    pub size: u64,
+    /// Hex MD5 of the part, without quotes.
+    pub etag: String,
+    pub last_modified_ms: i64,
+    /// Algorithm name to base64 value.
+    #[serde(default)]
+    pub checksums: std::collections::BTreeMap<String, String>,
+}
+
+impl Store {
+    fn upload_dir(&self, id: &str) -> PathBuf {
+        self.sys.join("uploads").join(id)
+    }
+
+    fn valid_upload_id(id: &str) -> bool {
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+    }
+
+    pub fn create_upload(&self, upload: &Upload) -> Result {
+        let dir = self.upload_dir(&upload.id);
+        fs::create_dir_all(&dir)?;
+        let bytes = serde_json::to_vec(upload).map_err(io::Error::other)?;
+        atomic::write_file(&self.sys.join("tmp"), &dir.join("upload.json"), &bytes, self.durability)?;
+        Ok(())
+    }
+
+    /// The upload `id` of `bucket`/`key`, or NoSuchUpload.
+    pub fn upload(&self, bucket: &str, key: &str, id: &str) -> Result<Upload> {
+        if !Self::valid_upload_id(id) {
+            return Err(StoreError::NoSuchUpload);
+        }
+        let upload: Upload = match fs::read(self.upload_dir(id).join("upload.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(io::Error::other)?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(StoreError::NoSuchUpload),
+            Err(err) => return Err(err.into()),
+        };
+        if upload.bucket != bucket || upload.key != key {
+            return Err(StoreError::NoSuchUpload);
+        }
+        Ok(upload)
+    }
+
+    /// Publishes a staged part, replacing an earlier part with the same number.
+    pub fn commit_part(&self, upload: &Upload, mut staged: Staged, part: &Part) -> Result {
+        let dir = self.upload_dir(&upload.id);
+        staged.sync(self.durability)?;
+        let bytes = serde_json::to_vec(part).map_err(io::Error::other)?;
+        // The part's record is written after its bytes, so a record always has its bytes.
+        staged.rename_to(&dir.join(part.number.to_string()))?;
+        atomic::write_file(&self.sys.join("tmp"), &dir.join(format!("{}.json", part.number)), &bytes, self.durability)?;
+        Ok(())
+    }
+
+    /// The parts uploaded so far, by part number.
+    pub fn parts(&self, upload: &Upload) -> Result<Vec<Part>> {
+        let mut parts = Vec::new();
+        for entry in fs::read_dir(self.upload_dir(&upload.id))? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(number) = name.strip_suffix(".json").and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let bytes = fs::read(self.upload_dir(&upload.id).join(name))?;
+            let part: Part = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
+            if part.number == number {
+                parts.push(part);
+            }
+        }
+        parts.sort_by_key(|p| p.number);
+        Ok(parts)
+    }
+
+    /// Opens a part's bytes.
+    pub fn open_part(&self, upload: &Upload, number: u32) -> io::Result<File> {
+        File::open(self.upload_dir(&upload.id).join(number.to_string()))
+    }
+
+    pub fn abort_upload(&self, id: &str) -> Result {
+        if !Self::valid_upload_id(id) {
+            return Err(StoreError::NoSuchUpload);
+        }
+        match fs::remove_dir_all(self.upload_dir(id)) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchUpload),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Uploads in progress in `bucket`, by key then initiation time.
+    pub fn list_uploads(&self, bucket: &str) -> Result<Vec<Upload>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.sys.join("uploads"))? {
+            let path = entry?.path().join("upload.json");
+            let Ok(bytes) = fs::read(&path) else { continue };
+            let Ok(upload) = serde_json::from_slice::<Upload>(&bytes) else { continue };
+            if upload.bucket == bucket {
+                out.push(upload);
+            }
+        }
+        out.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()).then(a.initiated_ms.cmp(&b.initiated_ms)));
+        Ok(out)
+    }
+}
