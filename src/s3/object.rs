@@ -584,7 +584,17 @@ pub async fn copy_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str)
 
 pub async fn get_object_attributes(state: &Arc<State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
-    let wanted: Vec<String> = req.header("x-amz-object-attributes").unwrap_or_default().split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    // Clients send the list as one comma-separated value or as repeated headers.
+    let wanted: Vec<String> = req
+        .parts
+        .headers
+        .get_all("x-amz-object-attributes")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
     if wanted.is_empty() {
         return Err(S3Error::invalid_argument("Invalid attribute name specified.", "x-amz-object-attributes", ""));
     }
@@ -614,7 +624,7 @@ pub async fn get_object_attributes(state: &Arc<State>, req: &Req, bucket: &str, 
     }
     if has("ObjectParts") && !meta.part_sizes.is_empty() {
         x.node("ObjectParts", |x| {
-            x.leaf("TotalPartsCount", &meta.part_sizes.len().to_string());
+            x.leaf("PartsCount", &meta.part_sizes.len().to_string());
             x.leaf("PartNumberMarker", "0");
             x.leaf("NextPartNumberMarker", &meta.part_sizes.len().to_string());
             x.leaf("MaxParts", "1000");

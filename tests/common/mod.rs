@@ -1,0 +1,136 @@
+//! Starts a real firelake process on port 0 with a fresh data directory, and the
+//! clients the tests talk to it with.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns};
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server on a fresh temporary data directory.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("data");
+        let mut server = Server::start_in(&dir, args);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A server on `data_dir`, which outlives it.
+    pub fn start_in(data_dir: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_firelake"))
+            .args(["--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", std::env::var("FIRELAKE_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start firelake");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read the ready line");
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no address in {line:?}"));
+        let addr: SocketAddr = url.trim_start_matches("http://").trim_end_matches(',').parse().expect("address");
+        Server { child, addr, data_dir: data_dir.canonicalize().expect("data dir"), _temp: None }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// SIGTERM, then wait for the process to exit; answers whether it exited cleanly.
+    pub fn stop(mut self) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// S3 client with path-style addressing.
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        s3_client(&self.endpoint(), true).await
+    }
+
+    /// S3 client with virtual-hosted addressing against `localhost:<port>`, whose
+    /// `<bucket>.localhost` names a resolver in the test maps to loopback.
+    pub async fn s3_virtual_host(&self) -> aws_sdk_s3::Client {
+        s3_client(&format!("http://localhost:{}", self.port()), false).await
+    }
+
+    /// Sends raw bytes on a new connection and returns the whole response.
+    pub fn raw(&self, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(request).expect("send");
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resolves every name to 127.0.0.1, as `*.localhost` does on systems that synthesise it.
+#[derive(Debug, Clone)]
+struct LoopbackResolver;
+
+impl ResolveDns for LoopbackResolver {
+    fn resolve_dns<'a>(&'a self, _name: &'a str) -> DnsFuture<'a> {
+        DnsFuture::ready(Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]))
+    }
+}
+
+pub async fn s3_client(endpoint: &str, path_style: bool) -> aws_sdk_s3::Client {
+    use aws_smithy_http_client::tls;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .build_with_resolver(LoopbackResolver);
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .http_client(http)
+        .load()
+        .await;
+    let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A name unique within the test run, valid as a bucket name.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid_like()[..12])
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(bytes))
+}
