@@ -18,4 +18,5 @@ pub mod firehose;
 pub mod http;
 pub mod s3;
 pub mod server;
+pub mod sigv4;
 pub mod store;

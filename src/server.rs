@@ -120,7 +120,8 @@ pub async fn run(listeners: Vec<TcpListener>, state: Arc<State>, shutdown: impl 
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(30))
-                    .max_buf_size(HEADER_BYTES_MAX)
+                    .max_buf_size(HEADER_BYTES_MAX * 2)
+                    .max_header_size(HEADER_BYTES_MAX)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

@@ -40,6 +40,7 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
     let head = parts.method == Method::HEAD;
     let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = parts.method.clone();
+    let expects_continue = parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (mut response, bucket) = match Endpoint::from_request(&parts, &state.config.domains) {
         Ok((endpoint, query)) => {
             let span = tracing::debug_span!("s3", op = %endpoint.name(), id = %ctx.request_id);
@@ -57,7 +58,13 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
     {
         cors::apply(state, &bucket, &origin, &method, &mut response).await;
     }
+    let refused = !response.status().is_success();
     let headers = response.headers_mut();
+    // A refusal sent instead of `100 Continue` leaves the unsent body undefined on the
+    // connection, so it closes rather than mistake the next request for that body.
+    if expects_continue && refused {
+        headers.insert("connection", http::HeaderValue::from_static("close"));
+    }
     headers.insert("x-amz-request-id", ctx.request_id.parse().expect("hex is a valid header"));
     headers.insert("x-amz-id-2", crate::http::host_id().parse().expect("base64 is a valid header"));
     headers.insert("server", http::HeaderValue::from_static("AmazonS3"));

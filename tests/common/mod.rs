@@ -134,3 +134,69 @@ pub fn md5_hex(bytes: &[u8]) -> String {
     use md5::{Digest, Md5};
     hex::encode(Md5::digest(bytes))
 }
+
+/// One HTTP/1.1 response read off a connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response (a status line, headers, and a Content-Length body; none for HEAD).
+pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> RawResponse {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status: u16 = line.split_whitespace().nth(1).unwrap_or_else(|| panic!("bad status line {line:?}")).parse().unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header line");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').expect("header");
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let mut response = RawResponse { status, headers, body: Vec::new() };
+    if status != 100 && !head {
+        let len: usize = response.header("content-length").map(|l| l.parse().unwrap()).unwrap_or(0);
+        response.body = vec![0; len];
+        reader.read_exact(&mut response.body).expect("body");
+    }
+    response
+}
+
+/// A keep-alive connection for raw requests.
+pub struct Conn {
+    pub reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(server: &Server) -> Conn {
+        let stream = TcpStream::connect(server.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Conn { reader: BufReader::new(stream) }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("send");
+    }
+
+    pub fn request(&mut self, bytes: &[u8]) -> RawResponse {
+        self.send(bytes);
+        let head = bytes.starts_with(b"HEAD ");
+        read_response(&mut self.reader, head)
+    }
+}
