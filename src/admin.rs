@@ -24,7 +24,9 @@ pub async fn handle(state: &State, ctx: &RequestCtx, parts: http::request::Parts
                 "durability": state.config.durability,
             }),
         ),
-        (_, path) => json(StatusCode::NOT_FOUND, ctx, serde_json::json!({ "error": format!("no firelake endpoint {} {path}", parts.method) })),
+        (_, path) => {
+            json(StatusCode::NOT_FOUND, ctx, serde_json::json!({ "error": format!("no firelake endpoint {} {path}", parts.method) }))
+        }
     }
 }
 

@@ -105,12 +105,8 @@ impl Config {
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".to_owned());
         }
-        let domains = args
-            .domains
-            .iter()
-            .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
-            .filter(|d| !d.is_empty())
-            .collect();
+        let domains =
+            args.domains.iter().map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
         Ok(Config {
             host: args.host,
             port: args.port,

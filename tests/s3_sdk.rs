@@ -66,14 +66,8 @@ async fn streaming_upload_with_trailer_stores_only_the_payload() {
     assert_eq!(std::fs::read(server.data_dir.join("bkt/from-path.bin")).unwrap(), payload);
     let head = s3.head_object().bucket("bkt").key("from-path.bin").send().await.unwrap();
     assert_eq!(head.content_encoding(), None, "aws-chunked must not be stored");
-    let got = s3
-        .get_object()
-        .bucket("bkt")
-        .key("from-path.bin")
-        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-        .send()
-        .await
-        .unwrap();
+    let got =
+        s3.get_object().bucket("bkt").key("from-path.bin").checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.unwrap();
     assert_eq!(got.checksum_crc32(), put.checksum_crc32());
     assert_eq!(got.body.collect().await.unwrap().into_bytes().len(), payload.len());
 }
@@ -176,7 +170,16 @@ async fn multipart_upload_has_aws_etag() {
     let part2 = b"tail".to_vec();
     let mut completed = Vec::new();
     for (n, part) in [(1, &part1), (2, &part2)] {
-        let up = s3.upload_part().bucket("bkt").key("big").upload_id(upload_id).part_number(n).body(ByteStream::from(part.clone())).send().await.unwrap();
+        let up = s3
+            .upload_part()
+            .bucket("bkt")
+            .key("big")
+            .upload_id(upload_id)
+            .part_number(n)
+            .body(ByteStream::from(part.clone()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(up.e_tag(), Some(format!("\"{}\"", md5_hex(part)).as_str()));
         completed.push(CompletedPart::builder().part_number(n).e_tag(up.e_tag().unwrap()).build());
     }
@@ -223,14 +226,23 @@ async fn multipart_errors() {
     s3.create_bucket().bucket("bkt").send().await.unwrap();
     let create = s3.create_multipart_upload().bucket("bkt").key("k").send().await.unwrap();
     let id = create.upload_id().unwrap();
-    let small = s3.upload_part().bucket("bkt").key("k").upload_id(id).part_number(1).body(ByteStream::from_static(b"small")).send().await.unwrap();
-    let other = s3.upload_part().bucket("bkt").key("k").upload_id(id).part_number(2).body(ByteStream::from_static(b"other")).send().await.unwrap();
+    let small =
+        s3.upload_part().bucket("bkt").key("k").upload_id(id).part_number(1).body(ByteStream::from_static(b"small")).send().await.unwrap();
+    let other =
+        s3.upload_part().bucket("bkt").key("k").upload_id(id).part_number(2).body(ByteStream::from_static(b"other")).send().await.unwrap();
     let complete = |parts: Vec<CompletedPart>| {
-        s3.complete_multipart_upload().bucket("bkt").key("k").upload_id(id).multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build()).send()
+        s3.complete_multipart_upload()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
     };
     let part = |n: i32, etag: &str| CompletedPart::builder().part_number(n).e_tag(etag).build();
     use aws_sdk_s3::error::ProvideErrorMetadata;
-    let code = |e: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError, _>| e.code().map(str::to_owned);
+    let code = |e: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError, _>| {
+        e.code().map(str::to_owned)
+    };
     let err = complete(vec![part(2, other.e_tag().unwrap()), part(1, small.e_tag().unwrap())]).await.unwrap_err();
     assert_eq!(code(err).as_deref(), Some("InvalidPartOrder"));
     let err = complete(vec![part(1, "\"0000\"")]).await.unwrap_err();
@@ -238,7 +250,8 @@ async fn multipart_errors() {
     let err = complete(vec![part(1, small.e_tag().unwrap()), part(2, other.e_tag().unwrap())]).await.unwrap_err();
     assert_eq!(code(err).as_deref(), Some("EntityTooSmall"));
     s3.abort_multipart_upload().bucket("bkt").key("k").upload_id(id).send().await.unwrap();
-    let err = s3.upload_part().bucket("bkt").key("k").upload_id(id).part_number(1).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let err =
+        s3.upload_part().bucket("bkt").key("k").upload_id(id).part_number(1).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
     assert_eq!(err.into_service_error().meta().code(), Some("NoSuchUpload"));
 }
 
@@ -247,7 +260,15 @@ async fn copy_delete_and_tagging() {
     let server = Server::start();
     let s3 = server.s3().await;
     s3.create_bucket().bucket("bkt").send().await.unwrap();
-    s3.put_object().bucket("bkt").key("src").body(ByteStream::from_static(b"copy me")).content_type("text/x-src").tagging("a=1&b=2").send().await.unwrap();
+    s3.put_object()
+        .bucket("bkt")
+        .key("src")
+        .body(ByteStream::from_static(b"copy me"))
+        .content_type("text/x-src")
+        .tagging("a=1&b=2")
+        .send()
+        .await
+        .unwrap();
     let copied = s3.copy_object().bucket("bkt").key("dst").copy_source("bkt/src").send().await.unwrap();
     assert_eq!(copied.copy_object_result().and_then(|r| r.e_tag()), Some(format!("\"{}\"", md5_hex(b"copy me")).as_str()));
     let head = s3.head_object().bucket("bkt").key("dst").send().await.unwrap();
@@ -360,7 +381,9 @@ async fn unsupported_operations_answer_not_implemented() {
     let err = s3
         .put_bucket_versioning()
         .bucket("bkt")
-        .versioning_configuration(aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build())
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build(),
+        )
         .send()
         .await
         .unwrap_err();

@@ -115,16 +115,18 @@ fn header_checksums_and_content_md5() {
         let request = format!("PUT /bkt/k HTTP/1.1\r\nHost: x\r\n{}: {value}\r\nContent-Length: 7\r\n\r\npayload", algorithm.header());
         let response = conn.request(request.as_bytes());
         assert_eq!(response.status, 200, "{algorithm:?}: {}", response.text());
-        let request = format!("GET /bkt/k HTTP/1.1\r\nHost: x\r\nx-amz-checksum-mode: ENABLED\r\n\r\n");
+        let request = "GET /bkt/k HTTP/1.1\r\nHost: x\r\nx-amz-checksum-mode: ENABLED\r\n\r\n";
         let response = conn.request(request.as_bytes());
         assert_eq!(response.header(&algorithm.header()), Some(value.as_str()));
         let request = format!("PUT /bkt/k HTTP/1.1\r\nHost: x\r\n{}: {}\r\nContent-Length: 7\r\n\r\npayloaX", algorithm.header(), value);
         let response = conn.request(request.as_bytes());
         assert!(response.text().contains("<Code>BadDigest</Code>"), "{algorithm:?}: {}", response.text());
     }
-    let response = conn.request(b"PUT /bkt/m HTTP/1.1\r\nHost: x\r\nContent-MD5: XUFAKrxLKna5cZ2REBfFkg==\r\nContent-Length: 5\r\n\r\nhello");
+    let response =
+        conn.request(b"PUT /bkt/m HTTP/1.1\r\nHost: x\r\nContent-MD5: XUFAKrxLKna5cZ2REBfFkg==\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!(response.status, 200, "{}", response.text());
-    let response = conn.request(b"PUT /bkt/m HTTP/1.1\r\nHost: x\r\nContent-MD5: XUFAKrxLKna5cZ2REBfFkg==\r\nContent-Length: 5\r\n\r\nhellO");
+    let response =
+        conn.request(b"PUT /bkt/m HTTP/1.1\r\nHost: x\r\nContent-MD5: XUFAKrxLKna5cZ2REBfFkg==\r\nContent-Length: 5\r\n\r\nhellO");
     assert!(response.text().contains("<Code>BadDigest</Code>"));
     let response = conn.request(b"PUT /bkt/m HTTP/1.1\r\nHost: x\r\nContent-MD5: nope\r\nContent-Length: 5\r\n\r\nhello");
     assert!(response.text().contains("<Code>InvalidDigest</Code>"));
@@ -174,10 +176,12 @@ fn errors_are_aws_shaped_with_matching_request_ids() {
     let response = conn.request(b"PUT /bkt/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
     assert_eq!(response.status, 411);
     assert!(response.text().contains("<Code>MissingContentLength</Code>"));
-    let response = conn.request(b"POST /bkt?delete HTTP/1.1\r\nHost: x\r\nContent-MD5: 1B2M2Y8AsgTpgAmY7PhCfg==\r\nContent-Length: 0\r\n\r\n");
+    let response =
+        conn.request(b"POST /bkt?delete HTTP/1.1\r\nHost: x\r\nContent-MD5: 1B2M2Y8AsgTpgAmY7PhCfg==\r\nContent-Length: 0\r\n\r\n");
     assert!(response.text().contains("<Code>MalformedXML</Code>"), "{}", response.text());
     let xml = b"<Delete><Object><Key>a</Key></Object></Delete>";
-    let response = conn.request(&[format!("POST /bkt?delete HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", xml.len()).as_bytes(), xml].concat());
+    let response =
+        conn.request(&[format!("POST /bkt?delete HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", xml.len()).as_bytes(), xml].concat());
     assert!(response.text().contains("Missing required header for this request: Content-MD5"), "{}", response.text());
     // Refused before its body is read, an oversized upload also ends its connection.
     let response = conn.request(b"PUT /bkt/k HTTP/1.1\r\nHost: x\r\nContent-Length: 6000000000\r\n\r\n");

@@ -54,7 +54,9 @@ impl Expectations {
         let number = |name: &str| -> Result<Option<u64>> {
             match req.header(name) {
                 None => Ok(None),
-                Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| S3Error::invalid_argument(format!("{name} is not a number"), name, v)),
+                Some(v) => {
+                    v.trim().parse::<u64>().map(Some).map_err(|_| S3Error::invalid_argument(format!("{name} is not a number"), name, v))
+                }
             }
         };
         let content_length = number("content-length")?;
@@ -82,7 +84,9 @@ impl Expectations {
             let name = algorithm.header();
             if let Some(value) = req.header(&name) {
                 if header_checksum.is_some() {
-                    return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."));
+                    return Err(S3Error::invalid_request(
+                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+                    ));
                 }
                 let raw = checksum::decode(algorithm, value)
                     .ok_or_else(|| S3Error::invalid_request(format!("Value for {name} header is invalid.")))?;
@@ -93,10 +97,9 @@ impl Expectations {
             None => None,
             Some(trailer) => {
                 let trailer = trailer.trim().to_ascii_lowercase();
-                let algorithm = trailer
-                    .strip_prefix("x-amz-checksum-")
-                    .and_then(Algorithm::parse)
-                    .ok_or_else(|| S3Error::invalid_request(format!("The value specified in the x-amz-trailer header is not supported: {trailer}")))?;
+                let algorithm = trailer.strip_prefix("x-amz-checksum-").and_then(Algorithm::parse).ok_or_else(|| {
+                    S3Error::invalid_request(format!("The value specified in the x-amz-trailer header is not supported: {trailer}"))
+                })?;
                 if header_checksum.is_some() {
                     return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header"));
                 }
@@ -194,7 +197,10 @@ pub async fn receive(state: &Arc<State>, expect: &Expectations, mut body: Incomi
         for bytes in payload {
             received += bytes.len() as u64;
             if received > size_max {
-                failure = Some(S3Error::new(Code::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size").with("MaxSizeAllowed", size_max.to_string()));
+                failure = Some(
+                    S3Error::new(Code::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size")
+                        .with("MaxSizeAllowed", size_max.to_string()),
+                );
                 break;
             }
             if tx.send(bytes).await.is_err() {
@@ -216,7 +222,10 @@ pub async fn receive(state: &Arc<State>, expect: &Expectations, mut body: Incomi
     if let Some(length) = expect.length
         && length != written.size
     {
-        return Err(S3Error::new(Code::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header"));
+        return Err(S3Error::new(
+            Code::IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header",
+        ));
     }
     if let Some(expected) = &expect.content_md5
         && expected != &written.md5
@@ -229,9 +238,12 @@ pub async fn receive(state: &Arc<State>, expect: &Expectations, mut body: Incomi
     if let (Some(expected), Some(actual)) = (&expect.payload_sha256, &written.sha256)
         && expected != actual
     {
-        return Err(S3Error::new(Code::XAmzContentSHA256Mismatch, "The provided 'x-amz-content-sha256' header does not match what was computed.")
-            .with("ClientComputedContentSHA256", expected.clone())
-            .with("S3ComputedContentSHA256", actual.clone()));
+        return Err(S3Error::new(
+            Code::XAmzContentSHA256Mismatch,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+        .with("ClientComputedContentSHA256", expected.clone())
+        .with("S3ComputedContentSHA256", actual.clone()));
     }
     let checksum = match (algorithm, written.checksum) {
         (Some(algorithm), Some(actual)) => {
@@ -240,7 +252,10 @@ pub async fn receive(state: &Arc<State>, expect: &Expectations, mut body: Incomi
                 None => trailer_value(decoder.as_ref(), algorithm)?,
             };
             if expected != actual {
-                return Err(S3Error::new(Code::BadDigest, format!("The {} you specified did not match the calculated checksum.", algorithm.name())));
+                return Err(S3Error::new(
+                    Code::BadDigest,
+                    format!("The {} you specified did not match the calculated checksum.", algorithm.name()),
+                ));
             }
             Some((algorithm, checksum::to_base64(&actual)))
         }
@@ -251,18 +266,20 @@ pub async fn receive(state: &Arc<State>, expect: &Expectations, mut body: Incomi
 
 fn trailer_value(decoder: Option<&Decoder>, algorithm: Algorithm) -> Result<Vec<u8>> {
     let name = algorithm.header();
-    let value = decoder
-        .and_then(|d| d.trailers.iter().find(|(n, _)| *n == name))
-        .map(|(_, v)| v.as_str())
-        .ok_or_else(|| {
-            S3Error::new(Code::MalformedTrailerError, "The request contained trailing data that was not well-formed or did not conform to our published schema.")
-        })?;
+    let value = decoder.and_then(|d| d.trailers.iter().find(|(n, _)| *n == name)).map(|(_, v)| v.as_str()).ok_or_else(|| {
+        S3Error::new(
+            Code::MalformedTrailerError,
+            "The request contained trailing data that was not well-formed or did not conform to our published schema.",
+        )
+    })?;
     checksum::decode(algorithm, value).ok_or_else(|| S3Error::invalid_request(format!("Value for {name} trailing header is invalid.")))
 }
 
 fn framing_error(err: FramingError) -> S3Error {
     match err {
-        FramingError::Incomplete => S3Error::new(Code::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header"),
+        FramingError::Incomplete => {
+            S3Error::new(Code::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header")
+        }
         FramingError::Malformed(what) => S3Error::invalid_request(format!("the aws-chunked body is malformed: {what}")),
     }
 }

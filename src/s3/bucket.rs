@@ -50,13 +50,15 @@ pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, _req: &Req, bod
         return Err(S3Error::new(Code::InvalidBucketName, "The specified bucket is not valid.").with("BucketName", bucket));
     }
     let bytes = read_small_body(body).await?;
-    let config: CreateBucketConfiguration = if bytes.iter().all(u8::is_ascii_whitespace) { CreateBucketConfiguration::default() } else { parse_xml(&bytes)? };
+    let config: CreateBucketConfiguration =
+        if bytes.iter().all(u8::is_ascii_whitespace) { CreateBucketConfiguration::default() } else { parse_xml(&bytes)? };
     let constraint = config.location_constraint.filter(|c| !c.is_empty());
     // As AWS: us-east-1 takes no constraint; elsewhere the constraint must name the endpoint's region.
     let region = match (ctx.region.as_str(), constraint.as_deref()) {
         ("us-east-1", None) => "us-east-1".to_owned(),
         ("us-east-1", Some("us-east-1")) => {
-            return Err(S3Error::new(Code::InvalidLocationConstraint, "The specified location-constraint is not valid").with("LocationConstraint", "us-east-1"));
+            return Err(S3Error::new(Code::InvalidLocationConstraint, "The specified location-constraint is not valid")
+                .with("LocationConstraint", "us-east-1"));
         }
         ("us-east-1", Some(other)) => other.to_owned(),
         (region, Some(c)) if c == region => c.to_owned(),
@@ -73,7 +75,14 @@ pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, _req: &Req, bod
             ));
         }
     };
-    let info = BucketInfo { name: bucket.to_owned(), created_ms: now_ms(), region: region.clone(), owner: ctx.account.clone(), cors: None, tags: None };
+    let info = BucketInfo {
+        name: bucket.to_owned(),
+        created_ms: now_ms(),
+        region: region.clone(),
+        owner: ctx.account.clone(),
+        cors: None,
+        tags: None,
+    };
     let created = blocking(state, move |store| store.create_bucket(&info)).await??;
     if let Created::Existing(existing) = created {
         if !existing.owner.is_empty() && existing.owner != ctx.account {
@@ -85,8 +94,11 @@ pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, _req: &Req, bod
         }
         // us-east-1 answers 200 when you re-create your own bucket there (a legacy rule).
         if !(region == "us-east-1" && region_of(&existing, "us-east-1") == "us-east-1") {
-            return Err(S3Error::new(Code::BucketAlreadyOwnedByYou, "Your previous request to create the named bucket succeeded and you already own it.")
-                .with("BucketName", bucket));
+            return Err(S3Error::new(
+                Code::BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it.",
+            )
+            .with("BucketName", bucket));
         }
     }
     Ok(Response::builder().status(StatusCode::OK).header("location", format!("/{bucket}")).body(empty()).expect("valid response"))
@@ -155,7 +167,9 @@ pub async fn get_unconfigured(state: &Arc<State>, ctx: &RequestCtx, bucket: &str
             });
             x.close("AccessControlPolicy");
         }
-        Unconfigured::Policy => return Err(S3Error::new(Code::NoSuchBucketPolicy, "The bucket policy does not exist").with("BucketName", bucket)),
+        Unconfigured::Policy => {
+            return Err(S3Error::new(Code::NoSuchBucketPolicy, "The bucket policy does not exist").with("BucketName", bucket));
+        }
         Unconfigured::Encryption => {
             // Since 2023 every S3 bucket encrypts with SSE-S3 unless configured otherwise.
             x.root("ServerSideEncryptionConfiguration");
@@ -166,10 +180,13 @@ pub async fn get_unconfigured(state: &Arc<State>, ctx: &RequestCtx, bucket: &str
             x.close("ServerSideEncryptionConfiguration");
         }
         Unconfigured::Lifecycle => {
-            return Err(S3Error::new(Code::NoSuchLifecycleConfiguration, "The lifecycle configuration does not exist").with("BucketName", bucket));
+            return Err(
+                S3Error::new(Code::NoSuchLifecycleConfiguration, "The lifecycle configuration does not exist").with("BucketName", bucket)
+            );
         }
         Unconfigured::Website => {
-            return Err(S3Error::new(Code::NoSuchWebsiteConfiguration, "The specified bucket does not have a website configuration").with("BucketName", bucket));
+            return Err(S3Error::new(Code::NoSuchWebsiteConfiguration, "The specified bucket does not have a website configuration")
+                .with("BucketName", bucket));
         }
         Unconfigured::Logging => {
             x.root("BucketLoggingStatus");
@@ -181,10 +198,15 @@ pub async fn get_unconfigured(state: &Arc<State>, ctx: &RequestCtx, bucket: &str
             x.close("RequestPaymentConfiguration");
         }
         Unconfigured::Replication => {
-            return Err(S3Error::new(Code::ReplicationConfigurationNotFoundError, "The replication configuration was not found").with("BucketName", bucket));
+            return Err(S3Error::new(Code::ReplicationConfigurationNotFoundError, "The replication configuration was not found")
+                .with("BucketName", bucket));
         }
         Unconfigured::ObjectLock => {
-            return Err(S3Error::new(Code::ObjectLockConfigurationNotFoundError, "Object Lock configuration does not exist for this bucket").with("BucketName", bucket));
+            return Err(S3Error::new(
+                Code::ObjectLockConfigurationNotFoundError,
+                "Object Lock configuration does not exist for this bucket",
+            )
+            .with("BucketName", bucket));
         }
         Unconfigured::Accelerate => {
             x.root("AccelerateConfiguration");

@@ -203,7 +203,11 @@ mod tests {
 
     #[test]
     fn unsigned_with_trailer() {
-        check("5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n", "hello world", &[("x-amz-checksum-crc32", "DUoRhQ==")]);
+        check(
+            "5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n",
+            "hello world",
+            &[("x-amz-checksum-crc32", "DUoRhQ==")],
+        );
     }
 
     #[test]

@@ -111,7 +111,10 @@ impl S3Error {
     }
 
     pub fn not_implemented(what: &str) -> S3Error {
-        S3Error::new(Code::NotImplemented, format!("A header you provided implies functionality that is not implemented: {what} is not supported by firelake"))
+        S3Error::new(
+            Code::NotImplemented,
+            format!("A header you provided implies functionality that is not implemented: {what} is not supported by firelake"),
+        )
     }
 
     pub fn invalid_argument(message: impl Into<String>, name: &str, value: &str) -> S3Error {

@@ -44,9 +44,8 @@ pub fn paginate(keys: &[&str], prefix: &str, delimiter: Option<&str>, after: &st
         if key.as_bytes() <= after.as_bytes() || !key.starts_with(prefix) {
             continue;
         }
-        let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
-            key[prefix.len()..].find(d).map(|at| &key[..prefix.len() + at + d.len()])
-        });
+        let rolled =
+            delimiter.filter(|d| !d.is_empty()).and_then(|d| key[prefix.len()..].find(d).map(|at| &key[..prefix.len() + at + d.len()]));
         match rolled {
             Some(common) => {
                 // A prefix at or before the marker was on an earlier page.
@@ -90,18 +89,17 @@ pub async fn list_objects(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucke
         },
     };
     let token = q.get("continuation-token");
-    let after = match version {
-        Version::V1 => q.get("marker").unwrap_or_default().to_owned(),
-        Version::Versions => q.get("key-marker").unwrap_or_default().to_owned(),
-        Version::V2 => match token {
-            Some(token) => URL_SAFE_NO_PAD
-                .decode(token)
-                .ok()
-                .and_then(|raw| String::from_utf8(raw).ok())
-                .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", token))?,
-            None => q.get("start-after").unwrap_or_default().to_owned(),
-        },
-    };
+    let after =
+        match version {
+            Version::V1 => q.get("marker").unwrap_or_default().to_owned(),
+            Version::Versions => q.get("key-marker").unwrap_or_default().to_owned(),
+            Version::V2 => match token {
+                Some(token) => URL_SAFE_NO_PAD.decode(token).ok().and_then(|raw| String::from_utf8(raw).ok()).ok_or_else(|| {
+                    S3Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", token)
+                })?,
+                None => q.get("start-after").unwrap_or_default().to_owned(),
+            },
+        };
     let (b, p) = (bucket.to_owned(), prefix.clone());
     let listed = blocking(state, move |store| store.list_objects(&b, &p)).await?.map_err(|e| store_error(e, bucket))?;
     let keys: Vec<&str> = listed.iter().map(|l| l.key.as_str()).collect();
@@ -194,7 +192,16 @@ mod tests {
     use super::*;
 
     #[track_caller]
-    fn check(keys: &[&str], prefix: &str, delimiter: Option<&str>, after: &str, max: usize, objects: &[&str], prefixes: &[&str], truncated: bool) {
+    fn check(
+        keys: &[&str],
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: &str,
+        max: usize,
+        objects: &[&str],
+        prefixes: &[&str],
+        truncated: bool,
+    ) {
         let page = paginate(keys, prefix, delimiter, after, max);
         let got: Vec<&str> = page.objects.iter().map(|&i| keys[i]).collect();
         assert_eq!(got, objects);

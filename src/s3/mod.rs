@@ -108,7 +108,9 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
         PutObjectTagging { bucket, key } => object::put_object_tagging(state, body, &bucket, &key).await,
         DeleteObjectTagging { bucket, key } => object::delete_object_tagging(state, &bucket, &key).await,
         CreateMultipartUpload { bucket, key } => multipart::create(state, ctx, req, &bucket, &key).await,
-        UploadPart { bucket, key, upload_id, part_number } => multipart::upload_part(state, req, body, &bucket, &key, &upload_id, &part_number).await,
+        UploadPart { bucket, key, upload_id, part_number } => {
+            multipart::upload_part(state, req, body, &bucket, &key, &upload_id, &part_number).await
+        }
         UploadPartCopy { bucket, key, upload_id, part_number } => {
             multipart::upload_part_copy(state, req, &bucket, &key, &upload_id, &part_number).await
         }
@@ -149,8 +151,12 @@ pub fn write_owner(x: &mut xml::Xml, element: &str, account: &str) {
 pub async fn read_small_body(body: Incoming) -> Result<bytes::Bytes> {
     match crate::http::read_body_limited(body, crate::config::SMALL_BODY_BYTES_MAX).await {
         Ok(bytes) => Ok(bytes),
-        Err(crate::http::BodyError::TooLarge) => Err(S3Error::new(error::Code::MalformedXML, "The XML you provided was larger than firelake accepts (2 MiB)")),
-        Err(crate::http::BodyError::Io(err)) => Err(S3Error::new(error::Code::IncompleteBody, format!("the request body could not be read: {err}"))),
+        Err(crate::http::BodyError::TooLarge) => {
+            Err(S3Error::new(error::Code::MalformedXML, "The XML you provided was larger than firelake accepts (2 MiB)"))
+        }
+        Err(crate::http::BodyError::Io(err)) => {
+            Err(S3Error::new(error::Code::IncompleteBody, format!("the request body could not be read: {err}")))
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use crate::http::{Body, RequestCtx, empty};
 use crate::s3::body::{Expectations, receive};
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::object::{check_copy_conditions, copy_range, meta_from_headers, parse_copy_source, quoted, require_bucket, resolve_range, store_error};
+use crate::s3::object::{
+    check_copy_conditions, copy_range, meta_from_headers, parse_copy_source, quoted, require_bucket, resolve_range, store_error,
+};
 use crate::s3::router::check_key;
 use crate::s3::xml::{Xml, timestamp};
 use crate::s3::{Req, blocking, parse_xml, read_small_body, write_owner, xml_response};
@@ -48,10 +50,13 @@ fn part_number(value: &str) -> Result<u32> {
 
 pub async fn create(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
-    let checksum_algorithm = match req.header("x-amz-checksum-algorithm") {
-        None => None,
-        Some(name) => Some(Algorithm::parse(name).ok_or_else(|| S3Error::invalid_argument("Checksum algorithm provided is unsupported.", "x-amz-checksum-algorithm", name))?),
-    };
+    let checksum_algorithm =
+        match req.header("x-amz-checksum-algorithm") {
+            None => None,
+            Some(name) => Some(Algorithm::parse(name).ok_or_else(|| {
+                S3Error::invalid_argument("Checksum algorithm provided is unsupported.", "x-amz-checksum-algorithm", name)
+            })?),
+        };
     let checksum_type = match req.header("x-amz-checksum-type") {
         None => checksum_algorithm.map(|a| if a.full_object_only() { "FULL_OBJECT" } else { "COMPOSITE" }),
         Some(t) if t.eq_ignore_ascii_case("COMPOSITE") => {
@@ -62,7 +67,9 @@ pub async fn create(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &st
         }
         Some(t) if t.eq_ignore_ascii_case("FULL_OBJECT") => {
             if matches!(checksum_algorithm, Some(Algorithm::Sha1 | Algorithm::Sha256)) {
-                return Err(S3Error::invalid_request("The FULL_OBJECT checksum type cannot be used with the sha1 or sha256 checksum algorithm."));
+                return Err(S3Error::invalid_request(
+                    "The FULL_OBJECT checksum type cannot be used with the sha1 or sha256 checksum algorithm.",
+                ));
             }
             Some("FULL_OBJECT")
         }
@@ -99,18 +106,30 @@ pub async fn create(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &st
     Ok(response)
 }
 
-pub async fn upload_part(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str, number: &str) -> Result<Response<Body>> {
+pub async fn upload_part(
+    state: &Arc<State>,
+    req: &Req,
+    body: Incoming,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    number: &str,
+) -> Result<Response<Body>> {
     let number = part_number(number)?;
     let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
     let upload = load_upload(state, bucket, key, upload_id).await?;
     let received = receive(state, &expect, body, OBJECT_BYTES_MAX).await?;
-    let mut part = Part { number, size: received.size, etag: received.md5_hex.clone(), last_modified_ms: now_ms(), checksums: Default::default() };
+    let mut part =
+        Part { number, size: received.size, etag: received.md5_hex.clone(), last_modified_ms: now_ms(), checksums: Default::default() };
     if let Some((algorithm, value)) = &received.checksum {
         part.checksums.insert(algorithm.name().to_owned(), value.clone());
     }
     let stored = part.clone();
-    blocking(state, move |store| store.commit_part(&upload, received.staged, &stored)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
-    let mut response = Response::builder().status(StatusCode::OK).header("etag", quoted(&part.etag)).header("x-amz-server-side-encryption", "AES256");
+    blocking(state, move |store| store.commit_part(&upload, received.staged, &stored))
+        .await?
+        .map_err(|e| upload_error(e, bucket, upload_id))?;
+    let mut response =
+        Response::builder().status(StatusCode::OK).header("etag", quoted(&part.etag)).header("x-amz-server-side-encryption", "AES256");
     for (name, value) in &part.checksums {
         if let Some(algorithm) = Algorithm::parse(name) {
             response = response.header(algorithm.header(), value);
@@ -119,7 +138,14 @@ pub async fn upload_part(state: &Arc<State>, req: &Req, body: Incoming, bucket: 
     Ok(response.body(empty()).expect("valid response"))
 }
 
-pub async fn upload_part_copy(state: &Arc<State>, req: &Req, bucket: &str, key: &str, upload_id: &str, number: &str) -> Result<Response<Body>> {
+pub async fn upload_part_copy(
+    state: &Arc<State>,
+    req: &Req,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    number: &str,
+) -> Result<Response<Body>> {
     let number = part_number(number)?;
     let upload = load_upload(state, bucket, key, upload_id).await?;
     let (src_bucket, src_key) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
@@ -131,7 +157,13 @@ pub async fn upload_part_copy(state: &Arc<State>, req: &Req, bucket: &str, key: 
         None => (0, source.size),
         Some(range) => match resolve_range(Some(range), source.size) {
             Ok(Some((first, last))) => (first, last - first + 1),
-            _ => return Err(S3Error::invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy", "x-amz-copy-source-range", range)),
+            _ => {
+                return Err(S3Error::invalid_argument(
+                    "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+                    "x-amz-copy-source-range",
+                    range,
+                ));
+            }
         },
     };
     let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
@@ -181,7 +213,11 @@ pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &st
         return Err(S3Error::malformed_xml());
     }
     if request.parts.windows(2).any(|w| w[0].number >= w[1].number) {
-        return Err(S3Error::new(Code::InvalidPartOrder, "The list of parts was not in ascending order. Parts must be ordered by part number.").with("UploadId", upload_id));
+        return Err(S3Error::new(
+            Code::InvalidPartOrder,
+            "The list of parts was not in ascending order. Parts must be ordered by part number.",
+        )
+        .with("UploadId", upload_id));
     }
     let up = upload.clone();
     let stored = blocking(state, move |store| store.parts(&up)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
@@ -220,7 +256,8 @@ pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &st
         md5s.update(hex::decode(&part.etag).map_err(S3Error::internal)?);
     }
     let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
-    let mut meta = ObjectMeta { etag, last_modified_ms: now_ms(), part_sizes: chosen.iter().map(|p| p.size).collect(), ..upload.meta.clone() };
+    let mut meta =
+        ObjectMeta { etag, last_modified_ms: now_ms(), part_sizes: chosen.iter().map(|p| p.size).collect(), ..upload.meta.clone() };
     if let Some(algorithm) = algorithm
         && !full_object
     {
@@ -264,7 +301,10 @@ pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &st
             if let Some(expected) = expected_full
                 && expected.trim() != value
             {
-                return Ok(Err(S3Error::new(Code::BadDigest, format!("The {} you specified did not match the calculated checksum.", algorithm.name()))));
+                return Ok(Err(S3Error::new(
+                    Code::BadDigest,
+                    format!("The {} you specified did not match the calculated checksum.", algorithm.name()),
+                )));
             }
             meta.checksums.insert(algorithm.name().to_owned(), value);
             meta.checksum_type = Some("FULL_OBJECT".to_owned());
@@ -303,11 +343,20 @@ pub async fn abort(state: &Arc<State>, bucket: &str, key: &str, upload_id: &str)
 fn number_arg(req: &Req, name: &str, default: u32) -> Result<u32> {
     match req.query.get(name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| S3Error::invalid_argument(format!("Provided {name} not an integer or within integer range"), name, v)),
+        Some(v) => {
+            v.parse().map_err(|_| S3Error::invalid_argument(format!("Provided {name} not an integer or within integer range"), name, v))
+        }
     }
 }
 
-pub async fn list_parts(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+pub async fn list_parts(
+    state: &Arc<State>,
+    ctx: &RequestCtx,
+    req: &Req,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<Response<Body>> {
     let upload = load_upload(state, bucket, key, upload_id).await?;
     let max_parts = number_arg(req, "max-parts", 1000)?.min(1000) as usize;
     let marker = number_arg(req, "part-number-marker", 0)?;

@@ -24,7 +24,8 @@ use crate::server::State;
 use crate::store::{ObjectMeta, StoreError, now_ms};
 
 /// Headers stored with an object and returned on GET/HEAD.
-const STORED_HEADERS: [&str; 6] = ["content-type", "content-encoding", "content-disposition", "content-language", "cache-control", "expires"];
+const STORED_HEADERS: [&str; 6] =
+    ["content-type", "content-encoding", "content-disposition", "content-language", "cache-control", "expires"];
 /// S3's default Content-Type for objects stored without one.
 pub const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 /// Most tags on one object.
@@ -78,7 +79,8 @@ fn parse_tagging_header(value: &str) -> Result<Vec<(String, String)>> {
 
 pub fn validate_tags(tags: &[(String, String)], max: usize) -> Result<()> {
     if tags.len() > max {
-        let what = if max == OBJECT_TAGS_MAX { "Object tags cannot be greater than 10" } else { "Bucket tag count cannot be greater than 50" };
+        let what =
+            if max == OBJECT_TAGS_MAX { "Object tags cannot be greater than 10" } else { "Bucket tag count cannot be greater than 50" };
         return Err(S3Error::new(Code::InvalidTag, what));
     }
     for (i, (k, v)) in tags.iter().enumerate() {
@@ -125,8 +127,10 @@ pub async fn put_object(state: &Arc<State>, req: &Req, body: Incoming, bucket: &
         meta.checksum_type = Some("FULL_OBJECT".to_owned());
     }
     let (b, k) = (bucket.to_owned(), key.to_owned());
-    let meta = blocking(state, move |store| store.commit_object(&b, &k, received.staged, meta)).await?.map_err(|e| store_error(e, bucket))?;
-    let mut response = Response::builder().status(StatusCode::OK).header("etag", quoted(&meta.etag)).header("x-amz-server-side-encryption", "AES256");
+    let meta =
+        blocking(state, move |store| store.commit_object(&b, &k, received.staged, meta)).await?.map_err(|e| store_error(e, bucket))?;
+    let mut response =
+        Response::builder().status(StatusCode::OK).header("etag", quoted(&meta.etag)).header("x-amz-server-side-encryption", "AES256");
     for (name, value) in &meta.checksums {
         if let Some(algorithm) = Algorithm::parse(name) {
             response = response.header(algorithm.header(), value);
@@ -217,7 +221,9 @@ pub fn resolve_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64
     let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
     let (first, last) = (first.trim(), last.trim());
     let unsatisfiable = || {
-        S3Error::new(Code::InvalidRange, "The requested range is not satisfiable").with("RangeRequested", header.to_owned()).with("ActualObjectSize", size.to_string())
+        S3Error::new(Code::InvalidRange, "The requested range is not satisfiable")
+            .with("RangeRequested", header.to_owned())
+            .with("ActualObjectSize", size.to_string())
     };
     let range = if first.is_empty() {
         let Ok(n) = last.parse::<u64>() else { return Ok(None) };
@@ -263,7 +269,8 @@ pub async fn get_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str, 
         })?;
         let sizes = if meta.part_sizes.is_empty() { vec![meta.size] } else { meta.part_sizes.clone() };
         if number > sizes.len() {
-            return Err(S3Error::new(Code::InvalidRange, "The requested partnumber is not satisfiable").with("ActualPartCount", sizes.len().to_string()));
+            return Err(S3Error::new(Code::InvalidRange, "The requested partnumber is not satisfiable")
+                .with("ActualPartCount", sizes.len().to_string()));
         }
         let start: u64 = sizes[..number - 1].iter().sum();
         let size = sizes[number - 1];
@@ -313,7 +320,10 @@ pub async fn get_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str, 
 pub fn object_headers(mut builder: http::response::Builder, meta: &ObjectMeta) -> http::response::Builder {
     builder = builder
         .header("etag", quoted(&meta.etag))
-        .header("last-modified", httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64)))
+        .header(
+            "last-modified",
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64)),
+        )
         .header("accept-ranges", "bytes")
         .header("x-amz-server-side-encryption", "AES256");
     if !meta.headers.contains_key("content-type") {
@@ -404,7 +414,10 @@ fn check_small_body_digest(req: &Req, bytes: &[u8], required: bool) -> Result<()
     for algorithm in Algorithm::ALL {
         if let Some(value) = req.header(&algorithm.header()) {
             if checksum::of(algorithm, bytes) != value.trim() {
-                return Err(S3Error::new(Code::BadDigest, format!("The {} you specified did not match the calculated checksum.", algorithm.name())));
+                return Err(S3Error::new(
+                    Code::BadDigest,
+                    format!("The {} you specified did not match the calculated checksum.", algorithm.name()),
+                ));
             }
             return Ok(());
         }
@@ -484,7 +497,13 @@ fn bad_copy_source(value: &str) -> S3Error {
 }
 
 /// Copies `len` bytes from `start` of `source` into a staged file, hashing as it goes.
-pub fn copy_range(store: &crate::store::Store, mut source: File, start: u64, len: u64, algorithm: Option<Algorithm>) -> std::io::Result<(crate::store::Staged, String, Option<String>)> {
+pub fn copy_range(
+    store: &crate::store::Store,
+    mut source: File,
+    start: u64,
+    len: u64,
+    algorithm: Option<Algorithm>,
+) -> std::io::Result<(crate::store::Staged, String, Option<String>)> {
     let mut staged = store.stage()?;
     source.seek(SeekFrom::Start(start))?;
     let mut md5 = Md5::new();
@@ -531,13 +550,16 @@ pub async fn copy_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str)
     }
     require_bucket(state, bucket).await?;
     let new_meta = if replace { Some(meta_from_headers(req)?) } else { None };
-    let new_tags = if replace_tags { Some(req.header("x-amz-tagging").map(parse_tagging_header).transpose()?.unwrap_or_default()) } else { None };
+    let new_tags =
+        if replace_tags { Some(req.header("x-amz-tagging").map(parse_tagging_header).transpose()?.unwrap_or_default()) } else { None };
     let (sb, sk) = (src_bucket.clone(), src_key.clone());
     let opened = blocking(state, move |store| store.open_object(&sb, &sk)).await?.map_err(|e| store_error(e, &src_bucket))?;
     let Some((file, source_meta)) = opened else { return Err(S3Error::no_such_key(&src_key)) };
     check_copy_conditions(req, &source_meta)?;
     if source_meta.size > OBJECT_BYTES_MAX {
-        return Err(S3Error::invalid_request("The specified copy source is larger than the maximum allowable size for a copy source: 5368709120"));
+        return Err(S3Error::invalid_request(
+            "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120",
+        ));
     }
     // Keep a whole-object checksum the source had, unless a new algorithm was asked for.
     let kept_checksum = source_meta.checksums.iter().find(|(_, v)| !v.contains('-')).map(|(k, _)| k.clone());
@@ -551,7 +573,12 @@ pub async fn copy_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str)
                 meta.tags = source_meta.tags.clone();
                 meta
             }
-            None => ObjectMeta { headers: source_meta.headers.clone(), user: source_meta.user.clone(), tags: source_meta.tags.clone(), ..ObjectMeta::default() },
+            None => ObjectMeta {
+                headers: source_meta.headers.clone(),
+                user: source_meta.user.clone(),
+                tags: source_meta.tags.clone(),
+                ..ObjectMeta::default()
+            },
         };
         if let Some(tags) = new_tags {
             meta.tags = tags;
@@ -645,7 +672,8 @@ pub async fn get_object_attributes(state: &Arc<State>, req: &Req, bucket: &str, 
     }
     x.close("GetObjectAttributesResponse");
     let mut response = xml_response(x.finish());
-    let last_modified = httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64));
+    let last_modified =
+        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64));
     response.headers_mut().insert("last-modified", last_modified.parse().expect("dates are valid headers"));
     Ok(response)
 }
@@ -703,7 +731,8 @@ pub async fn get_object_tagging(state: &Arc<State>, bucket: &str, key: &str) -> 
 
 async fn set_object_tags(state: &Arc<State>, bucket: &str, key: &str, tags: Vec<(String, String)>) -> Result<()> {
     let (b, k) = (bucket.to_owned(), key.to_owned());
-    let updated = blocking(state, move |store| store.update_meta(&b, &k, |meta| meta.tags = tags)).await?.map_err(|e| store_error(e, bucket))?;
+    let updated =
+        blocking(state, move |store| store.update_meta(&b, &k, |meta| meta.tags = tags)).await?.map_err(|e| store_error(e, bucket))?;
     match updated {
         Some(_) => Ok(()),
         None => Err(S3Error::no_such_key(key)),

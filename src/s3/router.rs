@@ -27,41 +27,130 @@ pub enum Unconfigured {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     ListBuckets,
-    CreateBucket { bucket: String },
-    DeleteBucket { bucket: String },
-    HeadBucket { bucket: String },
-    GetBucketLocation { bucket: String },
-    ListObjects { bucket: String },
-    ListObjectsV2 { bucket: String },
-    ListObjectVersions { bucket: String },
-    ListMultipartUploads { bucket: String },
-    DeleteObjects { bucket: String },
-    GetBucketCors { bucket: String },
-    PutBucketCors { bucket: String },
-    DeleteBucketCors { bucket: String },
-    GetBucketTagging { bucket: String },
-    PutBucketTagging { bucket: String },
-    DeleteBucketTagging { bucket: String },
-    GetUnconfigured { bucket: String, what: Unconfigured },
-    PutObject { bucket: String, key: String },
-    CopyObject { bucket: String, key: String },
-    GetObject { bucket: String, key: String },
-    HeadObject { bucket: String, key: String },
-    DeleteObject { bucket: String, key: String },
-    GetObjectAttributes { bucket: String, key: String },
-    GetObjectTagging { bucket: String, key: String },
-    PutObjectTagging { bucket: String, key: String },
-    DeleteObjectTagging { bucket: String, key: String },
-    CreateMultipartUpload { bucket: String, key: String },
-    UploadPart { bucket: String, key: String, upload_id: String, part_number: String },
-    UploadPartCopy { bucket: String, key: String, upload_id: String, part_number: String },
-    CompleteMultipartUpload { bucket: String, key: String, upload_id: String },
-    AbortMultipartUpload { bucket: String, key: String, upload_id: String },
-    ListParts { bucket: String, key: String, upload_id: String },
+    CreateBucket {
+        bucket: String,
+    },
+    DeleteBucket {
+        bucket: String,
+    },
+    HeadBucket {
+        bucket: String,
+    },
+    GetBucketLocation {
+        bucket: String,
+    },
+    ListObjects {
+        bucket: String,
+    },
+    ListObjectsV2 {
+        bucket: String,
+    },
+    ListObjectVersions {
+        bucket: String,
+    },
+    ListMultipartUploads {
+        bucket: String,
+    },
+    DeleteObjects {
+        bucket: String,
+    },
+    GetBucketCors {
+        bucket: String,
+    },
+    PutBucketCors {
+        bucket: String,
+    },
+    DeleteBucketCors {
+        bucket: String,
+    },
+    GetBucketTagging {
+        bucket: String,
+    },
+    PutBucketTagging {
+        bucket: String,
+    },
+    DeleteBucketTagging {
+        bucket: String,
+    },
+    GetUnconfigured {
+        bucket: String,
+        what: Unconfigured,
+    },
+    PutObject {
+        bucket: String,
+        key: String,
+    },
+    CopyObject {
+        bucket: String,
+        key: String,
+    },
+    GetObject {
+        bucket: String,
+        key: String,
+    },
+    HeadObject {
+        bucket: String,
+        key: String,
+    },
+    DeleteObject {
+        bucket: String,
+        key: String,
+    },
+    GetObjectAttributes {
+        bucket: String,
+        key: String,
+    },
+    GetObjectTagging {
+        bucket: String,
+        key: String,
+    },
+    PutObjectTagging {
+        bucket: String,
+        key: String,
+    },
+    DeleteObjectTagging {
+        bucket: String,
+        key: String,
+    },
+    CreateMultipartUpload {
+        bucket: String,
+        key: String,
+    },
+    UploadPart {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        part_number: String,
+    },
+    UploadPartCopy {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        part_number: String,
+    },
+    CompleteMultipartUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
+    AbortMultipartUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
+    ListParts {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
     /// A CORS preflight (`OPTIONS`) on a bucket or object.
-    Preflight { bucket: String },
+    Preflight {
+        bucket: String,
+    },
     /// A real S3 operation firelake does not emulate: 501 NotImplemented.
-    NotImplemented { operation: String },
+    NotImplemented {
+        operation: String,
+    },
 }
 
 impl Endpoint {
@@ -145,6 +234,10 @@ const ARGUMENTS: &[&str] = &[
     "optional-object-attributes",
     "bucket-region",
     "max-buckets",
+    // Presigned URLs signed with SigV2.
+    "AWSAccessKeyId",
+    "Signature",
+    "Expires",
 ];
 
 /// A request's query as decoded pairs.
@@ -175,10 +268,7 @@ impl Query {
 
     /// Names that select a sub-resource (everything but arguments and presigning fields).
     fn sub_resources(&self) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .filter(|n| !ARGUMENTS.contains(n) && !n.starts_with("X-Amz-") && !n.starts_with("x-amz-"))
+        self.0.iter().map(|(n, _)| n.as_str()).filter(|n| !ARGUMENTS.contains(n) && !n.starts_with("X-Amz-") && !n.starts_with("x-amz-"))
     }
 }
 
@@ -191,10 +281,15 @@ pub fn virtual_host_bucket(parts: &http::request::Parts, domains: &[String]) -> 
     let host = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host())?;
     let host = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
     let host = host.to_ascii_lowercase();
-    domains.iter().find_map(|domain| {
-        let bucket = host.strip_suffix(domain.as_str())?.strip_suffix('.')?;
-        (!bucket.is_empty()).then(|| bucket.to_owned())
-    })
+    if domains.contains(&host) {
+        return None;
+    }
+    // The longest matching domain wins: `b.s3.localhost` is bucket `b`, not `b.s3`.
+    domains
+        .iter()
+        .filter_map(|domain| host.strip_suffix(domain.as_str())?.strip_suffix('.').filter(|b| !b.is_empty()).map(|b| (domain.len(), b)))
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, bucket)| bucket.to_owned())
 }
 
 impl Endpoint {
@@ -370,7 +465,13 @@ mod tests {
         check("PUT", "127.0.0.1", "/bkt/a/b%20c", false, PutObject { bucket: bk.clone(), key: k.clone() });
         check("PUT", "127.0.0.1", "/bkt/a/b%20c", true, CopyObject { bucket: bk.clone(), key: k.clone() });
         check("GET", "127.0.0.1", "/bkt/a/b%20c?x-id=GetObject", false, GetObject { bucket: bk.clone(), key: k.clone() });
-        check("GET", "127.0.0.1", "/bkt/a/b%20c?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=x", false, GetObject { bucket: bk.clone(), key: k.clone() });
+        check(
+            "GET",
+            "127.0.0.1",
+            "/bkt/a/b%20c?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=x",
+            false,
+            GetObject { bucket: bk.clone(), key: k.clone() },
+        );
         check("HEAD", "127.0.0.1", "/bkt/a/b%20c", false, HeadObject { bucket: bk.clone(), key: k.clone() });
         check("DELETE", "127.0.0.1", "/bkt/a/b%20c", false, DeleteObject { bucket: bk.clone(), key: k.clone() });
         check("POST", "127.0.0.1", "/bkt/a/b%20c?uploads", false, CreateMultipartUpload { bucket: bk.clone(), key: k.clone() });
@@ -388,8 +489,20 @@ mod tests {
             true,
             UploadPartCopy { bucket: bk.clone(), key: k.clone(), upload_id: b("u1"), part_number: b("2") },
         );
-        check("POST", "127.0.0.1", "/bkt/a/b%20c?uploadId=u1", false, CompleteMultipartUpload { bucket: bk.clone(), key: k.clone(), upload_id: b("u1") });
-        check("DELETE", "127.0.0.1", "/bkt/a/b%20c?uploadId=u1", false, AbortMultipartUpload { bucket: bk.clone(), key: k.clone(), upload_id: b("u1") });
+        check(
+            "POST",
+            "127.0.0.1",
+            "/bkt/a/b%20c?uploadId=u1",
+            false,
+            CompleteMultipartUpload { bucket: bk.clone(), key: k.clone(), upload_id: b("u1") },
+        );
+        check(
+            "DELETE",
+            "127.0.0.1",
+            "/bkt/a/b%20c?uploadId=u1",
+            false,
+            AbortMultipartUpload { bucket: bk.clone(), key: k.clone(), upload_id: b("u1") },
+        );
         check("GET", "127.0.0.1", "/bkt/a/b%20c?uploadId=u1", false, ListParts { bucket: bk.clone(), key: k.clone(), upload_id: b("u1") });
         check("GET", "127.0.0.1", "/bkt/a/b%20c?attributes", false, GetObjectAttributes { bucket: bk.clone(), key: k.clone() });
         check("PUT", "127.0.0.1", "/bkt/a/b%20c?tagging", false, PutObjectTagging { bucket: bk.clone(), key: k.clone() });

@@ -87,9 +87,9 @@ fn safe_cut(s: &str, max: usize) -> usize {
 /// `None` when the path is not the one `components` gives for any key (a hand-made
 /// file whose name looks like an escape, or a name that is not UTF-8).
 pub fn key_of(components: &[&str]) -> Option<String> {
-    let (body, folder_object) = match components.split_last() {
-        Some((&FOLDER_OBJECT, body)) => (body, true),
-        Some(_) => (components, false),
+    let body = match components.split_last() {
+        Some((&FOLDER_OBJECT, body)) => body,
+        Some(_) => components,
         None => return None,
     };
     if body.is_empty() {
@@ -120,7 +120,6 @@ pub fn key_of(components: &[&str]) -> Option<String> {
     if canonical.len() != body.len() || canonical.iter().zip(body).any(|(a, b)| a != b) {
         return None;
     }
-    let _ = folder_object;
     Some(key)
 }
 
