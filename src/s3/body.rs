@@ -18,7 +18,7 @@ use crate::s3::checksum::{self, Algorithm};
 use crate::s3::chunked::{Decoder, FramingError};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::server::State;
-use crate::store::Staged;
+use crate::store::{Staged, Store};
 
 /// An object or part written to a staged file and checked.
 pub struct Received {
@@ -31,7 +31,7 @@ pub struct Received {
 }
 
 /// How the client said it checks the payload.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Expectations {
     aws_chunked: bool,
     /// Payload length: `x-amz-decoded-content-length` for aws-chunked, else Content-Length.
@@ -132,50 +132,126 @@ impl Expectations {
     }
 }
 
-struct Written {
-    staged: Staged,
+/// What was received: size and digests.
+struct Digests {
     size: u64,
     md5: Vec<u8>,
     checksum: Option<Vec<u8>>,
     sha256: Option<String>,
 }
 
-/// Receives the body into a staged file and checks it against `expect`.
-pub async fn receive(state: &Arc<State>, expect: &Expectations, mut body: Incoming, size_max: u64) -> Result<Received> {
-    let staged = crate::s3::blocking(state, |store| store.stage()).await??;
-    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-    let algorithm = expect.algorithm();
-    let want_sha256 = expect.payload_sha256.is_some();
-    // One thread writes and hashes while this task keeps reading from the socket.
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Written> {
-        let mut staged = staged;
-        let mut md5 = Md5::new();
-        let mut hasher = algorithm.map(Algorithm::hasher);
-        let mut sha256 = want_sha256.then(Sha256::new);
-        let mut size = 0u64;
-        while let Some(bytes) = rx.blocking_recv() {
-            staged.file().write_all(&bytes)?;
-            md5.update(&bytes);
-            if let Some(h) = hasher.as_mut() {
-                h.update(&bytes);
-            }
-            if let Some(h) = sha256.as_mut() {
-                h.update(&bytes);
-            }
-            size += bytes.len() as u64;
+/// The digests computed while a body arrives.
+struct Hashers {
+    size: u64,
+    md5: Md5,
+    checksum: Option<crate::s3::checksum::Hasher>,
+    sha256: Option<Sha256>,
+}
+
+impl Hashers {
+    fn new(expect: &Expectations) -> Hashers {
+        Hashers {
+            size: 0,
+            md5: Md5::new(),
+            checksum: expect.algorithm().map(Algorithm::hasher),
+            sha256: expect.payload_sha256.is_some().then(Sha256::new),
         }
-        Ok(Written {
-            staged,
-            size,
-            md5: md5.finalize().to_vec(),
-            checksum: hasher.map(|h| h.finish()),
-            sha256: sha256.map(|h| hex::encode(h.finalize())),
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        self.md5.update(bytes);
+        if let Some(h) = self.checksum.as_mut() {
+            h.update(bytes);
+        }
+        if let Some(h) = self.sha256.as_mut() {
+            h.update(bytes);
+        }
+    }
+
+    fn finish(self) -> Digests {
+        Digests {
+            size: self.size,
+            md5: self.md5.finalize().to_vec(),
+            checksum: self.checksum.map(|h| h.finish()),
+            sha256: self.sha256.map(|h| hex::encode(h.finalize())),
+        }
+    }
+}
+
+/// Bodies up to this size are read into memory, then written, checked and committed in
+/// one blocking call.
+const SMALL_BODY_BYTES_MAX: u64 = 1024 * 1024;
+/// A large body is flushed to disk every this many bytes while it arrives, so the fsync
+/// before the commit has little left to do.
+const FLUSH_EVERY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Receives the body into a staged file, checks it against `expect`, then runs `then`
+/// (the commit) off the async threads.
+pub async fn receive_then<T: Send + 'static>(
+    state: &Arc<State>,
+    expect: &Expectations,
+    body: Incoming,
+    size_max: u64,
+    then: impl FnOnce(&Store, Received) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if !expect.aws_chunked
+        && let Some(length) = expect.length
+        && length <= SMALL_BODY_BYTES_MAX
+    {
+        let bytes = crate::http::read_body_limited(body, length as usize + 1).await.map_err(|err| match err {
+            crate::http::BodyError::TooLarge => incomplete(),
+            crate::http::BodyError::Io(err) => S3Error::new(Code::IncompleteBody, format!("the request body could not be read: {err}")),
+        })?;
+        let expect = expect.clone();
+        return crate::s3::blocking(state, move |store| {
+            let mut staged = store.stage()?;
+            staged.file().write_all(&bytes)?;
+            let mut hashers = Hashers::new(&expect);
+            hashers.update(&bytes);
+            let received = check(&expect, hashers.finish(), staged, None)?;
+            then(store, received)
         })
+        .await?;
+    }
+    let received = receive_streaming(state, expect, body, size_max).await?;
+    crate::s3::blocking(state, move |store| then(store, received)).await?
+}
+
+fn incomplete() -> S3Error {
+    S3Error::new(Code::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header")
+}
+
+/// Streams a body to disk: one thread writes (and flushes as it goes), another hashes,
+/// while this task reads from the socket and undoes aws-chunked.
+async fn receive_streaming(state: &Arc<State>, expect: &Expectations, mut body: Incoming, size_max: u64) -> Result<Received> {
+    let mut staged = crate::s3::blocking(state, |store| store.stage()).await??;
+    let durable = state.store.durability() == crate::store::Durability::Fsync;
+    let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(16);
+    let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(16);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Staged> {
+        let mut unflushed = 0u64;
+        while let Some(bytes) = write_rx.blocking_recv() {
+            staged.file().write_all(&bytes)?;
+            unflushed += bytes.len() as u64;
+            if durable && unflushed >= FLUSH_EVERY_BYTES {
+                staged.file().sync_data()?;
+                unflushed = 0;
+            }
+        }
+        Ok(staged)
+    });
+    let mut hashers = Hashers::new(expect);
+    let hasher = tokio::task::spawn_blocking(move || {
+        while let Some(bytes) = hash_rx.blocking_recv() {
+            hashers.update(&bytes);
+        }
+        hashers.finish()
     });
     let mut decoder = expect.aws_chunked.then(Decoder::new);
     let mut received = 0u64;
     let mut failure: Option<S3Error> = None;
-    while let Some(frame) = body.frame().await {
+    'frames: while let Some(frame) = body.frame().await {
         let frame = match frame {
             Ok(frame) => frame,
             Err(err) => {
@@ -201,67 +277,61 @@ pub async fn receive(state: &Arc<State>, expect: &Expectations, mut body: Incomi
                     S3Error::new(Code::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size")
                         .with("MaxSizeAllowed", size_max.to_string()),
                 );
-                break;
+                break 'frames;
             }
-            if tx.send(bytes).await.is_err() {
-                break;
+            if hash_tx.send(bytes.clone()).await.is_err() || write_tx.send(bytes).await.is_err() {
+                break 'frames;
             }
-        }
-        if failure.is_some() {
-            break;
         }
     }
-    drop(tx);
-    let written = writer.await.map_err(S3Error::internal)??;
+    drop((write_tx, hash_tx));
+    let staged = writer.await.map_err(S3Error::internal)??;
+    let digests = hasher.await.map_err(S3Error::internal)?;
     if let Some(err) = failure {
         return Err(err);
     }
     if let Some(decoder) = decoder.as_mut() {
         decoder.finish().map_err(framing_error)?;
     }
+    check(expect, digests, staged, decoder.as_ref())
+}
+
+/// Compares what was received with what the client declared.
+fn check(expect: &Expectations, digests: Digests, staged: Staged, decoder: Option<&Decoder>) -> Result<Received> {
     if let Some(length) = expect.length
-        && length != written.size
+        && length != digests.size
     {
-        return Err(S3Error::new(
-            Code::IncompleteBody,
-            "You did not provide the number of bytes specified by the Content-Length HTTP header",
-        ));
+        return Err(incomplete());
     }
     if let Some(expected) = &expect.content_md5
-        && expected != &written.md5
+        && expected != &digests.md5
     {
         let b64 = checksum::to_base64;
         return Err(S3Error::new(Code::BadDigest, "The Content-MD5 you specified did not match what we received.")
             .with("ExpectedDigest", b64(expected))
-            .with("CalculatedDigest", b64(&written.md5)));
+            .with("CalculatedDigest", b64(&digests.md5)));
     }
-    if let (Some(expected), Some(actual)) = (&expect.payload_sha256, &written.sha256)
+    if let (Some(expected), Some(actual)) = (&expect.payload_sha256, &digests.sha256)
         && expected != actual
     {
-        return Err(S3Error::new(
-            Code::XAmzContentSHA256Mismatch,
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        )
-        .with("ClientComputedContentSHA256", expected.clone())
-        .with("S3ComputedContentSHA256", actual.clone()));
+        return Err(S3Error::new(Code::XAmzContentSHA256Mismatch, "The provided 'x-amz-content-sha256' header does not match what was computed.")
+            .with("ClientComputedContentSHA256", expected.clone())
+            .with("S3ComputedContentSHA256", actual.clone()));
     }
-    let checksum = match (algorithm, written.checksum) {
+    let checksum = match (expect.algorithm(), digests.checksum) {
         (Some(algorithm), Some(actual)) => {
             let expected = match &expect.header_checksum {
                 Some((_, raw)) => raw.clone(),
-                None => trailer_value(decoder.as_ref(), algorithm)?,
+                None => trailer_value(decoder, algorithm)?,
             };
             if expected != actual {
-                return Err(S3Error::new(
-                    Code::BadDigest,
-                    format!("The {} you specified did not match the calculated checksum.", algorithm.name()),
-                ));
+                return Err(S3Error::new(Code::BadDigest, format!("The {} you specified did not match the calculated checksum.", algorithm.name())));
             }
             Some((algorithm, checksum::to_base64(&actual)))
         }
         _ => None,
     };
-    Ok(Received { staged: written.staged, size: written.size, md5_hex: hex::encode(&written.md5), checksum })
+    Ok(Received { staged, size: digests.size, md5_hex: hex::encode(&digests.md5), checksum })
 }
 
 fn trailer_value(decoder: Option<&Decoder>, algorithm: Algorithm) -> Result<Vec<u8>> {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::config::OBJECT_BYTES_MAX;
 use crate::http::{Body, RequestCtx, empty};
-use crate::s3::body::{Expectations, receive};
+use crate::s3::body::{Expectations, receive_then};
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::object::{
@@ -118,16 +118,17 @@ pub async fn upload_part(
     let number = part_number(number)?;
     let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
     let upload = load_upload(state, bucket, key, upload_id).await?;
-    let received = receive(state, &expect, body, OBJECT_BYTES_MAX).await?;
-    let mut part =
-        Part { number, size: received.size, etag: received.md5_hex.clone(), last_modified_ms: now_ms(), checksums: Default::default() };
-    if let Some((algorithm, value)) = &received.checksum {
-        part.checksums.insert(algorithm.name().to_owned(), value.clone());
-    }
-    let stored = part.clone();
-    blocking(state, move |store| store.commit_part(&upload, received.staged, &stored))
-        .await?
-        .map_err(|e| upload_error(e, bucket, upload_id))?;
+    let (b, u) = (bucket.to_owned(), upload_id.to_owned());
+    let part = receive_then(state, &expect, body, OBJECT_BYTES_MAX, move |store, received| {
+        let mut part =
+            Part { number, size: received.size, etag: received.md5_hex.clone(), last_modified_ms: now_ms(), checksums: Default::default() };
+        if let Some((algorithm, value)) = &received.checksum {
+            part.checksums.insert(algorithm.name().to_owned(), value.clone());
+        }
+        store.commit_part(&upload, received.staged, &part).map_err(|e| upload_error(e, &b, &u))?;
+        Ok(part)
+    })
+    .await?;
     let mut response =
         Response::builder().status(StatusCode::OK).header("etag", quoted(&part.etag)).header("x-amz-server-side-encryption", "AES256");
     for (name, value) in &part.checksums {

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::config::OBJECT_BYTES_MAX;
 use crate::http::{Body, empty};
-use crate::s3::body::{Expectations, receive};
+use crate::s3::body::{Expectations, receive_then};
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::router::check_key;
@@ -99,9 +99,9 @@ pub fn validate_tags(tags: &[(String, String)], max: usize) -> Result<()> {
 
 pub async fn require_bucket(state: &Arc<State>, bucket: &str) -> Result<()> {
     let name = bucket.to_owned();
-    match blocking(state, move |store| store.bucket(&name)).await?? {
-        Some(_) => Ok(()),
-        None => Err(S3Error::no_such_bucket(bucket)),
+    match blocking(state, move |store| store.bucket_exists(&name)).await?? {
+        true => Ok(()),
+        false => Err(S3Error::no_such_bucket(bucket)),
     }
 }
 
@@ -117,18 +117,22 @@ pub async fn put_object(state: &Arc<State>, req: &Req, body: Incoming, bucket: &
     check_key(key)?;
     let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
     let mut meta = meta_from_headers(req)?;
-    // Refuse before reading the body, so `Expect: 100-continue` clients send nothing.
-    require_bucket(state, bucket).await?;
-    let received = receive(state, &expect, body, OBJECT_BYTES_MAX).await?;
-    meta.etag = received.md5_hex.clone();
-    meta.last_modified_ms = now_ms();
-    if let Some((algorithm, value)) = &received.checksum {
-        meta.checksums.insert(algorithm.name().to_owned(), value.clone());
-        meta.checksum_type = Some("FULL_OBJECT".to_owned());
+    // Refuse before reading the body, so `Expect: 100-continue` clients send nothing;
+    // without it the commit finds a missing bucket just the same, one step later.
+    if req.header("expect").is_some() {
+        require_bucket(state, bucket).await?;
     }
     let (b, k) = (bucket.to_owned(), key.to_owned());
-    let meta =
-        blocking(state, move |store| store.commit_object(&b, &k, received.staged, meta)).await?.map_err(|e| store_error(e, bucket))?;
+    let meta = receive_then(state, &expect, body, OBJECT_BYTES_MAX, move |store, received| {
+        meta.etag = received.md5_hex.clone();
+        meta.last_modified_ms = now_ms();
+        if let Some((algorithm, value)) = &received.checksum {
+            meta.checksums.insert(algorithm.name().to_owned(), value.clone());
+            meta.checksum_type = Some("FULL_OBJECT".to_owned());
+        }
+        store.commit_object(&b, &k, received.staged, meta).map_err(|e| store_error(e, &b))
+    })
+    .await?;
     let mut response =
         Response::builder().status(StatusCode::OK).header("etag", quoted(&meta.etag)).header("x-amz-server-side-encryption", "AES256");
     for (name, value) in &meta.checksums {

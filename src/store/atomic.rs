@@ -3,9 +3,12 @@
 //! folder fsynced. A temp file that is never committed is deleted when dropped, and
 //! whatever a crash leaves in `.firelake/tmp` is swept at start.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::Durability;
 
@@ -36,7 +39,8 @@ impl Staged {
     pub(super) fn sync(&mut self, durability: Durability) -> io::Result<()> {
         self.file.flush()?;
         if durability == Durability::Fsync {
-            self.file.sync_all()?;
+            // fdatasync: the bytes and the length, which is all a reader of the file needs.
+            self.file.sync_data()?;
         }
         Ok(())
     }
@@ -62,23 +66,70 @@ impl Drop for Staged {
     }
 }
 
-/// Writes `bytes` to `dest` atomically: readers see the old file or the new one.
-pub(super) fn write_file(tmp_dir: &Path, dest: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
-    let mut staged = Staged::create(tmp_dir)?;
-    staged.file().write_all(bytes)?;
-    staged.sync(durability)?;
-    staged.rename_to(dest)?;
-    sync_parent(dest, durability)
+/// Makes renames and unlinks durable by fsyncing their folder, with one fsync shared by
+/// every change made in that folder before it started (group commit): concurrent writes
+/// into one folder, the common case, cost one folder fsync between them.
+#[derive(Debug)]
+pub struct FolderSyncs {
+    durability: Durability,
+    folders: Mutex<HashMap<PathBuf, Arc<FolderSync>>>,
 }
 
-/// Makes a rename or unlink in `path`'s folder durable.
-pub(super) fn sync_parent(path: &Path, durability: Durability) -> io::Result<()> {
-    if durability == Durability::Fsync
-        && let Some(parent) = path.parent()
-    {
-        File::open(parent)?.sync_all()?;
+#[derive(Debug, Default)]
+struct FolderSync {
+    /// Tickets handed out: one per change waiting to be made durable.
+    issued: AtomicU64,
+    /// Every ticket up to this one is durable. The lock also serialises the fsyncs.
+    durable: Mutex<u64>,
+}
+
+/// Folders remembered before the table is emptied; forgetting one only costs an fsync.
+const FOLDERS_REMEMBERED_MAX: usize = 4096;
+
+impl FolderSyncs {
+    pub fn new(durability: Durability) -> FolderSyncs {
+        FolderSyncs { durability, folders: Mutex::new(HashMap::new()) }
     }
-    Ok(())
+
+    /// Makes a change already made in `path`'s folder durable.
+    pub fn sync_parent(&self, path: &Path) -> io::Result<()> {
+        match path.parent() {
+            Some(parent) => self.sync_folder(parent),
+            None => Ok(()),
+        }
+    }
+
+    pub fn sync_folder(&self, folder: &Path) -> io::Result<()> {
+        if self.durability == Durability::None {
+            return Ok(());
+        }
+        let sync = {
+            let mut folders = self.folders.lock().unwrap_or_else(|p| p.into_inner());
+            if folders.len() >= FOLDERS_REMEMBERED_MAX && !folders.contains_key(folder) {
+                folders.clear();
+            }
+            folders.entry(folder.to_path_buf()).or_default().clone()
+        };
+        let ticket = sync.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut durable = sync.durable.lock().unwrap_or_else(|p| p.into_inner());
+        if *durable >= ticket {
+            return Ok(());
+        }
+        // Every ticket issued so far belongs to a change made before this fsync starts.
+        let covered = sync.issued.load(Ordering::SeqCst);
+        File::open(folder)?.sync_all()?;
+        *durable = covered;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `dest` atomically: readers see the old file or the new one.
+pub(super) fn write_file(tmp_dir: &Path, dest: &Path, bytes: &[u8], syncs: &FolderSyncs) -> io::Result<()> {
+    let mut staged = Staged::create(tmp_dir)?;
+    staged.file().write_all(bytes)?;
+    staged.sync(syncs.durability)?;
+    staged.rename_to(dest)?;
+    syncs.sync_parent(dest)
 }
 
 /// Deletes every temp file a previous run left behind; returns how many.

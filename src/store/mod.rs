@@ -8,7 +8,7 @@
 //! .firelake/LOCK                 held while a firelake serves this directory
 //! .firelake/tmp/                 temp files, swept at start
 //! .firelake/buckets/<B>.json     bucket settings (region, owner, CORS, tags)
-//! .firelake/meta/<B>/<xx>/<h>.json  object metadata, by SHA-256 of the key
+//! .firelake/meta/<B>/<h>        object metadata, by SHA-256 of the key
 //! .firelake/uploads/<id>/        multipart uploads: upload.json and the parts
 //! .firelake/relocate/            objects being moved into their folder (`a` beside `a/b`)
 //! ```
@@ -155,6 +155,7 @@ pub struct Store {
     root: PathBuf,
     sys: PathBuf,
     durability: Durability,
+    syncs: atomic::FolderSyncs,
     /// Serialises the commits of one key (by hash) so that data and metadata renames pair up.
     stripes: Vec<Mutex<()>>,
     _lock: File,
@@ -196,7 +197,7 @@ impl Store {
                 format!("the data directory {} is in use by another firelake ({err:?})", root.display()),
             ));
         }
-        let store = Store { root, sys, durability, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(), _lock: lock };
+        let store = Store { root, sys, durability, syncs: atomic::FolderSyncs::new(durability), stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(), _lock: lock };
         let swept = atomic::sweep(&store.sys.join("tmp"))?;
         if swept > 0 {
             tracing::info!(swept, "removed temp files left by an earlier run");
@@ -269,6 +270,18 @@ impl Store {
         }
     }
 
+    /// Whether the bucket exists: one `stat`, for the paths that need nothing else.
+    pub fn bucket_exists(&self, name: &str) -> io::Result<bool> {
+        if !valid_bucket_name(name) {
+            return Ok(false);
+        }
+        match fs::metadata(self.bucket_dir(name)) {
+            Ok(meta) => Ok(meta.is_dir()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
     pub fn create_bucket(&self, info: &BucketInfo) -> io::Result<Created> {
         let _guard = self.stripe(&info.name, "");
         if let Some(existing) = self.bucket(&info.name)? {
@@ -277,13 +290,13 @@ impl Store {
         self.write_bucket(info)?;
         let dir = self.bucket_dir(&info.name);
         fs::create_dir(&dir)?;
-        atomic::sync_parent(&dir, self.durability)?;
+        self.syncs.sync_parent(&dir)?;
         Ok(Created::New)
     }
 
     fn write_bucket(&self, info: &BucketInfo) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
-        atomic::write_file(&self.sys.join("tmp"), &self.bucket_file(&info.name), &bytes, self.durability)
+        atomic::write_file(&self.sys.join("tmp"), &self.bucket_file(&info.name), &bytes, &self.syncs)
     }
 
     /// Changes a bucket's settings; a hand-made bucket gets a settings file.
@@ -322,7 +335,7 @@ impl Store {
             self.abort_upload(&upload.id)?;
         }
         remove_empty_tree(&dir)?;
-        atomic::sync_parent(&dir, self.durability)?;
+        self.syncs.sync_parent(&dir)?;
         let _ = fs::remove_dir_all(self.sys.join("meta").join(name));
         match fs::remove_file(self.bucket_file(name)) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
@@ -347,8 +360,9 @@ impl Store {
     }
 
     fn meta_path(&self, bucket: &str, key: &str) -> PathBuf {
+        // One folder per bucket, so concurrent writes share their folder fsyncs.
         let hash = hex::encode(Sha256::digest(key.as_bytes()));
-        self.sys.join("meta").join(bucket).join(&hash[..2]).join(&hash[2..])
+        self.sys.join("meta").join(bucket).join(hash)
     }
 
     /// Opens the object's data file: the plain path, or the folder object when the plain
@@ -372,7 +386,7 @@ impl Store {
 
     /// Opens an object for reading, with metadata that describes exactly the open bytes.
     pub fn open_object(&self, bucket: &str, key: &str) -> Result<Option<(File, ObjectMeta)>> {
-        if self.bucket(bucket)?.is_none() {
+        if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
         }
         let Some((mut file, stat)) = self.open_data(bucket, key)? else { return Ok(None) };
@@ -397,11 +411,16 @@ impl Store {
     fn meta_for(&self, bucket: &str, key: &str, file: &mut File, stat: &fs::Metadata) -> Result<ObjectMeta> {
         let fingerprint = Fingerprint::of(stat);
         let meta_path = self.meta_path(bucket, key);
-        if let Ok(bytes) = fs::read(&meta_path)
-            && let Ok(meta) = serde_json::from_slice::<ObjectMeta>(&bytes)
-            && meta.fingerprint == fingerprint
-            && meta.key == key
-        {
+        let read_matching = || -> Option<ObjectMeta> {
+            let meta = serde_json::from_slice::<ObjectMeta>(&fs::read(&meta_path).ok()?).ok()?;
+            (meta.fingerprint == fingerprint && meta.key == key).then_some(meta)
+        };
+        if let Some(meta) = read_matching() {
+            return Ok(meta);
+        }
+        // A commit of this key may be between its two renames: look again under its lock.
+        let _guard = self.stripe(bucket, key);
+        if let Some(meta) = read_matching() {
             return Ok(meta);
         }
         let mut md5 = Md5::new();
@@ -423,7 +442,6 @@ impl Store {
             ..ObjectMeta::default()
         };
         // Remember the derived metadata so the file is hashed once; losing this write is harmless.
-        let _guard = self.stripe(bucket, key);
         let _ = self.write_meta(&meta_path, &meta);
         Ok(meta)
     }
@@ -433,13 +451,13 @@ impl Store {
             fs::create_dir_all(parent)?;
         }
         let bytes = serde_json::to_vec(meta).map_err(io::Error::other)?;
-        atomic::write_file(&self.sys.join("tmp"), path, &bytes, self.durability)
+        atomic::write_file(&self.sys.join("tmp"), path, &bytes, &self.syncs)
     }
 
     /// Publishes a staged file as the object `key`, replacing any earlier one. `meta`
     /// gets its fingerprint here.
     pub fn commit_object(&self, bucket: &str, key: &str, mut staged: Staged, mut meta: ObjectMeta) -> Result<ObjectMeta> {
-        if self.bucket(bucket)?.is_none() {
+        if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
         }
         staged.sync(self.durability)?;
@@ -449,17 +467,21 @@ impl Store {
         let meta_path = self.meta_path(bucket, key);
         let meta_bytes = serde_json::to_vec(&meta).map_err(io::Error::other)?;
         let (plain, folder_object) = self.object_paths(bucket, key)?;
-        let _guard = self.stripe(bucket, key);
         let mut staged_meta = self.stage()?;
         std::io::Write::write_all(staged_meta.file(), &meta_bytes)?;
         staged_meta.sync(self.durability)?;
-        let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
-        atomic::sync_parent(&dest, self.durability)?;
         if let Some(parent) = meta_path.parent() {
             fs::create_dir_all(parent)?;
         }
-        staged_meta.rename_to(&meta_path)?;
-        atomic::sync_parent(&meta_path, self.durability)?;
+        let dest = {
+            // Renames of one key happen in pairs, so its data and metadata match once both land.
+            let _guard = self.stripe(bucket, key);
+            let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
+            staged_meta.rename_to(&meta_path)?;
+            dest
+        };
+        self.syncs.sync_parent(&dest)?;
+        self.syncs.sync_parent(&meta_path)?;
         Ok(meta)
     }
 
@@ -503,6 +525,9 @@ impl Store {
     /// stands in the way (`a` when writing `a/b`), that object moves into the new
     /// folder as its folder object (`a/%%`).
     fn make_folders(&self, bucket_dir: &Path, folder: &Path) -> io::Result<()> {
+        if folder.is_dir() {
+            return Ok(());
+        }
         let relative = folder.strip_prefix(bucket_dir).map_err(io::Error::other)?;
         let mut path = bucket_dir.to_path_buf();
         for component in relative.components() {
@@ -527,7 +552,7 @@ impl Store {
         let parking = self.sys.join("relocate").join(&id);
         let note = self.sys.join("relocate").join(format!("{id}.to"));
         let dest = path.join(keypath::FOLDER_OBJECT);
-        atomic::write_file(&self.sys.join("tmp"), &note, dest.as_os_str().as_encoded_bytes(), self.durability)?;
+        atomic::write_file(&self.sys.join("tmp"), &note, dest.as_os_str().as_encoded_bytes(), &self.syncs)?;
         match fs::rename(path, &parking) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -536,13 +561,13 @@ impl Store {
             }
             Err(err) => return Err(err),
         }
-        atomic::sync_parent(&parking, self.durability)?;
+        self.syncs.sync_parent(&parking)?;
         match fs::create_dir(path) {
             Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
             _ => {}
         }
         fs::rename(&parking, &dest)?;
-        atomic::sync_parent(&dest, self.durability)?;
+        self.syncs.sync_parent(&dest)?;
         fs::remove_file(&note)?;
         Ok(())
     }
@@ -573,7 +598,7 @@ impl Store {
 
     /// Deletes an object; answers whether there was one. Folders left empty are removed.
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
-        if self.bucket(bucket)?.is_none() {
+        if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
         }
         let (plain, folder_object) = self.object_paths(bucket, key)?;
@@ -583,7 +608,7 @@ impl Store {
             match fs::symlink_metadata(path) {
                 Ok(meta) if !meta.is_dir() => {
                     fs::remove_file(path)?;
-                    atomic::sync_parent(path, self.durability)?;
+                    self.syncs.sync_parent(path)?;
                     self.prune_folders(bucket, path);
                     deleted = true;
                     break;
@@ -621,7 +646,7 @@ impl Store {
 
     /// Every object of `bucket` whose key starts with `prefix`, in UTF-8 byte order.
     pub fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>> {
-        if self.bucket(bucket)?.is_none() {
+        if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
         }
         let bucket_dir = self.bucket_dir(bucket);

@@ -53,7 +53,7 @@ impl Store {
         let dir = self.upload_dir(&upload.id);
         fs::create_dir_all(&dir)?;
         let bytes = serde_json::to_vec(upload).map_err(io::Error::other)?;
-        atomic::write_file(&self.sys.join("tmp"), &dir.join("upload.json"), &bytes, self.durability)?;
+        atomic::write_file(&self.sys.join("tmp"), &dir.join("upload.json"), &bytes, &self.syncs)?;
         Ok(())
     }
 
@@ -80,7 +80,7 @@ impl Store {
         let bytes = serde_json::to_vec(part).map_err(io::Error::other)?;
         // The part's record is written after its bytes, so a record always has its bytes.
         staged.rename_to(&dir.join(part.number.to_string()))?;
-        atomic::write_file(&self.sys.join("tmp"), &dir.join(format!("{}.json", part.number)), &bytes, self.durability)?;
+        atomic::write_file(&self.sys.join("tmp"), &dir.join(format!("{}.json", part.number)), &bytes, &self.syncs)?;
         Ok(())
     }
 

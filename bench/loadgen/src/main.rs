@@ -1,0 +1,322 @@
+//! A load generator for S3 and Firehose endpoints, so that the client is never the
+//! bottleneck of firelake's benchmarks. Requests are unsigned (firelake and moto_server
+//! accept that), sent over kept-alive HTTP/1.1 connections, one per worker.
+//!
+//! Each scenario prints one JSON line with its figures.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// 4 KiB PutObject, `--workers` at once, for `--seconds`: ops/s and latency.
+    PutSmall,
+    /// 4 KiB GetObject of 1,000 objects written first.
+    GetSmall,
+    /// 64 MiB PutObject, one at a time, `--repeat` times: MB/s.
+    PutLarge,
+    /// 64 MiB GetObject, one at a time, `--repeat` times: MB/s.
+    GetLarge,
+    /// ListObjectsV2 of 10,000 keys in pages of 1,000, `--repeat` times.
+    List,
+    /// Firehose PutRecordBatch of `--batch` records of `--record-bytes`, `--workers` at once.
+    PutRecordBatch,
+}
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long)]
+    endpoint: String,
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    #[arg(long, default_value = "loadgen")]
+    bucket: String,
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// PutRecordBatch: the stream to send to.
+    #[arg(long, default_value = "loadgen")]
+    stream: String,
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    #[arg(long, default_value_t = 100)]
+    record_bytes: usize,
+    /// PutRecordBatch: target calls per second across all workers (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+}
+
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+    endpoint: String,
+}
+
+impl Conn {
+    async fn open(endpoint: &str) -> Conn {
+        let host = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let stream = tokio::net::TcpStream::connect(&host).await.expect("connect");
+        stream.set_nodelay(true).unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        tokio::spawn(conn);
+        Conn { sender, host, endpoint: endpoint.to_owned() }
+    }
+
+    /// Waits until the connection can take a request, reconnecting when the server closed
+    /// it (moto_server closes after every response).
+    async fn ready(&mut self) {
+        if self.sender.ready().await.is_err() {
+            *self = Conn::open(&self.endpoint).await;
+        }
+    }
+
+    /// Sends one request and reads the whole response; returns status and body length.
+    async fn send(&mut self, method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> (u16, usize) {
+        let mut builder = Request::builder().method(method).uri(path).header("content-length", body.len());
+        builder = signed_headers(builder, &self.host);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.ready().await;
+        let response = self.sender.send_request(builder.body(Full::new(body)).unwrap()).await.expect("response");
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut len = 0;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("body").into_data() {
+                len += data.len();
+            }
+        }
+        (status, len)
+    }
+
+    async fn expect(&mut self, method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> usize {
+        let (status, len) = self.send(method.clone(), path, headers, body).await;
+        assert!((200..300).contains(&status), "{method} {path} answered {status}");
+        len
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    percentile(values, 0.5)
+}
+
+/// Runs `work(worker, i)` on `workers` connections for `seconds`; returns (calls, latencies in ms).
+async fn timed<F, Fut>(args: &Args, work: F) -> (usize, Vec<f64>, f64)
+where
+    F: Fn(Conn, usize, Arc<AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = Vec<f64>> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for worker in 0..args.workers {
+        let conn = Conn::open(&args.endpoint).await;
+        handles.push(tokio::spawn(work(conn, worker, stop.clone())));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for handle in handles {
+        latencies.extend(handle.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (latencies.len(), latencies, elapsed)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let mut admin = Conn::open(&args.endpoint).await;
+    let bucket = args.bucket.clone();
+    if !matches!(args.scenario, Scenario::PutRecordBatch) {
+        let _ = admin.send(Method::PUT, &format!("/{bucket}"), &[], Bytes::new()).await;
+    }
+    let small = Bytes::from(vec![b'x'; 4096]);
+    let large = Bytes::from(vec![b'y'; 64 * 1024 * 1024]);
+    let report = match args.scenario {
+        Scenario::PutSmall => {
+            let (ops, lat, elapsed) = timed(&args, |mut conn, worker, stop| {
+                let (bucket, body) = (bucket.clone(), small.clone());
+                async move {
+                    let mut lat = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        conn.expect(Method::PUT, &format!("/{bucket}/small/{worker}/{i}"), &[], body.clone()).await;
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        i += 1;
+                    }
+                    lat
+                }
+            })
+            .await;
+            serde_json::json!({"scenario": "put-small", "ops_per_s": ops as f64 / elapsed, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "workers": args.workers})
+        }
+        Scenario::GetSmall => {
+            for i in 0..1000 {
+                admin.expect(Method::PUT, &format!("/{bucket}/get/{i}"), &[], small.clone()).await;
+            }
+            let (ops, lat, elapsed) = timed(&args, |mut conn, worker, stop| {
+                let bucket = bucket.clone();
+                async move {
+                    let mut lat = Vec::new();
+                    let mut i = worker * 37;
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        let len = conn.expect(Method::GET, &format!("/{bucket}/get/{}", i % 1000), &[], Bytes::new()).await;
+                        assert_eq!(len, 4096);
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        i += 1;
+                    }
+                    lat
+                }
+            })
+            .await;
+            serde_json::json!({"scenario": "get-small", "ops_per_s": ops as f64 / elapsed, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "workers": args.workers})
+        }
+        Scenario::PutLarge => {
+            let mut rates = Vec::new();
+            for i in 0..args.repeat {
+                let t = Instant::now();
+                admin.expect(Method::PUT, &format!("/{bucket}/large/{i}"), &[], large.clone()).await;
+                rates.push(large.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
+            }
+            serde_json::json!({"scenario": "put-large", "mb_per_s_median": median(&mut rates), "runs": rates})
+        }
+        Scenario::GetLarge => {
+            admin.expect(Method::PUT, &format!("/{bucket}/large/get"), &[], large.clone()).await;
+            let mut rates = Vec::new();
+            for _ in 0..args.repeat {
+                let t = Instant::now();
+                let len = admin.expect(Method::GET, &format!("/{bucket}/large/get"), &[], Bytes::new()).await;
+                assert_eq!(len, large.len());
+                rates.push(large.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
+            }
+            serde_json::json!({"scenario": "get-large", "mb_per_s_median": median(&mut rates), "runs": rates})
+        }
+        Scenario::List => {
+            let mut conns = Vec::new();
+            for _ in 0..args.workers {
+                conns.push(Conn::open(&args.endpoint).await);
+            }
+            let per = 10_000usize.div_ceil(args.workers);
+            let mut handles = Vec::new();
+            for (w, mut conn) in conns.into_iter().enumerate() {
+                let bucket = bucket.clone();
+                handles.push(tokio::spawn(async move {
+                    for i in (w * per)..((w + 1) * per).min(10_000) {
+                        conn.expect(Method::PUT, &format!("/{bucket}/list/{:02}/{i:05}", i % 100), &[], Bytes::from_static(b"k")).await;
+                    }
+                }));
+            }
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            let mut times = Vec::new();
+            for _ in 0..args.repeat {
+                let t = Instant::now();
+                let mut token: Option<String> = None;
+                let mut keys = 0;
+                loop {
+                    let mut path = format!("/{bucket}?list-type=2&prefix=list/&max-keys=1000");
+                    if let Some(token) = &token {
+                        path.push_str("&continuation-token=");
+                        path.push_str(&encode(token));
+                    }
+                    let (status, text) = get_text(&mut admin, &path).await;
+                    assert_eq!(status, 200);
+                    keys += text.matches("<Key>").count();
+                    token = between(&text, "<NextContinuationToken>", "</NextContinuationToken>");
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                assert_eq!(keys, 10_000);
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            serde_json::json!({"scenario": "list", "keys": 10_000, "ms_median": median(&mut times), "runs": times})
+        }
+        Scenario::PutRecordBatch => {
+            let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![b'r'; args.record_bytes]);
+            let records: Vec<serde_json::Value> = (0..args.batch).map(|_| serde_json::json!({"Data": record})).collect();
+            let body = Bytes::from(serde_json::json!({"DeliveryStreamName": args.stream, "Records": records}).to_string());
+            let per_worker_interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.workers as f64 / args.rate));
+            let (calls, lat, elapsed) = timed(&args, |mut conn, _, stop| {
+                let body = body.clone();
+                async move {
+                    let mut lat = Vec::new();
+                    let mut next = Instant::now();
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Some(interval) = per_worker_interval {
+                            tokio::time::sleep_until(next.into()).await;
+                            next += interval;
+                        }
+                        let t = Instant::now();
+                        let headers = [("x-amz-target", "Firehose_20150804.PutRecordBatch"), ("content-type", "application/x-amz-json-1.1")];
+                        conn.expect(Method::POST, "/", &headers, body.clone()).await;
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    lat
+                }
+            })
+            .await;
+            let records_per_s = (calls * args.batch) as f64 / elapsed;
+            serde_json::json!({
+                "scenario": "put-record-batch", "calls_per_s": calls as f64 / elapsed, "records_per_s": records_per_s,
+                "payload_mb_per_s": records_per_s * args.record_bytes as f64 / 1e6,
+                "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "workers": args.workers, "rate": args.rate,
+            })
+        }
+    };
+    println!("{report}");
+}
+
+async fn get_text(conn: &mut Conn, path: &str) -> (u16, String) {
+    let request = signed_headers(Request::builder().method(Method::GET).uri(path), &conn.host).body(Full::new(Bytes::new())).unwrap();
+    conn.ready().await;
+    let response = conn.sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Headers of a signed request (the signature is a placeholder: neither firelake nor
+/// moto_server checks it by default, but moto treats a request without one as anonymous).
+fn signed_headers(builder: hyper::http::request::Builder, host: &str) -> hyper::http::request::Builder {
+    builder
+        .header("host", host)
+        .header("x-amz-date", "20260101T000000Z")
+        .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000000000000000000000000000000000000000000000000000000000000000")
+}
+
+fn between(text: &str, open: &str, close: &str) -> Option<String> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)? + start;
+    Some(text[start..end].to_owned())
+}
+
+fn encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Runs firelake's benchmarks against firelake and moto_server in the same run, and prints
+medians, ratios and the disk baselines as Markdown (the figures in BENCHMARKS.md).
+
+    .venv/bin/python bench/run.py [--rounds 3] [--seconds 5] [--only s3|firehose]
+
+It builds the release binaries, starts each server on a fresh data directory under
+bench/.data (the disk the repository is on), and drives it with bench/loadgen over
+loopback. Every load is bounded in time and count. The machine is shared and noisy, so
+each figure is the median of --rounds runs, with firelake and moto interleaved.
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIRELAKE = ROOT / "target" / "release" / "firelake"
+LOADGEN = ROOT / "target" / "release" / "firelake-loadgen"
+DATA = ROOT / "bench" / ".data"
+MOTO = pathlib.Path(sys.executable).with_name("moto_server")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.01)
+    raise RuntimeError(f"{url} not ready")
+
+
+class Server:
+    def __init__(self, kind, *extra):
+        self.kind = kind
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        data = DATA / f"{kind}-{port}"
+        if kind == "firelake":
+            cmd = [str(FIRELAKE), "--port", str(port), "--data-dir", str(data), "--log", "warn", *extra]
+            health = f"{self.endpoint}/_firelake/health"
+        else:
+            cmd = [str(MOTO), "-p", str(port)]
+            health = f"{self.endpoint}/moto-api/"
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(health)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def loadgen(endpoint, scenario, *args):
+    out = subprocess.run([str(LOADGEN), "--endpoint", endpoint, "--scenario", scenario, *args],
+                         check=True, capture_output=True, text=True, timeout=600).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def startup_ms(rounds=10):
+    """Time from exec to the first 200 from /_firelake/health, on an empty data directory."""
+    times = []
+    for _ in range(rounds):
+        port = free_port()
+        data = DATA / f"startup-{port}"
+        t = time.perf_counter()
+        proc = subprocess.Popen([str(FIRELAKE), "--port", str(port), "--data-dir", str(data), "--log", "warn"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(f"http://127.0.0.1:{port}/_firelake/health")
+        times.append((time.perf_counter() - t) * 1000)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+    return statistics.median(times)
+
+
+def idle_rss_mb(rounds=3):
+    values = []
+    for _ in range(rounds):
+        server = Server("firelake")
+        time.sleep(1.0)
+        status = pathlib.Path(f"/proc/{server.proc.pid}/status").read_text()
+        kb = int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1])
+        values.append(kb / 1024)
+        server.stop()
+    return statistics.median(values)
+
+
+def disk_baselines(rounds=3):
+    """dd with conv=fsync to the data disk, and md5sum's rate, for a 64 MiB file."""
+    dd, md5 = [], []
+    target = DATA / "dd.bin"
+    for _ in range(rounds):
+        t = time.perf_counter()
+        subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", "count=64", "conv=fsync"], check=True, capture_output=True)
+        dd.append(64 * 1048576 / (time.perf_counter() - t) / 1e6)
+        t = time.perf_counter()
+        subprocess.run(["md5sum", str(target)], check=True, capture_output=True)
+        md5.append(64 * 1048576 / (time.perf_counter() - t) / 1e6)
+    target.unlink()
+    return statistics.median(dd), statistics.median(md5)
+
+
+S3_SCENARIOS = [
+    ("put-small", ["--seconds", "{seconds}"], "ops_per_s"),
+    ("get-small", ["--seconds", "{seconds}"], "ops_per_s"),
+    ("put-large", ["--repeat", "3"], "mb_per_s_median"),
+    ("get-large", ["--repeat", "3"], "mb_per_s_median"),
+    ("list", ["--repeat", "3"], "ms_median"),
+]
+
+
+def s3_round(kind, seconds):
+    server = Server(kind)
+    try:
+        return {name: loadgen(server.endpoint, name, *[a.format(seconds=seconds) for a in args])[key]
+                for name, args, key in S3_SCENARIOS}
+    finally:
+        server.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--only", choices=["s3", "firehose"], default=None)
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "firelake", "-p", "firelake-loadgen"], cwd=ROOT, check=True)
+    shutil.rmtree(DATA, ignore_errors=True)
+    DATA.mkdir(parents=True)
+    print(f"# firelake benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores\n")
+    if args.only in (None, "s3"):
+        start = startup_ms()
+        rss = idle_rss_mb()
+        dd, md5 = disk_baselines()
+        results = {"firelake": [], "moto": []}
+        for _ in range(args.rounds):
+            for kind in ("firelake", "moto"):
+                results[kind].append(s3_round(kind, args.seconds))
+        med = {kind: {name: statistics.median(r[name] for r in runs) for name, _, _ in S3_SCENARIOS} for kind, runs in results.items()}
+        print("| S3 scenario | firelake (fsync) | moto_server | firelake / moto |")
+        print("|---|---|---|---|")
+        units = {"put-small": "ops/s", "get-small": "ops/s", "put-large": "MB/s", "get-large": "MB/s", "list": "ms"}
+        for name, _, _ in S3_SCENARIOS:
+            f, m = med["firelake"][name], med["moto"][name]
+            ratio = (m / f) if name == "list" else (f / m)
+            print(f"| {name} ({units[name]}) | {f:.1f} | {m:.1f} | {ratio:.1f}x |")
+        floor = min(dd, md5)
+        print(f"\n| baseline | value |\n|---|---|")
+        print(f"| dd 64 MiB conv=fsync | {dd:.0f} MB/s |")
+        print(f"| md5sum 64 MiB | {md5:.0f} MB/s |")
+        print(f"| firelake durable 64 MiB PUT / min(dd, md5sum) | {med['firelake']['put-large'] / floor * 100:.0f}% |")
+        print(f"| ready after start (empty data dir, median of 10) | {start:.1f} ms |")
+        print(f"| idle RSS after start (median of 3) | {rss:.1f} MB |")
+        print("\nraw rounds:", json.dumps(results))
+    shutil.rmtree(DATA, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
