@@ -11,8 +11,29 @@ use hyper::{Method, Response, StatusCode};
 use crate::http::{Body, RequestCtx, full};
 use crate::server::State;
 
+/// How long `POST /_firelake/flush` waits for delivery.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub async fn handle(state: &State, ctx: &RequestCtx, parts: http::request::Parts, _body: Incoming) -> Response<Body> {
     match (&parts.method, parts.uri.path()) {
+        (&Method::POST, "/_firelake/flush") => {
+            let query = crate::s3::router::Query::parse(parts.uri.query());
+            let name = query.get("stream");
+            let outcomes = state.firehose.flush(name, FLUSH_TIMEOUT).await;
+            if let Some(name) = name
+                && outcomes.is_empty()
+            {
+                return json(StatusCode::NOT_FOUND, ctx, serde_json::json!({ "error": format!("no delivery stream named {name}") }));
+            }
+            let failed: Vec<serde_json::Value> = outcomes
+                .iter()
+                .filter_map(|(stream, outcome)| outcome.as_ref().err().map(|why| serde_json::json!({ "stream": stream, "error": why })))
+                .collect();
+            let flushed: Vec<&String> = outcomes.iter().filter(|(_, o)| o.is_ok()).map(|(s, _)| s).collect();
+            let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            json(status, ctx, serde_json::json!({ "flushed": flushed, "failed": failed }))
+        }
+        (&Method::GET, "/_firelake/streams") => json(StatusCode::OK, ctx, state.firehose.status()),
         (&Method::GET, "/_firelake/health") => json(
             StatusCode::OK,
             ctx,

@@ -21,6 +21,10 @@ pub const HEADER_BYTES_MAX: usize = 64 * 1024;
 pub const SMALL_BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// S3's limit for one PutObject: 5 GiB.
 pub const OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
+/// Undelivered bytes one stream may hold: room for a full 128 MiB buffer and one in flight.
+pub const DEFAULT_STREAM_BUFFER_MB: u64 = 256;
+/// Undelivered bytes all streams may hold together.
+pub const DEFAULT_TOTAL_BUFFER_MB: u64 = 1024;
 /// How long a graceful shutdown waits for requests in flight.
 pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
 
@@ -75,6 +79,21 @@ pub struct ServeArgs {
     /// Most simultaneous connections.
     #[arg(long, env = "FIRELAKE_MAX_CONNECTIONS", default_value_t = DEFAULT_CONNECTIONS_MAX)]
     pub max_connections: usize,
+    /// Keep new delivery streams CREATING this many seconds (to test waiters); 0 makes them ACTIVE at once.
+    #[arg(long, env = "FIRELAKE_CREATE_DELAY", default_value_t = 0.0)]
+    pub create_delay: f64,
+    /// Cap every delivery stream's buffer interval at this many seconds (Describe still reports the configured one).
+    #[arg(long, env = "FIRELAKE_BUFFER_INTERVAL_CAP")]
+    pub buffer_interval_cap: Option<f64>,
+    /// Accept delivery stream settings firelake does not emulate (processors, conversion, other sources and destinations) and ignore them, instead of refusing.
+    #[arg(long, env = "FIRELAKE_LENIENT")]
+    pub lenient: bool,
+    /// Most undelivered bytes one delivery stream holds before puts are throttled ("Slow down.").
+    #[arg(long, env = "FIRELAKE_STREAM_BUFFER_MAX_MB", default_value_t = DEFAULT_STREAM_BUFFER_MB)]
+    pub stream_buffer_max_mb: u64,
+    /// Most undelivered bytes all delivery streams hold together.
+    #[arg(long, env = "FIRELAKE_TOTAL_BUFFER_MAX_MB", default_value_t = DEFAULT_TOTAL_BUFFER_MB)]
+    pub total_buffer_max_mb: u64,
 }
 
 /// Validated server settings; passed explicitly, never global.
@@ -92,6 +111,11 @@ pub struct Config {
     pub domains: Vec<String>,
     pub durability: Durability,
     pub connections_max: usize,
+    pub create_delay_ms: i64,
+    pub buffer_interval_cap_ms: Option<i64>,
+    pub lenient: bool,
+    pub stream_buffer_bytes_max: u64,
+    pub total_buffer_bytes_max: u64,
 }
 
 impl Config {
@@ -117,7 +141,24 @@ impl Config {
             domains,
             durability: args.durability,
             connections_max: args.max_connections,
+            create_delay_ms: (args.create_delay * 1000.0) as i64,
+            buffer_interval_cap_ms: args.buffer_interval_cap.map(|c| (c * 1000.0) as i64),
+            lenient: args.lenient,
+            stream_buffer_bytes_max: args.stream_buffer_max_mb * 1024 * 1024,
+            total_buffer_bytes_max: args.total_buffer_max_mb * 1024 * 1024,
         })
+    }
+}
+
+impl Config {
+    pub fn firehose_settings(&self) -> crate::firehose::stream::Settings {
+        crate::firehose::stream::Settings {
+            create_delay_ms: self.create_delay_ms,
+            interval_cap_ms: self.buffer_interval_cap_ms,
+            lenient: self.lenient,
+            stream_bytes_max: self.stream_buffer_bytes_max,
+            total_bytes_max: self.total_buffer_bytes_max,
+        }
     }
 }
 

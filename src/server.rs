@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::{Config, DEFAULT_HOST, HEADER_BYTES_MAX, SHUTDOWN_DRAIN_MS};
+use crate::firehose::stream::Firehose;
 use crate::http::{Body, RequestCtx};
 use crate::store::Store;
 use crate::{admin, firehose, s3};
@@ -23,7 +24,8 @@ use crate::{admin, firehose, s3};
 /// What every request handler can reach.
 pub struct State {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
+    pub firehose: Firehose,
     pub started: Instant,
 }
 
@@ -54,12 +56,17 @@ impl Protocol {
 pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     let store = Store::open(&config.data_dir, config.durability)
         .map_err(|err| format!("cannot use the data directory {}: {err}", config.data_dir.display()))?;
+    let store = Arc::new(store);
+    let firehose = Firehose::start(store.clone(), config.firehose_settings())
+        .map_err(|err| format!("cannot load the delivery streams in {}: {err}", config.data_dir.display()))?;
     let listeners = bind(&config).await?;
     let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let also = listeners.get(1).and_then(|l| l.local_addr().ok()).map(|a| format!(" and http://{a}")).unwrap_or_default();
     println!("firelake listening on http://{addr}{also}, data in {}", store.root().display());
-    let state = Arc::new(State { config, store, started: Instant::now() });
-    run(listeners, state, shutdown).await;
+    let state = Arc::new(State { config, store, firehose, started: Instant::now() });
+    run(listeners, state.clone(), shutdown).await;
+    tracing::info!("delivering what the delivery streams buffered");
+    state.firehose.shutdown(Duration::from_millis(SHUTDOWN_DRAIN_MS)).await;
     Ok(())
 }
 

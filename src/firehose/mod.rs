@@ -1,23 +1,658 @@
-//! The Firehose JSON protocol (AWS JSON 1.1, `X-Amz-Target: Firehose_20150804.<Op>`).
-//!
-//! Delivery streams are not emulated yet: every target answers
-//! `UnknownOperationException`, in Firehose's error shape.
+//! The Firehose JSON protocol (AWS JSON 1.1, `X-Amz-Target: Firehose_20150804.<Op>`):
+//! parse the body into the operation's input, apply it to the delivery streams, and
+//! respond, with errors rendered only by [`error::FirehoseError::to_response`].
 
+pub mod api;
+pub mod buffer;
+pub mod compress;
 pub mod error;
+pub mod naming;
+pub mod stream;
 
-use hyper::Response;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use hyper::body::Incoming;
+use hyper::{Response, StatusCode};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
-use crate::http::{Body, RequestCtx};
+use crate::http::{Body, RequestCtx, full};
 use crate::server::State;
-use error::FirehoseError;
+use api::{S3Destination, Tag, Violations, check_stream_name, check_tags, not_emulated, parse};
+use error::{FirehoseError, Result};
+use stream::{DESTINATION_ID, Stream, StreamDef};
 
 /// The `X-Amz-Target` prefix of every Firehose operation.
 pub const TARGET_PREFIX: &str = "Firehose_20150804.";
+/// Largest request body: a 4 MiB batch in base64, with room for the JSON around it.
+const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+const RECORD_BYTES_MAX: usize = 1_024_000;
+const BATCH_RECORDS_MAX: usize = 500;
+const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+const STREAMS_MAX: usize = 5_000;
+const TAGS_MAX: usize = 50;
 
-pub async fn handle(_state: &State, ctx: &RequestCtx, parts: http::request::Parts, _body: Incoming) -> Response<Body> {
+pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or(target);
-    tracing::info!(operation, "firehose operation not emulated yet");
-    FirehoseError::UnknownOperation.to_response(ctx)
+    let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or(target).to_owned();
+    let span = tracing::debug_span!("firehose", op = %operation, id = %ctx.request_id);
+    let _enter = span.enter();
+    let result = async {
+        let body = crate::http::read_body_limited(body, BODY_BYTES_MAX).await.map_err(|err| match err {
+            crate::http::BodyError::TooLarge => {
+                FirehoseError::Serialization(format!("the request body is larger than {BODY_BYTES_MAX} bytes"))
+            }
+            crate::http::BodyError::Io(err) => FirehoseError::Serialization(format!("the request body could not be read: {err}")),
+        })?;
+        dispatch(state, ctx, &operation, &body).await
+    }
+    .await;
+    match result {
+        Ok(value) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amzn-requestid", &ctx.request_id)
+            .body(full(value.to_string()))
+            .expect("static headers are valid"),
+        Err(err) => err.to_response(ctx),
+    }
+}
+
+async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, operation: &str, body: &[u8]) -> Result<Value> {
+    match operation {
+        "CreateDeliveryStream" => create(state, ctx, parse(body)?).await,
+        "DescribeDeliveryStream" => describe(state, ctx, parse(body)?),
+        "ListDeliveryStreams" => list(state, ctx, parse(body)?),
+        "DeleteDeliveryStream" => delete(state, ctx, parse(body)?).await,
+        "PutRecord" => put_record(state, ctx, parse(body)?).await,
+        "PutRecordBatch" => put_record_batch(state, ctx, parse(body)?).await,
+        "UpdateDestination" => update_destination(state, ctx, parse(body)?).await,
+        "TagDeliveryStream" => tag(state, ctx, parse(body)?).await,
+        "UntagDeliveryStream" => untag(state, ctx, parse(body)?).await,
+        "ListTagsForDeliveryStream" => list_tags(state, ctx, parse(body)?),
+        "StartDeliveryStreamEncryption" => encryption(state, ctx, parse(body)?, true).await,
+        "StopDeliveryStreamEncryption" => encryption(state, ctx, parse(body)?, false).await,
+        _ => Err(FirehoseError::UnknownOperation),
+    }
+}
+
+fn not_found(name: &str, ctx: &RequestCtx) -> FirehoseError {
+    FirehoseError::ResourceNotFound(format!("Firehose {name} under account {} not found.", ctx.account))
+}
+
+fn find(state: &State, ctx: &RequestCtx, name: &str) -> Result<Arc<Stream>> {
+    state.firehose.get(&ctx.account, &ctx.region, name).ok_or_else(|| not_found(name, ctx))
+}
+
+/// Runs blocking work (journal, store) off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|err| {
+        tracing::error!(%err, "blocking task failed");
+        FirehoseError::Internal
+    })?
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateInput {
+    delivery_stream_name: Option<String>,
+    delivery_stream_type: Option<String>,
+    direct_put_source_configuration: Option<Value>,
+    delivery_stream_encryption_configuration_input: Option<Value>,
+    #[serde(rename = "S3DestinationConfiguration")]
+    s3_destination_configuration: Option<S3Destination>,
+    #[serde(rename = "ExtendedS3DestinationConfiguration")]
+    extended_s3_destination_configuration: Option<S3Destination>,
+    tags: Option<Vec<Tag>>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
+}
+
+const STREAM_TYPES: [&str; 4] = ["DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource"];
+
+async fn create(state: &Arc<State>, ctx: &RequestCtx, input: CreateInput) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.one_of("deliveryStreamType", input.delivery_stream_type.as_deref(), &STREAM_TYPES);
+    if let Some(dest) = &input.extended_s3_destination_configuration {
+        dest.check_model(&mut v, "extendedS3DestinationConfiguration", true);
+    }
+    if let Some(dest) = &input.s3_destination_configuration {
+        dest.check_model(&mut v, "s3DestinationConfiguration", true);
+    }
+    if let Some(tags) = &input.tags {
+        if tags.is_empty() || tags.len() > TAGS_MAX {
+            v.length("tags", Some(&"x".repeat(tags.len())), 1, TAGS_MAX);
+        }
+        check_tags(&mut v, "tags", tags);
+    }
+    v.finish()?;
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let lenient = state.firehose.settings.lenient;
+    let others: serde_json::Map<String, Value> =
+        input.other.into_iter().filter(|(k, v)| k.ends_with("DestinationConfiguration") && !v.is_null()).collect();
+    let destinations = others.len()
+        + input.s3_destination_configuration.is_some() as usize
+        + input.extended_s3_destination_configuration.is_some() as usize;
+    if destinations != 1 {
+        return Err(FirehoseError::InvalidArgument("Exactly one destination configuration is supported for a Firehose".to_owned()));
+    }
+    let mut ignored = Vec::new();
+    let stream_type = input.delivery_stream_type.unwrap_or_else(|| "DirectPut".to_owned());
+    if stream_type != "DirectPut" {
+        if !lenient {
+            return Err(not_emulated(&format!("DeliveryStreamType {stream_type}")));
+        }
+        ignored.push(format!("DeliveryStreamType={stream_type}"));
+    }
+    for key in others.keys() {
+        if !lenient {
+            return Err(not_emulated(key));
+        }
+        ignored.push(key.clone());
+    }
+    let (destination, path) = match (input.extended_s3_destination_configuration, input.s3_destination_configuration) {
+        (Some(dest), _) => (dest, "ExtendedS3DestinationConfiguration"),
+        (None, Some(dest)) => (dest, "S3DestinationConfiguration"),
+        (None, None) => (S3Destination::default(), ""),
+    };
+    if !path.is_empty() {
+        ignored.extend(destination.check_semantics(lenient, path)?);
+    }
+    for member in &ignored {
+        tracing::warn!(stream = %name, member = %member, "--lenient: accepted but not emulated");
+    }
+    if state.firehose.get(&ctx.account, &ctx.region, &name).is_some() {
+        return Err(FirehoseError::ResourceInUse(format!("Firehose {name} under accountId {} already exists", ctx.account)));
+    }
+    if state.firehose.count(&ctx.account, &ctx.region) >= STREAMS_MAX {
+        return Err(FirehoseError::LimitExceeded(format!("You have already consumed your firehose quota of {STREAMS_MAX} hoses.")));
+    }
+    let encryption = match input.delivery_stream_encryption_configuration_input {
+        Some(config) => Some(encryption_description(&config, true)?),
+        None if stream_type == "DirectPut" => Some(json!({"Status": "DISABLED"})),
+        None => None,
+    };
+    let now = crate::store::now_ms();
+    let def = StreamDef {
+        uid: uuid::Uuid::new_v4().simple().to_string(),
+        account: ctx.account.clone(),
+        region: ctx.region.clone(),
+        name: name.clone(),
+        stream_type,
+        created_ms: now,
+        active_at_ms: now + state.firehose.settings.create_delay_ms,
+        last_update_ms: None,
+        version: 1,
+        destination,
+        other_destinations: others,
+        source: input.direct_put_source_configuration,
+        tags: input.tags.unwrap_or_default(),
+        encryption,
+        ignored,
+    };
+    let arn = def.arn();
+    let state2 = state.clone();
+    blocking(move || {
+        // Re-check under the registry so two concurrent creates cannot both succeed.
+        if state2.firehose.get(&def.account, &def.region, &def.name).is_some() {
+            return Err(FirehoseError::ResourceInUse(format!("Firehose {} under accountId {} already exists", def.name, def.account)));
+        }
+        Ok(state2.firehose.create(def)?)
+    })
+    .await?;
+    Ok(json!({ "DeliveryStreamARN": arn }))
+}
+
+fn encryption_description(config: &Value, enabled: bool) -> Result<Value> {
+    let key_type = config.get("KeyType").and_then(Value::as_str);
+    let mut v = Violations::default();
+    v.required("deliveryStreamEncryptionConfigurationInput.keyType", &key_type);
+    v.one_of("deliveryStreamEncryptionConfigurationInput.keyType", key_type, &["AWS_OWNED_CMK", "CUSTOMER_MANAGED_CMK"]);
+    v.finish()?;
+    let key_arn = config.get("KeyARN").and_then(Value::as_str);
+    if key_type == Some("CUSTOMER_MANAGED_CMK") && key_arn.is_none() {
+        return Err(FirehoseError::InvalidArgument("KeyARN is required when KeyType is CUSTOMER_MANAGED_CMK".to_owned()));
+    }
+    let mut out = json!({ "KeyType": key_type, "Status": if enabled { "ENABLED" } else { "DISABLED" } });
+    if let Some(arn) = key_arn {
+        out["KeyARN"] = Value::String(arn.to_owned());
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NameInput {
+    delivery_stream_name: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    exclusive_start_destination_id: Option<String>,
+}
+
+fn describe(state: &Arc<State>, ctx: &RequestCtx, input: NameInput) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.range("limit", input.limit, 1, 10_000);
+    v.length("exclusiveStartDestinationId", input.exclusive_start_destination_id.as_deref(), 1, 100);
+    v.finish()?;
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let stream = find(state, ctx, &name)?;
+    let s = stream.lock();
+    let def = &s.def;
+    let now = crate::store::now_ms();
+    let mut destination = json!({ "DestinationId": DESTINATION_ID });
+    if !def.destination.bucket().is_empty() || def.other_destinations.is_empty() {
+        destination["S3DestinationDescription"] = def.destination.describe_basic();
+        destination["ExtendedS3DestinationDescription"] = def.destination.describe_extended();
+    }
+    for (key, value) in &def.other_destinations {
+        destination[key.replace("Configuration", "Description")] = value.clone();
+    }
+    // Past ExclusiveStartDestinationId there is no other destination.
+    let destinations = if input.exclusive_start_destination_id.as_deref() == Some(DESTINATION_ID) { vec![] } else { vec![destination] };
+    let mut description = json!({
+        "DeliveryStreamName": def.name,
+        "DeliveryStreamARN": def.arn(),
+        "DeliveryStreamStatus": if def.active(now) { "ACTIVE" } else { "CREATING" },
+        "DeliveryStreamType": def.stream_type,
+        "VersionId": def.version.to_string(),
+        "CreateTimestamp": def.created_ms as f64 / 1000.0,
+        "Destinations": destinations,
+        "HasMoreDestinations": false,
+    });
+    if let Some(encryption) = &def.encryption {
+        description["DeliveryStreamEncryptionConfiguration"] = encryption.clone();
+    }
+    if let Some(updated) = def.last_update_ms {
+        description["LastUpdateTimestamp"] = json!(updated as f64 / 1000.0);
+    }
+    if let Some(hint) = def.source.as_ref().and_then(|s| s.get("ThroughputHintInMBs")) {
+        description["Source"] = json!({ "DirectPutSourceDescription": { "ThroughputHintInMBs": hint } });
+    }
+    Ok(json!({ "DeliveryStreamDescription": description }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListInput {
+    limit: Option<i64>,
+    delivery_stream_type: Option<String>,
+    exclusive_start_delivery_stream_name: Option<String>,
+}
+
+fn list(state: &Arc<State>, ctx: &RequestCtx, input: ListInput) -> Result<Value> {
+    let mut v = Violations::default();
+    v.range("limit", input.limit, 1, 10_000);
+    v.one_of("deliveryStreamType", input.delivery_stream_type.as_deref(), &STREAM_TYPES);
+    v.length("exclusiveStartDeliveryStreamName", input.exclusive_start_delivery_stream_name.as_deref(), 1, 64);
+    v.finish()?;
+    let limit = input.limit.unwrap_or(10) as usize;
+    let start = input.exclusive_start_delivery_stream_name.unwrap_or_default();
+    let names: Vec<String> = state
+        .firehose
+        .list(&ctx.account, &ctx.region)
+        .iter()
+        .map(|s| {
+            let s = s.lock();
+            (s.def.name.clone(), s.def.stream_type.clone())
+        })
+        .filter(|(name, kind)| name.as_str() > start.as_str() && input.delivery_stream_type.as_deref().is_none_or(|t| t == kind))
+        .map(|(name, _)| name)
+        .collect();
+    let more = names.len() > limit;
+    Ok(json!({ "DeliveryStreamNames": names.into_iter().take(limit).collect::<Vec<_>>(), "HasMoreDeliveryStreams": more }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteInput {
+    delivery_stream_name: Option<String>,
+    #[allow(dead_code)]
+    allow_force_delete: Option<bool>,
+}
+
+async fn delete(state: &Arc<State>, ctx: &RequestCtx, input: DeleteInput) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.finish()?;
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let stream = find(state, ctx, &name)?;
+    if !stream.lock().def.active(crate::store::now_ms()) {
+        return Err(FirehoseError::ResourceInUse(format!("Firehose {name} is in CREATING state and cannot be deleted.")));
+    }
+    let state2 = state.clone();
+    blocking(move || Ok(state2.firehose.delete(&stream)?)).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RecordInput {
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordInput {
+    delivery_stream_name: Option<String>,
+    record: Option<RecordInput>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordBatchInput {
+    delivery_stream_name: Option<String>,
+    records: Option<Vec<RecordInput>>,
+}
+
+/// Decodes a record's base64 `Data`; bad base64 is a SerializationException.
+fn decode_record(record: &RecordInput) -> Result<Option<Bytes>> {
+    match &record.data {
+        None => Ok(None),
+        Some(data) => BASE64
+            .decode(data)
+            .map(|b| Some(Bytes::from(b)))
+            .map_err(|_| FirehoseError::Serialization("Base64 encoded data is invalid".to_owned())),
+    }
+}
+
+/// A RecordId in the style of AWS's: an opaque, unique base64 token.
+fn record_id() -> String {
+    let mut bytes = [0u8; 168];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    BASE64.encode(bytes)
+}
+
+/// Finds the stream for a put and checks that it takes direct puts.
+fn stream_for_put(state: &Arc<State>, ctx: &RequestCtx, name: &str) -> Result<(Arc<Stream>, bool)> {
+    let stream = find(state, ctx, name)?;
+    let s = stream.lock();
+    if !s.def.active(crate::store::now_ms()) {
+        return Err(FirehoseError::ResourceNotFound(format!("Firehose {name} is not active in {} account.", ctx.account)));
+    }
+    if s.def.stream_type != "DirectPut" {
+        return Err(FirehoseError::InvalidArgument(format!(
+            "This operation is not permitted on {} delivery stream type.",
+            s.def.stream_type
+        )));
+    }
+    let encrypted = s.def.encrypted();
+    drop(s);
+    Ok((stream, encrypted))
+}
+
+async fn put_record(state: &Arc<State>, ctx: &RequestCtx, input: PutRecordInput) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.required("record", &input.record);
+    let data = match &input.record {
+        Some(record) => {
+            let data = decode_record(record)?;
+            v.required("record.data", &data);
+            if let Some(data) = &data {
+                v.blob_length("record.data", data.len(), RECORD_BYTES_MAX);
+            }
+            data
+        }
+        None => None,
+    };
+    v.finish()?;
+    let (stream, encrypted) = stream_for_put(state, ctx, &input.delivery_stream_name.unwrap_or_default())?;
+    let state2 = state.clone();
+    let results = blocking(move || Ok(state2.firehose.put(&stream, vec![data.unwrap_or_default()])?)).await?;
+    match results.first() {
+        Some(Ok(_)) => Ok(json!({ "RecordId": record_id(), "Encrypted": encrypted })),
+        _ => Err(FirehoseError::ServiceUnavailable("Slow down.".to_owned())),
+    }
+}
+
+async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, input: PutRecordBatchInput) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.required("records", &input.records);
+    let records = input.records.unwrap_or_default();
+    if input.delivery_stream_name.is_some() && records.is_empty() {
+        v.length("records", Some(""), 1, BATCH_RECORDS_MAX);
+    }
+    if records.len() > BATCH_RECORDS_MAX {
+        v.length("records", Some(&format!("[{} records]", records.len())), 1, BATCH_RECORDS_MAX);
+    }
+    let mut data = Vec::with_capacity(records.len());
+    for (i, record) in records.iter().enumerate() {
+        let path = format!("records.{}.member.data", i + 1);
+        let decoded = decode_record(record)?;
+        v.required(&path, &decoded);
+        if let Some(bytes) = &decoded {
+            v.blob_length(&path, bytes.len(), RECORD_BYTES_MAX);
+        }
+        data.push(decoded.unwrap_or_default());
+    }
+    v.finish()?;
+    if data.iter().map(Bytes::len).sum::<usize>() > BATCH_BYTES_MAX {
+        return Err(FirehoseError::InvalidArgument("Records size exceeds 4 MB limit".to_owned()));
+    }
+    let (stream, encrypted) = stream_for_put(state, ctx, &input.delivery_stream_name.unwrap_or_default())?;
+    let state2 = state.clone();
+    let results = blocking(move || Ok(state2.firehose.put(&stream, data)?)).await?;
+    let mut failed = 0;
+    let responses: Vec<Value> = results
+        .iter()
+        .map(|result| match result {
+            Ok(_) => json!({ "RecordId": record_id() }),
+            Err(_) => {
+                failed += 1;
+                json!({ "ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down." })
+            }
+        })
+        .collect();
+    Ok(json!({ "FailedPutCount": failed, "Encrypted": encrypted, "RequestResponses": responses }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateInput {
+    delivery_stream_name: Option<String>,
+    current_delivery_stream_version_id: Option<String>,
+    destination_id: Option<String>,
+    #[serde(rename = "S3DestinationUpdate")]
+    s3_destination_update: Option<S3Destination>,
+    #[serde(rename = "ExtendedS3DestinationUpdate")]
+    extended_s3_destination_update: Option<S3Destination>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
+}
+
+async fn update_destination(state: &Arc<State>, ctx: &RequestCtx, input: UpdateInput) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.required("currentDeliveryStreamVersionId", &input.current_delivery_stream_version_id);
+    v.length("currentDeliveryStreamVersionId", input.current_delivery_stream_version_id.as_deref(), 1, 50);
+    v.pattern(
+        "currentDeliveryStreamVersionId",
+        input.current_delivery_stream_version_id.as_deref(),
+        |s| s.bytes().all(|b| b.is_ascii_digit()),
+        "[0-9]+",
+    );
+    v.required("destinationId", &input.destination_id);
+    v.length("destinationId", input.destination_id.as_deref(), 1, 100);
+    if let Some(update) = &input.extended_s3_destination_update {
+        update.check_model(&mut v, "extendedS3DestinationUpdate", false);
+    }
+    if let Some(update) = &input.s3_destination_update {
+        update.check_model(&mut v, "s3DestinationUpdate", false);
+    }
+    v.finish()?;
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let stream = find(state, ctx, &name)?;
+    if let Some(other) = input.other.keys().find(|k| k.ends_with("DestinationUpdate")) {
+        return Err(not_emulated(other));
+    }
+    let update = match (input.extended_s3_destination_update, input.s3_destination_update) {
+        (Some(update), None) => update,
+        (None, Some(update)) => update,
+        (None, None) => S3Destination::default(),
+        (Some(_), Some(_)) => {
+            return Err(FirehoseError::InvalidArgument("Exactly one destination update is supported for a Firehose".to_owned()));
+        }
+    };
+    let def = {
+        let s = stream.lock();
+        if !s.def.active(crate::store::now_ms()) {
+            return Err(FirehoseError::ResourceInUse(format!("Firehose {name} is not in the ACTIVE state.")));
+        }
+        if input.destination_id.as_deref() != Some(DESTINATION_ID) {
+            return Err(FirehoseError::InvalidArgument(format!(
+                "Destination Id {} was not found for Firehose {name}.",
+                input.destination_id.unwrap_or_default()
+            )));
+        }
+        let current = s.def.version.to_string();
+        let given = input.current_delivery_stream_version_id.unwrap_or_default();
+        if given != current {
+            return Err(FirehoseError::ConcurrentModification(format!(
+                "Cannot update firehose: {name} since the current version id: {current} and specified version id: {given} do not match"
+            )));
+        }
+        let mut def = s.def.clone();
+        let before = def.destination.clone();
+        if before.dynamic_partitioning_configuration.is_none() && update.dynamic_partitioning_configuration.is_some() {
+            return Err(FirehoseError::InvalidArgument(
+                "Dynamic partitioning can be enabled only when the delivery stream is created.".to_owned(),
+            ));
+        }
+        def.destination.merge(update);
+        let ignored = def.destination.check_semantics(state.firehose.settings.lenient, "ExtendedS3DestinationUpdate")?;
+        if def.destination == before {
+            // An update that changes nothing leaves the version and timestamp alone.
+            return Ok(json!({}));
+        }
+        def.version += 1;
+        def.last_update_ms = Some(crate::store::now_ms());
+        def.ignored.extend(ignored.into_iter().filter(|i| !s.def.ignored.contains(i)));
+        def
+    };
+    save_def(state, stream, def).await?;
+    Ok(json!({}))
+}
+
+/// Saves a changed definition, then makes it the stream's.
+async fn save_def(state: &Arc<State>, stream: Arc<Stream>, def: StreamDef) -> Result<()> {
+    let state2 = state.clone();
+    let saved = def.clone();
+    blocking(move || Ok(state2.firehose.save(&saved)?)).await?;
+    stream.lock().def = def;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagInput {
+    delivery_stream_name: Option<String>,
+    tags: Option<Vec<Tag>>,
+    tag_keys: Option<Vec<String>>,
+    exclusive_start_tag_key: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn tag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.required("tags", &input.tags);
+    let tags = input.tags.unwrap_or_default();
+    if input.delivery_stream_name.is_some() && (tags.is_empty() || tags.len() > TAGS_MAX) {
+        v.length("tags", Some(&format!("[{} tags]", tags.len())), 1, TAGS_MAX);
+    }
+    check_tags(&mut v, "tags", &tags);
+    v.finish()?;
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let stream = find(state, ctx, &name)?;
+    let mut def = stream.lock().def.clone();
+    for tag in tags {
+        match def.tags.iter_mut().find(|t| t.key == tag.key) {
+            Some(existing) => existing.value = tag.value,
+            None => def.tags.push(tag),
+        }
+    }
+    if def.tags.len() > TAGS_MAX {
+        return Err(FirehoseError::LimitExceeded(format!("A delivery stream cannot have more than {TAGS_MAX} tags.")));
+    }
+    save_def(state, stream, def).await?;
+    Ok(json!({}))
+}
+
+async fn untag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.required("tagKeys", &input.tag_keys);
+    let keys = input.tag_keys.unwrap_or_default();
+    if input.delivery_stream_name.is_some() && (keys.is_empty() || keys.len() > TAGS_MAX) {
+        v.length("tagKeys", Some(&format!("[{} keys]", keys.len())), 1, TAGS_MAX);
+    }
+    for (i, key) in keys.iter().enumerate() {
+        v.length(&format!("tagKeys.{}.member", i + 1), Some(key), 1, 128);
+    }
+    v.finish()?;
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let stream = find(state, ctx, &name)?;
+    let mut def = stream.lock().def.clone();
+    def.tags.retain(|t| !keys.iter().any(|k| Some(k) == t.key.as_ref()));
+    save_def(state, stream, def).await?;
+    Ok(json!({}))
+}
+
+fn list_tags(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.range("limit", input.limit, 1, 50);
+    v.length("exclusiveStartTagKey", input.exclusive_start_tag_key.as_deref(), 1, 128);
+    v.finish()?;
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let stream = find(state, ctx, &name)?;
+    let mut tags = stream.lock().def.tags.clone();
+    tags.sort_by(|a, b| a.key.cmp(&b.key));
+    let start = input.exclusive_start_tag_key.unwrap_or_default();
+    let after: Vec<&Tag> = tags.iter().filter(|t| t.key.as_deref().unwrap_or_default() > start.as_str()).collect();
+    let limit = input.limit.unwrap_or(50) as usize;
+    let page: Vec<Value> = after.iter().take(limit).map(|t| json!({"Key": t.key, "Value": t.value.clone().unwrap_or_default()})).collect();
+    Ok(json!({ "Tags": page, "HasMoreTags": after.len() > limit }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptionInput {
+    delivery_stream_name: Option<String>,
+    delivery_stream_encryption_configuration_input: Option<Value>,
+}
+
+async fn encryption(state: &Arc<State>, ctx: &RequestCtx, input: EncryptionInput, enable: bool) -> Result<Value> {
+    let mut v = Violations::default();
+    check_stream_name(&mut v, &input.delivery_stream_name);
+    v.finish()?;
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let stream = find(state, ctx, &name)?;
+    let mut def = stream.lock().def.clone();
+    if def.stream_type != "DirectPut" {
+        return Err(FirehoseError::InvalidArgument(format!(
+            "Encryption is supported only for DirectPut delivery streams, not {}.",
+            def.stream_type
+        )));
+    }
+    def.encryption = Some(if enable {
+        encryption_description(
+            &input.delivery_stream_encryption_configuration_input.unwrap_or_else(|| json!({"KeyType": "AWS_OWNED_CMK"})),
+            true,
+        )?
+    } else {
+        let mut current = def.encryption.clone().unwrap_or_else(|| json!({}));
+        current["Status"] = json!("DISABLED");
+        current
+    });
+    save_def(state, stream, def).await?;
+    Ok(json!({}))
 }

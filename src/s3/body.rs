@@ -314,9 +314,12 @@ fn check(expect: &Expectations, digests: Digests, staged: Staged, decoder: Optio
     if let (Some(expected), Some(actual)) = (&expect.payload_sha256, &digests.sha256)
         && expected != actual
     {
-        return Err(S3Error::new(Code::XAmzContentSHA256Mismatch, "The provided 'x-amz-content-sha256' header does not match what was computed.")
-            .with("ClientComputedContentSHA256", expected.clone())
-            .with("S3ComputedContentSHA256", actual.clone()));
+        return Err(S3Error::new(
+            Code::XAmzContentSHA256Mismatch,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+        .with("ClientComputedContentSHA256", expected.clone())
+        .with("S3ComputedContentSHA256", actual.clone()));
     }
     let checksum = match (expect.algorithm(), digests.checksum) {
         (Some(algorithm), Some(actual)) => {
@@ -325,7 +328,10 @@ fn check(expect: &Expectations, digests: Digests, staged: Staged, decoder: Optio
                 None => trailer_value(decoder, algorithm)?,
             };
             if expected != actual {
-                return Err(S3Error::new(Code::BadDigest, format!("The {} you specified did not match the calculated checksum.", algorithm.name())));
+                return Err(S3Error::new(
+                    Code::BadDigest,
+                    format!("The {} you specified did not match the calculated checksum.", algorithm.name()),
+                ));
             }
             Some((algorithm, checksum::to_base64(&actual)))
         }

@@ -11,6 +11,8 @@
 //! .firelake/meta/<B>/<h>        object metadata, by SHA-256 of the key
 //! .firelake/uploads/<id>/        multipart uploads: upload.json and the parts
 //! .firelake/relocate/            objects being moved into their folder (`a` beside `a/b`)
+//! .firelake/streams/<uid>.json   delivery stream definitions
+//! .firelake/journal/<uid>/       each delivery stream's journal (see [`journal`])
 //! ```
 //!
 //! Commit order of an object: the data is written and fsynced in a temp file; its
@@ -22,6 +24,7 @@
 //! metadata derived from those bytes, never bytes that disagree with their ETag.
 
 pub mod atomic;
+pub mod journal;
 pub mod keypath;
 pub mod multipart;
 
@@ -187,7 +190,7 @@ impl Store {
         fs::create_dir_all(root)?;
         let root = root.canonicalize()?;
         let sys = root.join(".firelake");
-        for dir in ["tmp", "buckets", "meta", "uploads", "relocate"] {
+        for dir in ["tmp", "buckets", "meta", "uploads", "relocate", "streams", "journal"] {
             fs::create_dir_all(sys.join(dir))?;
         }
         let lock = File::create(sys.join("LOCK"))?;
@@ -197,7 +200,14 @@ impl Store {
                 format!("the data directory {} is in use by another firelake ({err:?})", root.display()),
             ));
         }
-        let store = Store { root, sys, durability, syncs: atomic::FolderSyncs::new(durability), stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(), _lock: lock };
+        let store = Store {
+            root,
+            sys,
+            durability,
+            syncs: atomic::FolderSyncs::new(durability),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            _lock: lock,
+        };
         let swept = atomic::sweep(&store.sys.join("tmp"))?;
         if swept > 0 {
             tracing::info!(swept, "removed temp files left by an earlier run");
@@ -642,6 +652,51 @@ impl Store {
         change(&mut meta);
         self.write_meta(&self.meta_path(bucket, key), &meta)?;
         Ok(Some(meta))
+    }
+
+    /// Writes `bytes` as the object `key`, through the same commit as PutObject.
+    pub fn put_object_bytes(&self, bucket: &str, key: &str, bytes: &[u8], meta: ObjectMeta) -> Result<ObjectMeta> {
+        let mut staged = self.stage()?;
+        std::io::Write::write_all(staged.file(), bytes)?;
+        self.commit_object(bucket, key, staged, meta)
+    }
+
+    // ---- delivery streams ----
+
+    /// Saves a delivery stream's definition (atomically).
+    pub fn save_stream(&self, uid: &str, definition: &[u8]) -> io::Result<()> {
+        atomic::write_file(&self.sys.join("tmp"), &self.sys.join("streams").join(format!("{uid}.json")), definition, &self.syncs)
+    }
+
+    /// Every saved delivery stream definition.
+    pub fn load_streams(&self) -> io::Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.sys.join("streams"))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                out.push(fs::read(&path)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a delivery stream's definition, then its journal (what it buffered).
+    pub fn delete_stream(&self, uid: &str) -> io::Result<()> {
+        let path = self.sys.join("streams").join(format!("{uid}.json"));
+        match fs::remove_file(&path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+        self.syncs.sync_parent(&path)?;
+        match fs::remove_dir_all(self.sys.join("journal").join(uid)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens a delivery stream's journal and replays it.
+    pub fn open_journal(&self, uid: &str) -> io::Result<(journal::Journal, journal::Recovered)> {
+        journal::Journal::open(&self.sys.join("journal").join(uid), self.durability, &self.syncs)
     }
 
     /// Every object of `bucket` whose key starts with `prefix`, in UTF-8 byte order.

@@ -273,7 +273,8 @@ async fn main() {
                             next += interval;
                         }
                         let t = Instant::now();
-                        let headers = [("x-amz-target", "Firehose_20150804.PutRecordBatch"), ("content-type", "application/x-amz-json-1.1")];
+                        let headers =
+                            [("x-amz-target", "Firehose_20150804.PutRecordBatch"), ("content-type", "application/x-amz-json-1.1")];
                         conn.expect(Method::POST, "/", &headers, body.clone()).await;
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
                     }
@@ -318,5 +319,7 @@ fn between(text: &str, open: &str, close: &str) -> Option<String> {
 }
 
 fn encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }

@@ -1,0 +1,608 @@
+//! Delivery streams: their definitions, their runtime state, and one delivery task per
+//! stream that seals due buffers in the journal and writes them through the store.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::firehose::api::{S3Destination, Tag};
+use crate::firehose::buffer::{Buffer, Hints, Record};
+use crate::firehose::compress::Compression;
+use crate::firehose::naming;
+use crate::store::journal::{Entry, Journal, Seal};
+use crate::store::{ObjectMeta, Store, StoreError, now_ms};
+
+/// The destination ID AWS gives the one destination of every stream.
+pub const DESTINATION_ID: &str = "destinationId-000000000001";
+/// Objects remembered per stream for `/_firelake/streams`.
+const RECENT_OBJECTS_MAX: usize = 20;
+/// Longest wait between retries of a failing delivery.
+const RETRY_DELAY_MS_MAX: u64 = 5_000;
+
+/// Delivery settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a new stream stays CREATING.
+    pub create_delay_ms: i64,
+    /// Caps every stream's IntervalInSeconds (for tests and workshops).
+    pub interval_cap_ms: Option<i64>,
+    /// Accept (and ignore) configuration firelake does not emulate.
+    pub lenient: bool,
+    /// Most bytes one stream may hold undelivered before puts are throttled.
+    pub stream_bytes_max: u64,
+    /// Most bytes all streams together may hold undelivered.
+    pub total_bytes_max: u64,
+}
+
+/// What is saved of a delivery stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamDef {
+    /// Names the journal; a re-created stream of the same name gets a new one.
+    pub uid: String,
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub stream_type: String,
+    pub created_ms: i64,
+    pub active_at_ms: i64,
+    #[serde(default)]
+    pub last_update_ms: Option<i64>,
+    pub version: u64,
+    pub destination: S3Destination,
+    /// Destinations other than S3, kept only with --lenient.
+    #[serde(default)]
+    pub other_destinations: serde_json::Map<String, Value>,
+    #[serde(default)]
+    pub source: Option<Value>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// `DeliveryStreamEncryptionConfiguration` as described.
+    #[serde(default)]
+    pub encryption: Option<Value>,
+    /// What --lenient accepted without emulating it.
+    #[serde(default)]
+    pub ignored: Vec<String>,
+}
+
+impl StreamDef {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:firehose:{}:{}:deliverystream/{}", self.region, self.account, self.name)
+    }
+
+    pub fn active(&self, now_ms: i64) -> bool {
+        now_ms >= self.active_at_ms
+    }
+
+    pub fn encrypted(&self) -> bool {
+        self.encryption.as_ref().and_then(|e| e.get("Status")).and_then(Value::as_str) == Some("ENABLED")
+    }
+}
+
+/// A sealed batch waiting for its object to be written.
+#[derive(Debug, Clone)]
+struct Pending {
+    seal: Seal,
+    records: Vec<Record>,
+}
+
+/// An object delivered, for status.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveredObject {
+    pub bucket: String,
+    pub key: String,
+    pub bytes: u64,
+    pub records: u64,
+    pub delivered_ms: i64,
+}
+
+pub struct StreamState {
+    pub def: StreamDef,
+    buffer: Buffer,
+    pending: VecDeque<Pending>,
+    next_seq: u64,
+    delivered_seq: u64,
+    /// Undelivered bytes: the buffer and the sealed batches.
+    held_bytes: u64,
+    /// Flush requests: answered once every record up to the seq is delivered.
+    flushes: Vec<(u64, oneshot::Sender<Result<(), String>>)>,
+    recent: VecDeque<DeliveredObject>,
+    last_error: Option<String>,
+    deleted: bool,
+}
+
+pub struct Stream {
+    journal: Journal,
+    state: Mutex<StreamState>,
+    notify: Notify,
+}
+
+impl Stream {
+    pub fn lock(&self) -> MutexGuard<'_, StreamState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why records were not accepted.
+pub enum PutRefusal {
+    /// The stream or all streams hold as much as they may: throttle.
+    SlowDown,
+}
+
+/// Every delivery stream, by (account, region, name).
+pub struct Firehose {
+    pub settings: Settings,
+    store: Arc<Store>,
+    streams: Mutex<BTreeMap<(String, String, String), Arc<Stream>>>,
+    held_total: Arc<AtomicU64>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+type Key = (String, String, String);
+
+fn key_of(def: &StreamDef) -> Key {
+    (def.account.clone(), def.region.clone(), def.name.clone())
+}
+
+impl Firehose {
+    /// Loads every saved stream, replays its journal and starts its delivery task.
+    pub fn start(store: Arc<Store>, settings: Settings) -> std::io::Result<Firehose> {
+        let (shutdown, _) = watch::channel(false);
+        let firehose = Firehose {
+            settings,
+            store: store.clone(),
+            streams: Mutex::new(BTreeMap::new()),
+            held_total: Arc::new(AtomicU64::new(0)),
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        };
+        for bytes in store.load_streams()? {
+            match serde_json::from_slice::<StreamDef>(&bytes) {
+                Ok(def) => firehose.open(def)?,
+                Err(err) => tracing::error!(%err, "skipping an unreadable delivery stream definition"),
+            }
+        }
+        Ok(firehose)
+    }
+
+    fn open(&self, def: StreamDef) -> std::io::Result<()> {
+        let (journal, recovered) = self.store.open_journal(&def.uid)?;
+        let mut buffer = Buffer::default();
+        let mut held = 0;
+        let sealed_upto = recovered.seals.iter().map(|s| s.last_seq).max().unwrap_or(0);
+        let mut pending = VecDeque::new();
+        let mut records: BTreeMap<u64, Record> = BTreeMap::new();
+        for (seq, arrival_ms, data) in recovered.records {
+            held += data.len() as u64;
+            records.insert(seq, Record { seq, arrival_ms, data });
+        }
+        for seal in recovered.seals {
+            let batch: Vec<Record> = records.range(seal.first_seq..=seal.last_seq).map(|(_, r)| r.clone()).collect();
+            pending.push_back(Pending { seal, records: batch });
+        }
+        for (_, record) in records.range(sealed_upto + 1..) {
+            buffer.push(record.clone());
+        }
+        if held > 0 {
+            tracing::info!(stream = %def.name, records = records.len(), sealed = pending.len(), "replayed undelivered records from the journal");
+        }
+        self.held_total.fetch_add(held, Ordering::SeqCst);
+        let key = key_of(&def);
+        let stream = Arc::new(Stream {
+            journal,
+            state: Mutex::new(StreamState {
+                def,
+                buffer,
+                pending,
+                next_seq: recovered.next_seq,
+                delivered_seq: recovered.delivered,
+                held_bytes: held,
+                flushes: Vec::new(),
+                recent: VecDeque::new(),
+                last_error: None,
+                deleted: false,
+            }),
+            notify: Notify::new(),
+        });
+        let task = tokio::spawn(deliver(
+            stream.clone(),
+            self.store.clone(),
+            self.settings.clone(),
+            self.shutdown.subscribe(),
+            self.held_total.clone(),
+        ));
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        self.streams.lock().unwrap_or_else(|p| p.into_inner()).insert(key, stream);
+        Ok(())
+    }
+
+    pub fn get(&self, account: &str, region: &str, name: &str) -> Option<Arc<Stream>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner()).get(&(account.to_owned(), region.to_owned(), name.to_owned())).cloned()
+    }
+
+    /// The streams of one account and region, by name.
+    pub fn list(&self, account: &str, region: &str) -> Vec<Arc<Stream>> {
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.iter().filter(|((a, r, _), _)| a == account && r == region).map(|(_, s)| s.clone()).collect()
+    }
+
+    pub fn count(&self, account: &str, region: &str) -> usize {
+        self.list(account, region).len()
+    }
+
+    /// Saves and starts a new stream (blocking IO: call from a blocking thread).
+    pub fn create(&self, def: StreamDef) -> std::io::Result<()> {
+        self.save(&def)?;
+        // Any journal under this uid is stale; a fresh uid never has one.
+        self.open(def)
+    }
+
+    pub fn save(&self, def: &StreamDef) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(def).map_err(std::io::Error::other)?;
+        self.store.save_stream(&def.uid, &bytes)
+    }
+
+    /// Deletes a stream and discards what it buffered, as AWS does.
+    pub fn delete(&self, stream: &Arc<Stream>) -> std::io::Result<()> {
+        let (key, uid, held) = {
+            let mut state = stream.lock();
+            state.deleted = true;
+            state.buffer.clear();
+            state.pending.clear();
+            for (_, waiter) in state.flushes.drain(..) {
+                let _ = waiter.send(Err("the delivery stream was deleted".to_owned()));
+            }
+            (key_of(&state.def), state.def.uid.clone(), std::mem::take(&mut state.held_bytes))
+        };
+        self.held_total.fetch_sub(held, Ordering::SeqCst);
+        self.streams.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        stream.notify.notify_one();
+        self.store.delete_stream(&uid)
+    }
+
+    /// Journals and buffers records; answers for each whether it was accepted. Blocking.
+    pub fn put(&self, stream: &Stream, records: Vec<Bytes>) -> std::io::Result<Vec<Result<u64, PutRefusal>>> {
+        let now = now_ms();
+        let mut results = Vec::with_capacity(records.len());
+        let position = {
+            let mut state = stream.lock();
+            let mut entries = Vec::with_capacity(records.len());
+            let mut added = 0u64;
+            for data in records {
+                let len = data.len() as u64;
+                let stream_full = state.held_bytes + added + len > self.settings.stream_bytes_max;
+                let total_full = self.held_total.load(Ordering::SeqCst) + added + len > self.settings.total_bytes_max;
+                if stream_full || total_full {
+                    results.push(Err(PutRefusal::SlowDown));
+                    continue;
+                }
+                let seq = state.next_seq + entries.len() as u64;
+                entries.push(Entry::Put { seq, arrival_ms: now, data });
+                results.push(Ok(seq));
+                added += len;
+            }
+            if entries.is_empty() {
+                return Ok(results);
+            }
+            // Written under the stream's lock, so the journal holds puts in seq order.
+            let position = stream.journal.write(&entries)?;
+            state.next_seq += entries.len() as u64;
+            for entry in entries {
+                if let Entry::Put { seq, arrival_ms, data } = entry {
+                    state.buffer.push(Record { seq, arrival_ms, data });
+                }
+            }
+            state.held_bytes += added;
+            self.held_total.fetch_add(added, Ordering::SeqCst);
+            position
+        };
+        stream.journal.sync(position)?;
+        stream.notify.notify_one();
+        Ok(results)
+    }
+
+    /// Asks the streams named `name` (all when `None`) to deliver everything buffered now,
+    /// and waits for it; answers each stream's outcome.
+    pub async fn flush(&self, name: Option<&str>, timeout: Duration) -> Vec<(String, Result<(), String>)> {
+        let streams: Vec<Arc<Stream>> = {
+            let all = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            all.iter().filter(|((_, _, n), _)| name.is_none_or(|want| want == n)).map(|(_, s)| s.clone()).collect()
+        };
+        let mut waits = Vec::new();
+        for stream in streams {
+            let (tx, rx) = oneshot::channel();
+            let label = {
+                let mut state = stream.lock();
+                let target = state.next_seq - 1;
+                state.flushes.push((target, tx));
+                format!("{}/{}/{}", state.def.account, state.def.region, state.def.name)
+            };
+            stream.notify.notify_one();
+            waits.push((label, rx));
+        }
+        let mut out = Vec::new();
+        for (label, rx) in waits {
+            let outcome = match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => Err("the delivery task ended".to_owned()),
+                Err(_) => Err(format!("not delivered within {} s", timeout.as_secs())),
+            };
+            out.push((label, outcome));
+        }
+        out
+    }
+
+    /// Delivers every buffer, within `timeout`; what is left stays in the journal.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let _ = self.shutdown.send(true);
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let all = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            let held = self.held_total.load(Ordering::SeqCst);
+            tracing::warn!(held_bytes = held, "delivery not finished in time; the journal keeps the rest for the next start");
+        }
+    }
+
+    /// Per-stream status for `/_firelake/streams`.
+    pub fn status(&self) -> Value {
+        let streams: Vec<Arc<Stream>> = self.streams.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let now = now_ms();
+        let list: Vec<Value> = streams
+            .iter()
+            .map(|stream| {
+                let state = stream.lock();
+                let hints = hints_of(&state.def.destination, &self.settings);
+                serde_json::json!({
+                    "name": state.def.name,
+                    "account": state.def.account,
+                    "region": state.def.region,
+                    "status": if state.def.active(now) { "ACTIVE" } else { "CREATING" },
+                    "version": state.def.version,
+                    "bucket": state.def.destination.bucket(),
+                    "buffered_records": state.buffer.len(),
+                    "buffered_bytes": state.buffer.bytes(),
+                    "sealed_batches": state.pending.len(),
+                    "oldest_arrival": state.buffer.oldest_arrival_ms().map(crate::s3::xml::timestamp),
+                    "next_flush_due": state.buffer.deadline_ms(hints).map(crate::s3::xml::timestamp),
+                    "effective_interval_seconds": hints.interval_ms as f64 / 1000.0,
+                    "size_hint_bytes": hints.size_bytes,
+                    "recent_objects": state.recent,
+                    "last_error": state.last_error,
+                    "ignored": state.def.ignored,
+                })
+            })
+            .collect();
+        serde_json::json!({ "streams": list, "held_bytes_total": self.held_total.load(Ordering::SeqCst) })
+    }
+}
+
+/// The hints a stream's buffer works with, with --buffer-interval-cap applied.
+fn hints_of(destination: &S3Destination, settings: &Settings) -> Hints {
+    let mut interval_ms = destination.interval_s() * 1000;
+    if let Some(cap) = settings.interval_cap_ms {
+        interval_ms = interval_ms.min(cap);
+    }
+    Hints { size_bytes: destination.size_bytes(), interval_ms }
+}
+
+enum Step {
+    Deliver(Pending),
+    Seal,
+    Wait(Option<i64>),
+    Exit,
+}
+
+/// The delivery task of one stream: seal what is due, write it, repeat; retry with
+/// backoff when the bucket is missing or a write fails; on shutdown, deliver everything.
+async fn deliver(
+    stream: Arc<Stream>,
+    store: Arc<Store>,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+    held_total: Arc<AtomicU64>,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        let shutting_down = *shutdown.borrow();
+        let step = {
+            let mut state = stream.lock();
+            let hints = hints_of(&state.def.destination, &settings);
+            let now = now_ms();
+            if state.deleted {
+                Step::Exit
+            } else if let Some(front) = state.pending.front() {
+                Step::Deliver(front.clone())
+            } else if !state.buffer.is_empty() && (shutting_down || !state.flushes.is_empty() || state.buffer.due(now, hints)) {
+                Step::Seal
+            } else {
+                // Nothing sealed and nothing due: every record a flush waits for is delivered.
+                for (_, waiter) in state.flushes.drain(..) {
+                    let _ = waiter.send(Ok(()));
+                }
+                if shutting_down { Step::Exit } else { Step::Wait(state.buffer.deadline_ms(hints)) }
+            }
+        };
+        let outcome: Result<(), String> = match step {
+            Step::Exit => return,
+            Step::Wait(deadline) => {
+                let sleep = deadline.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64)).unwrap_or(Duration::from_secs(3600));
+                tokio::select! {
+                    () = stream.notify.notified() => {}
+                    () = tokio::time::sleep(sleep) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            Step::Seal => seal(&stream, &store, &settings).await,
+            Step::Deliver(pending) => write_object(&stream, &store, pending, &held_total).await,
+        };
+        match outcome {
+            Ok(()) => failures = 0,
+            Err(reason) => {
+                failures += 1;
+                {
+                    let mut state = stream.lock();
+                    if state.last_error.as_deref() != Some(reason.as_str()) {
+                        tracing::warn!(stream = %state.def.name, %reason, "delivery failed; records stay buffered and delivery is retried");
+                    }
+                    state.last_error = Some(reason.clone());
+                    for (_, waiter) in state.flushes.drain(..) {
+                        let _ = waiter.send(Err(reason.clone()));
+                    }
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+                let delay = (100u64 << failures.min(6)).min(RETRY_DELAY_MS_MAX);
+                tokio::select! {
+                    () = stream.notify.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(delay)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Seals the next batch: checks the bucket, takes the records, journals the seal.
+async fn seal(stream: &Arc<Stream>, store: &Arc<Store>, settings: &Settings) -> Result<(), String> {
+    let bucket = stream.lock().def.destination.bucket().to_owned();
+    if bucket.is_empty() {
+        return Err("the stream has no S3 destination firelake can deliver to".to_owned());
+    }
+    let check = store.clone();
+    let b = bucket.clone();
+    match tokio::task::spawn_blocking(move || check.bucket_exists(&b)).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return Err(format!("bucket {bucket} does not exist")),
+        Ok(Err(err)) => return Err(format!("cannot check bucket {bucket}: {err}")),
+        Err(err) => return Err(err.to_string()),
+    }
+    let (seal, records) = {
+        let mut state = stream.lock();
+        let hints = hints_of(&state.def.destination, settings);
+        let records = state.buffer.take(hints.size_bytes);
+        let Some(first) = records.first() else { return Ok(()) };
+        let destination = &state.def.destination;
+        let compression = destination.compression();
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let prefix = naming::parse_prefix(destination.prefix.as_deref().unwrap_or_default()).unwrap_or_default();
+        let inputs = naming::KeyInputs {
+            stream: &state.def.name,
+            version: state.def.version,
+            oldest_arrival_ms: first.arrival_ms,
+            zone: destination.zone(),
+            uuid: &uuid,
+            extension: &destination.extension(),
+        };
+        let key = naming::object_key(&prefix, &inputs, None, naming::random_string);
+        let seal = Seal {
+            first_seq: first.seq,
+            last_seq: records.last().map(|r| r.seq).unwrap_or(first.seq),
+            bucket,
+            key,
+            compression: compression_name(compression).to_owned(),
+            zip_entry: uuid::Uuid::new_v4().to_string(),
+            append_delimiter: destination.append_delimiter(),
+            content_type: "application/octet-stream".to_owned(),
+            oldest_arrival_ms: first.arrival_ms,
+            records: records.len() as u64,
+        };
+        (seal, records)
+    };
+    let journaled = {
+        let stream = stream.clone();
+        let entry = Entry::Seal(seal.clone());
+        tokio::task::spawn_blocking(move || stream.journal.append(&[entry])).await
+    };
+    // Even if the seal could not be journaled the batch goes on: after a crash the
+    // records would simply be sealed again, and nothing was written under this key yet.
+    match journaled {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(%err, "could not journal a seal"),
+        Err(err) => tracing::error!(%err, "could not journal a seal"),
+    }
+    stream.lock().pending.push_back(Pending { seal, records });
+    Ok(())
+}
+
+fn compression_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::Uncompressed => "UNCOMPRESSED",
+        Compression::Gzip => "GZIP",
+        Compression::Zip => "ZIP",
+        Compression::Snappy => "Snappy",
+        Compression::HadoopSnappy => "HADOOP_SNAPPY",
+    }
+}
+
+/// The object's bytes: the records concatenated (joined by `\n` with
+/// AppendDelimiterToRecord), then compressed. A pure function of the seal and records.
+fn object_bytes(seal: &Seal, records: &[Record]) -> std::io::Result<Vec<u8>> {
+    let mut payload = Vec::with_capacity(records.iter().map(|r| r.data.len() + 1).sum());
+    for (i, record) in records.iter().enumerate() {
+        if seal.append_delimiter && i > 0 {
+            payload.push(b'\n');
+        }
+        payload.extend_from_slice(&record.data);
+    }
+    let compression = Compression::parse(&seal.compression).unwrap_or(Compression::Uncompressed);
+    compression.compress(&payload, &seal.zip_entry)
+}
+
+/// Writes a sealed batch's object, then journals that it is delivered.
+async fn write_object(stream: &Arc<Stream>, store: &Arc<Store>, pending: Pending, held_total: &Arc<AtomicU64>) -> Result<(), String> {
+    let stream_for_write = stream.clone();
+    let store = store.clone();
+    let seal = pending.seal.clone();
+    let written = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+        let bytes = object_bytes(&pending.seal, &pending.records).map_err(|e| e.to_string())?;
+        let compression = Compression::parse(&pending.seal.compression).unwrap_or(Compression::Uncompressed);
+        let mut meta = ObjectMeta { etag: hex::encode(Md5::digest(&bytes)), last_modified_ms: now_ms(), ..ObjectMeta::default() };
+        meta.headers.insert("content-type".into(), pending.seal.content_type.clone());
+        if let Some(encoding) = compression.content_encoding() {
+            meta.headers.insert("content-encoding".into(), encoding.into());
+        }
+        match store.put_object_bytes(&pending.seal.bucket, &pending.seal.key, &bytes, meta) {
+            Ok(_) => {}
+            Err(StoreError::NoSuchBucket) => return Err(format!("bucket {} does not exist", pending.seal.bucket)),
+            Err(err) => return Err(format!("writing s3://{}/{} failed: {err}", pending.seal.bucket, pending.seal.key)),
+        }
+        stream_for_write.journal.append(&[Entry::Delivered { last_seq: pending.seal.last_seq }]).map_err(|e| e.to_string())?;
+        Ok(bytes.len() as u64)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let delivered = {
+        let mut state = stream.lock();
+        let Some(done) = state.pending.pop_front() else { return Ok(()) };
+        let bytes: u64 = done.records.iter().map(|r| r.data.len() as u64).sum();
+        state.held_bytes = state.held_bytes.saturating_sub(bytes);
+        held_total.fetch_sub(bytes.min(held_total.load(Ordering::SeqCst)), Ordering::SeqCst);
+        state.delivered_seq = seal.last_seq;
+        state.last_error = None;
+        state.recent.push_back(DeliveredObject {
+            bucket: seal.bucket.clone(),
+            key: seal.key.clone(),
+            bytes: written,
+            records: seal.records,
+            delivered_ms: now_ms(),
+        });
+        while state.recent.len() > RECENT_OBJECTS_MAX {
+            state.recent.pop_front();
+        }
+        tracing::info!(stream = %state.def.name, key = %seal.key, records = seal.records, bytes = written, "delivered");
+        state.delivered_seq
+    };
+    let stream = stream.clone();
+    let _ = tokio::task::spawn_blocking(move || stream.journal.truncate(delivered)).await;
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! A delivery stream's journal: every record acknowledged by PutRecord/PutRecordBatch,
+//! the seal of every batch before its object is written, and the mark that its object
+//! was written. Replayed at start, so nothing acknowledged is lost and no batch is
+//! delivered under two keys.
+//!
+//! Layout: `.firelake/journal/<stream uid>/<first seq>.seg`, segments of entries
+//! `[len u32][crc32 u32][payload]`. A torn tail (a crash mid-write) fails its length or
+//! CRC check and is cut off at replay. Appends share fsyncs (group commit): each appender
+//! writes under a lock, then waits for one fsync that covers its bytes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::Durability;
+use super::atomic::FolderSyncs;
+
+/// A segment is closed once it holds this many bytes.
+const SEGMENT_BYTES_MAX: u64 = 32 * 1024 * 1024;
+/// Longest entry replay accepts (a 4 MiB batch is split into per-record entries).
+const ENTRY_BYTES_MAX: u32 = 8 * 1024 * 1024;
+
+const PUT: u8 = 1;
+const SEAL: u8 = 2;
+const DELIVERED: u8 = 3;
+
+/// What a sealed batch will be written as: replaying the seal writes the same key with
+/// the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seal {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub bucket: String,
+    pub key: String,
+    pub compression: String,
+    pub zip_entry: String,
+    pub append_delimiter: bool,
+    pub content_type: String,
+    pub oldest_arrival_ms: i64,
+    pub records: u64,
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Put {
+        seq: u64,
+        arrival_ms: i64,
+        data: Bytes,
+    },
+    Seal(Seal),
+    /// Every batch up to and including `last_seq` is delivered.
+    Delivered {
+        last_seq: u64,
+    },
+}
+
+impl Entry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 8]);
+        match self {
+            Entry::Put { seq, arrival_ms, data } => {
+                out.push(PUT);
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&arrival_ms.to_le_bytes());
+                out.extend_from_slice(data);
+            }
+            Entry::Seal(seal) => {
+                out.push(SEAL);
+                out.extend_from_slice(&serde_json::to_vec(seal).expect("a seal serialises"));
+            }
+            Entry::Delivered { last_seq } => {
+                out.push(DELIVERED);
+                out.extend_from_slice(&last_seq.to_le_bytes());
+            }
+        }
+        let payload_len = (out.len() - start - 8) as u32;
+        let crc = crc32fast::hash(&out[start + 8..]);
+        out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn decode(payload: &[u8]) -> Option<Entry> {
+        let (&kind, rest) = payload.split_first()?;
+        let u64_at = |b: &[u8]| b.get(..8).map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")));
+        match kind {
+            PUT => Some(Entry::Put {
+                seq: u64_at(rest)?,
+                arrival_ms: u64_at(rest.get(8..)?)? as i64,
+                data: Bytes::copy_from_slice(rest.get(16..)?),
+            }),
+            SEAL => serde_json::from_slice(rest).ok().map(Entry::Seal),
+            DELIVERED => Some(Entry::Delivered { last_seq: u64_at(rest)? }),
+            _ => None,
+        }
+    }
+
+    /// The highest seq this entry refers to.
+    fn max_seq(&self) -> u64 {
+        match self {
+            Entry::Put { seq, .. } => *seq,
+            Entry::Seal(seal) => seal.last_seq,
+            Entry::Delivered { last_seq } => *last_seq,
+        }
+    }
+}
+
+/// What replay recovered: records not yet delivered, and the batches sealed for them.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Undelivered records, by seq.
+    pub records: Vec<(u64, i64, Bytes)>,
+    /// Sealed, undelivered batches, in seal order.
+    pub seals: Vec<Seal>,
+    /// The next seq to hand out.
+    pub next_seq: u64,
+    /// Every seq up to this one is delivered.
+    pub delivered: u64,
+}
+
+struct Segment {
+    first_seq: u64,
+    path: PathBuf,
+    /// Highest seq any entry of the segment refers to.
+    max_seq: u64,
+}
+
+struct Writer {
+    file: Arc<File>,
+    bytes: u64,
+    /// Bytes appended since the journal opened: the group commit's positions.
+    position: u64,
+    segments: Vec<Segment>,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    durability: Durability,
+    writer: Mutex<Writer>,
+    /// Position up to which everything is durable; the lock also serialises fsyncs.
+    synced: Mutex<u64>,
+}
+
+impl Journal {
+    /// Opens (creating) the journal in `dir` and replays it.
+    pub fn open(dir: &Path, durability: Durability, syncs: &FolderSyncs) -> io::Result<(Journal, Recovered)> {
+        fs::create_dir_all(dir)?;
+        let mut paths: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if let Some(first) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok())
+                && path.extension().is_some_and(|e| e == "seg")
+            {
+                paths.push((first, path));
+            }
+        }
+        paths.sort();
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut segments = Vec::new();
+        let last = paths.len().saturating_sub(1);
+        for (i, (first_seq, path)) in paths.into_iter().enumerate() {
+            let (read, valid_len) = read_segment(&path)?;
+            if i == last && valid_len < fs::metadata(&path)?.len() {
+                tracing::warn!(path = %path.display(), valid_len, "cutting off a torn journal tail");
+                OpenOptions::new().write(true).open(&path)?.set_len(valid_len)?;
+            }
+            let max_seq = read.iter().map(Entry::max_seq).max().unwrap_or(first_seq);
+            segments.push(Segment { first_seq, path, max_seq });
+            entries.extend(read);
+        }
+        let recovered = recover(&entries);
+        // Appends always go to a new segment, so a segment is never reopened for writing.
+        let first = recovered.next_seq;
+        let path = dir.join(format!("{first}.seg"));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        syncs.sync_parent(&path)?;
+        segments.push(Segment { first_seq: first, path, max_seq: first });
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            durability,
+            writer: Mutex::new(Writer { file: Arc::new(file), bytes: 0, position: 0, segments }),
+            synced: Mutex::new(0),
+        };
+        journal.truncate(recovered.delivered)?;
+        Ok((journal, recovered))
+    }
+
+    /// Writes entries without waiting for them to be durable; returns the position to
+    /// pass to [`Journal::sync`]. Entries of one call stay together and in order.
+    pub fn write(&self, entries: &[Entry]) -> io::Result<u64> {
+        let mut buf = Vec::new();
+        for entry in entries {
+            entry.encode(&mut buf);
+        }
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if writer.bytes >= SEGMENT_BYTES_MAX {
+            self.rotate(&mut writer, entries.first().map(Entry::max_seq).unwrap_or(0))?;
+        }
+        (&*writer.file).write_all(&buf)?;
+        writer.bytes += buf.len() as u64;
+        writer.position += buf.len() as u64;
+        let max = entries.iter().map(Entry::max_seq).max().unwrap_or(0);
+        if let Some(segment) = writer.segments.last_mut() {
+            segment.max_seq = segment.max_seq.max(max);
+        }
+        Ok(writer.position)
+    }
+
+    /// Waits until everything up to `position` is durable, sharing one fsync with every
+    /// appender that wrote before it started.
+    pub fn sync(&self, position: u64) -> io::Result<()> {
+        if self.durability == Durability::None {
+            return Ok(());
+        }
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= position {
+            return Ok(());
+        }
+        let (file, covered) = {
+            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            (writer.file.clone(), writer.position)
+        };
+        file.sync_data()?;
+        *synced = covered;
+        Ok(())
+    }
+
+    /// Writes and waits: the common case.
+    pub fn append(&self, entries: &[Entry]) -> io::Result<()> {
+        let position = self.write(entries)?;
+        self.sync(position)
+    }
+
+    fn rotate(&self, writer: &mut Writer, first_seq: u64) -> io::Result<()> {
+        // The closed segment is made durable first, so positions stay meaningful.
+        if self.durability == Durability::Fsync {
+            writer.file.sync_data()?;
+        }
+        let path = self.dir.join(format!("{first_seq}.seg"));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if self.durability == Durability::Fsync {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        writer.file = Arc::new(file);
+        writer.bytes = 0;
+        writer.segments.push(Segment { first_seq, path, max_seq: first_seq });
+        Ok(())
+    }
+
+    /// Deletes closed segments whose every entry refers to delivered records.
+    pub fn truncate(&self, delivered: u64) -> io::Result<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let open = writer.segments.len().saturating_sub(1);
+        let mut removed = 0;
+        for segment in &writer.segments[..open] {
+            if segment.max_seq > delivered {
+                break;
+            }
+            fs::remove_file(&segment.path)?;
+            tracing::debug!(first_seq = segment.first_seq, "journal segment delivered and removed");
+            removed += 1;
+        }
+        writer.segments.drain(..removed);
+        Ok(())
+    }
+
+    /// Bytes in the open segment (for status).
+    pub fn segment_bytes(&self) -> u64 {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+}
+
+/// Reads a segment's valid entries and how many bytes they take.
+fn read_segment(path: &Path) -> io::Result<(Vec<Entry>, u64)> {
+    let mut bytes = Vec::new();
+    File::open(path)?.read_to_end(&mut bytes)?;
+    let mut entries = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= 8 {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+        if len > ENTRY_BYTES_MAX || bytes.len() - at - 8 < len as usize {
+            break;
+        }
+        let payload = &bytes[at + 8..at + 8 + len as usize];
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        let Some(entry) = Entry::decode(payload) else { break };
+        entries.push(entry);
+        at += 8 + len as usize;
+    }
+    Ok((entries, at as u64))
+}
+
+/// Folds replayed entries into what is still to deliver.
+fn recover(entries: &[Entry]) -> Recovered {
+    let delivered =
+        entries.iter().filter_map(|e| if let Entry::Delivered { last_seq } = e { Some(*last_seq) } else { None }).max().unwrap_or(0);
+    let mut recovered = Recovered { delivered, next_seq: delivered + 1, ..Recovered::default() };
+    for entry in entries {
+        recovered.next_seq = recovered.next_seq.max(entry.max_seq() + 1);
+        match entry {
+            Entry::Put { seq, arrival_ms, data } if *seq > delivered => recovered.records.push((*seq, *arrival_ms, data.clone())),
+            Entry::Seal(seal) if seal.last_seq > delivered => recovered.seals.push(seal.clone()),
+            _ => {}
+        }
+    }
+    recovered.records.sort_by_key(|(seq, _, _)| *seq);
+    recovered.records.dedup_by_key(|(seq, _, _)| *seq);
+    recovered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(seq: u64) -> Entry {
+        Entry::Put { seq, arrival_ms: seq as i64 * 10, data: Bytes::from(format!("record {seq}")) }
+    }
+
+    fn seal(first_seq: u64, last_seq: u64) -> Entry {
+        Entry::Seal(Seal {
+            first_seq,
+            last_seq,
+            bucket: "b".into(),
+            key: format!("k{first_seq}"),
+            compression: "GZIP".into(),
+            zip_entry: String::new(),
+            append_delimiter: false,
+            content_type: "application/octet-stream".into(),
+            oldest_arrival_ms: 0,
+            records: last_seq - first_seq + 1,
+        })
+    }
+
+    fn open(dir: &Path) -> (Journal, Recovered) {
+        Journal::open(dir, Durability::Fsync, &FolderSyncs::new(Durability::Fsync)).unwrap()
+    }
+
+    #[test]
+    fn replays_what_is_not_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (journal, recovered) = open(dir.path());
+            assert_eq!(recovered.next_seq, 1);
+            journal.append(&[put(1), put(2), put(3)]).unwrap();
+            journal.append(&[seal(1, 2)]).unwrap();
+            journal.append(&[Entry::Delivered { last_seq: 2 }]).unwrap();
+            journal.append(&[put(4), seal(3, 4)]).unwrap();
+        }
+        let (_, recovered) = open(dir.path());
+        assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(recovered.seals.len(), 1);
+        assert_eq!(recovered.seals[0].first_seq, 3);
+        assert_eq!(recovered.next_seq, 5);
+        assert_eq!(recovered.delivered, 2);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (journal, _) = open(dir.path());
+            journal.append(&[put(1), put(2)]).unwrap();
+        }
+        let segment = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| fs::metadata(p).unwrap().len() > 0).unwrap();
+        let len = fs::metadata(&segment).unwrap().len();
+        OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 3).unwrap();
+        let (journal, recovered) = open(dir.path());
+        assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [1]);
+        journal.append(&[put(2)]).unwrap();
+        drop(journal);
+        let (_, recovered) = open(dir.path());
+        assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn delivered_segments_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = open(dir.path());
+        journal.append(&[put(1), seal(1, 1)]).unwrap();
+        {
+            let mut writer = journal.writer.lock().unwrap();
+            journal.rotate(&mut writer, 2).unwrap();
+        }
+        journal.append(&[Entry::Delivered { last_seq: 1 }, put(2)]).unwrap();
+        journal.truncate(1).unwrap();
+        let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(names, ["2.seg"]);
+        drop(journal);
+        let (_, recovered) = open(dir.path());
+        assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for bytes in [vec![255u8; 100], vec![0u8; 7], vec![8, 0, 0, 0, 0, 0, 0, 0, 1, 2], Vec::new()] {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join("1.seg"), bytes).unwrap();
+            let (_, recovered) = open(dir.path());
+            assert!(recovered.records.is_empty());
+        }
+    }
+}
