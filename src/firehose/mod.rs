@@ -125,9 +125,7 @@ async fn create(state: &Arc<State>, ctx: &RequestCtx, input: CreateInput) -> Res
         dest.check_model(&mut v, "s3DestinationConfiguration", true);
     }
     if let Some(tags) = &input.tags {
-        if tags.is_empty() || tags.len() > TAGS_MAX {
-            v.length("tags", Some(&"x".repeat(tags.len())), 1, TAGS_MAX);
-        }
+        v.list_length("tags", tags.len(), 1, TAGS_MAX);
         check_tags(&mut v, "tags", tags);
     }
     v.finish()?;
@@ -417,11 +415,8 @@ async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, input: PutRecord
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.required("records", &input.records);
     let records = input.records.unwrap_or_default();
-    if input.delivery_stream_name.is_some() && records.is_empty() {
-        v.length("records", Some(""), 1, BATCH_RECORDS_MAX);
-    }
-    if records.len() > BATCH_RECORDS_MAX {
-        v.length("records", Some(&format!("[{} records]", records.len())), 1, BATCH_RECORDS_MAX);
+    if input.delivery_stream_name.is_some() {
+        v.list_length("records", records.len(), 1, BATCH_RECORDS_MAX);
     }
     let mut data = Vec::with_capacity(records.len());
     for (i, record) in records.iter().enumerate() {
@@ -565,8 +560,8 @@ async fn tag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<Va
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.required("tags", &input.tags);
     let tags = input.tags.unwrap_or_default();
-    if input.delivery_stream_name.is_some() && (tags.is_empty() || tags.len() > TAGS_MAX) {
-        v.length("tags", Some(&format!("[{} tags]", tags.len())), 1, TAGS_MAX);
+    if input.delivery_stream_name.is_some() {
+        v.list_length("tags", tags.len(), 1, TAGS_MAX);
     }
     check_tags(&mut v, "tags", &tags);
     v.finish()?;
@@ -591,8 +586,8 @@ async fn untag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.required("tagKeys", &input.tag_keys);
     let keys = input.tag_keys.unwrap_or_default();
-    if input.delivery_stream_name.is_some() && (keys.is_empty() || keys.len() > TAGS_MAX) {
-        v.length("tagKeys", Some(&format!("[{} keys]", keys.len())), 1, TAGS_MAX);
+    if input.delivery_stream_name.is_some() {
+        v.list_length("tagKeys", keys.len(), 1, TAGS_MAX);
     }
     for (i, key) in keys.iter().enumerate() {
         v.length(&format!("tagKeys.{}.member", i + 1), Some(key), 1, 128);

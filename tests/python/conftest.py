@@ -47,6 +47,45 @@ def firelake(tmp_path):
 
 
 @pytest.fixture
+def start_firelake(tmp_path):
+    """Starts firelake with extra options; every server started is stopped at the end."""
+    servers = []
+
+    def start(*args, data_dir=None):
+        server = Firelake(data_dir or tmp_path / "data", *args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+
+
+def flush(server, stream=None):
+    """POST /_firelake/flush; answers (HTTP status, JSON body)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = f"{server.endpoint}/_firelake/flush" + (f"?stream={stream}" if stream else "")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=90) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def streams_status(server):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.endpoint}/_firelake/streams", timeout=10) as response:
+        return {s["name"]: s for s in json.loads(response.read())["streams"]}
+
+
+@pytest.fixture
 def s3(firelake):
     return firelake.client("s3")
 
