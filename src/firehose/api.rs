@@ -41,9 +41,13 @@ impl Violations {
     /// The length constraint of a list member (records, tags, keys).
     pub fn list_length(&mut self, path: &str, len: usize, min: usize, max: usize) {
         if len < min {
-            self.push(format!("Value '[]' at '{path}' failed to satisfy constraint: Member must have length greater than or equal to {min}"));
+            self.push(format!(
+                "Value '[]' at '{path}' failed to satisfy constraint: Member must have length greater than or equal to {min}"
+            ));
         } else if len > max {
-            self.push(format!("Value '[{len} members]' at '{path}' failed to satisfy constraint: Member must have length less than or equal to {max}"));
+            self.push(format!(
+                "Value '[{len} members]' at '{path}' failed to satisfy constraint: Member must have length less than or equal to {max}"
+            ));
         }
     }
 

@@ -200,3 +200,22 @@ impl Conn {
         read_response(&mut self.reader, head)
     }
 }
+
+impl Server {
+    /// Firehose client for this server.
+    pub async fn firehose(&self) -> aws_sdk_firehose::Client {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_sdk_firehose::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_firehose::config::Credentials::new("test", "test", None, None, "tests"))
+            .endpoint_url(self.endpoint())
+            .load()
+            .await;
+        aws_sdk_firehose::Client::new(&shared)
+    }
+
+    /// POST /_firelake/flush; answers the HTTP status and body.
+    pub fn flush(&self, stream: Option<&str>) -> RawResponse {
+        let path = stream.map(|s| format!("/_firelake/flush?stream={s}")).unwrap_or_else(|| "/_firelake/flush".to_owned());
+        Conn::open(self).request(format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").as_bytes())
+    }
+}
