@@ -136,6 +136,54 @@ def s3_round(kind, seconds):
         server.stop()
 
 
+def setup_stream(endpoint, name, size_mb=64, interval=60):
+    import boto3
+    kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    s3, fh = boto3.client("s3", **kw), boto3.client("firehose", **kw)
+    s3.create_bucket(Bucket="bench-fh")
+    fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={
+        "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::bench-fh",
+        "BufferingHints": {"SizeInMBs": size_mb, "IntervalInSeconds": interval}})
+    return s3
+
+
+def delivered_bytes(s3):
+    total = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench-fh"):
+        total += sum(o["Size"] for o in page.get("Contents", []))
+    return total
+
+
+def firehose_round(kind, seconds):
+    out = {}
+    server = Server(kind)
+    try:
+        setup_stream(server.endpoint, "small")
+        peak = loadgen(server.endpoint, "put-record-batch", "--stream", "small", "--batch", "500", "--record-bytes", "100",
+                       "--seconds", str(seconds), "--workers", "8")
+        out["batch-100b-records-per-s"] = peak["records_per_s"]
+        out["batch-100b-p99-ms-at-peak"] = peak["p99_ms"]
+        half = loadgen(server.endpoint, "put-record-batch", "--stream", "small", "--batch", "500", "--record-bytes", "100",
+                       "--seconds", str(seconds), "--workers", "8", "--rate", str(peak["calls_per_s"] / 2))
+        out["batch-100b-p99-ms-at-half"] = half["p99_ms"]
+    finally:
+        server.stop()
+    if kind == "firelake":
+        server = Server(kind)
+        try:
+            s3 = setup_stream(server.endpoint, "big", size_mb=128, interval=900)
+            t = time.perf_counter()
+            run = loadgen(server.endpoint, "put-record-batch", "--stream", "big", "--batch", "500", "--record-bytes", "1024",
+                          "--seconds", str(seconds), "--workers", "8")
+            urllib.request.urlopen(urllib.request.Request(f"{server.endpoint}/_firelake/flush", data=b"", method="POST"), timeout=300).read()
+            elapsed = time.perf_counter() - t
+            out["batch-1kib-delivered-mb-per-s"] = delivered_bytes(s3) / elapsed / 1e6
+            out["batch-1kib-accepted-mb-per-s"] = run["payload_mb_per_s"]
+        finally:
+            server.stop()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -169,6 +217,21 @@ def main():
         print(f"| firelake durable 64 MiB PUT / min(dd, md5sum) | {med['firelake']['put-large'] / floor * 100:.0f}% |")
         print(f"| ready after start (empty data dir, median of 10) | {start:.1f} ms |")
         print(f"| idle RSS after start (median of 3) | {rss:.1f} MB |")
+        print("\nraw rounds:", json.dumps(results))
+    if args.only in (None, "firehose"):
+        results = {"firelake": [], "moto": []}
+        for _ in range(args.rounds):
+            for kind in ("firelake", "moto"):
+                results[kind].append(firehose_round(kind, args.seconds))
+        med = {kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for kind, runs in results.items()}
+        print("\n| Firehose scenario | firelake (fsync) | moto_server | firelake / moto |")
+        print("|---|---|---|---|")
+        f, m = med["firelake"], med["moto"]
+        print(f"| PutRecordBatch 500 x 100 B, 8 workers (records/s) | {f['batch-100b-records-per-s']:.0f} | {m['batch-100b-records-per-s']:.0f} | {f['batch-100b-records-per-s'] / m['batch-100b-records-per-s']:.1f}x |")
+        print(f"| PutRecordBatch p99 at peak (ms) | {f['batch-100b-p99-ms-at-peak']:.2f} | {m['batch-100b-p99-ms-at-peak']:.2f} | |")
+        print(f"| PutRecordBatch p99 at half of peak (ms) | {f['batch-100b-p99-ms-at-half']:.2f} | {m['batch-100b-p99-ms-at-half']:.2f} | |")
+        print(f"| 1 KiB records: accepted payload (MB/s) | {f['batch-1kib-accepted-mb-per-s']:.1f} | | |")
+        print(f"| 1 KiB records: delivered payload, puts then flush (MB/s) | {f['batch-1kib-delivered-mb-per-s']:.1f} | | |")
         print("\nraw rounds:", json.dumps(results))
     shutil.rmtree(DATA, ignore_errors=True)
 

@@ -52,24 +52,35 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
     }
     .await;
     match result {
-        Ok(value) => Response::builder()
+        Ok(reply) => Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/x-amz-json-1.1")
             .header("x-amzn-requestid", &ctx.request_id)
-            .body(full(value.to_string()))
+            .body(full(match reply {
+                Reply::Json(value) => value.to_string(),
+                Reply::Text(text) => text,
+            }))
             .expect("static headers are valid"),
         Err(err) => err.to_response(ctx),
     }
 }
 
-async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, operation: &str, body: &[u8]) -> Result<Value> {
-    match operation {
+/// A response body: a JSON value, or JSON text written directly.
+enum Reply {
+    Json(Value),
+    Text(String),
+}
+
+async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, operation: &str, body: &[u8]) -> Result<Reply> {
+    if operation == "PutRecordBatch" {
+        return put_record_batch(state, ctx, body).await.map(Reply::Text);
+    }
+    let value = match operation {
         "CreateDeliveryStream" => create(state, ctx, parse(body)?).await,
         "DescribeDeliveryStream" => describe(state, ctx, parse(body)?),
         "ListDeliveryStreams" => list(state, ctx, parse(body)?),
         "DeleteDeliveryStream" => delete(state, ctx, parse(body)?).await,
-        "PutRecord" => put_record(state, ctx, parse(body)?).await,
-        "PutRecordBatch" => put_record_batch(state, ctx, parse(body)?).await,
+        "PutRecord" => put_record(state, ctx, body).await,
         "UpdateDestination" => update_destination(state, ctx, parse(body)?).await,
         "TagDeliveryStream" => tag(state, ctx, parse(body)?).await,
         "UntagDeliveryStream" => untag(state, ctx, parse(body)?).await,
@@ -77,7 +88,8 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, operation: &str, body: &
         "StartDeliveryStreamEncryption" => encryption(state, ctx, parse(body)?, true).await,
         "StopDeliveryStreamEncryption" => encryption(state, ctx, parse(body)?, false).await,
         _ => Err(FirehoseError::UnknownOperation),
-    }
+    };
+    value.map(Reply::Json)
 }
 
 fn not_found(name: &str, ctx: &RequestCtx) -> FirehoseError {
@@ -329,42 +341,75 @@ async fn delete(state: &Arc<State>, ctx: &RequestCtx, input: DeleteInput) -> Res
     Ok(json!({}))
 }
 
+/// A record as sent: base64 text, borrowed from the request body where it can be.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RecordInput {
-    data: Option<String>,
+struct RecordInput<'a> {
+    #[serde(borrow)]
+    data: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct PutRecordInput {
+struct PutRecordInput<'a> {
     delivery_stream_name: Option<String>,
-    record: Option<RecordInput>,
+    #[serde(borrow)]
+    record: Option<RecordInput<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct PutRecordBatchInput {
+struct PutRecordBatchInput<'a> {
     delivery_stream_name: Option<String>,
-    records: Option<Vec<RecordInput>>,
+    #[serde(borrow)]
+    records: Option<Vec<RecordInput<'a>>>,
 }
 
-/// Decodes a record's base64 `Data`; bad base64 is a SerializationException.
-fn decode_record(record: &RecordInput) -> Result<Option<Bytes>> {
-    match &record.data {
-        None => Ok(None),
-        Some(data) => BASE64
-            .decode(data)
-            .map(|b| Some(Bytes::from(b)))
-            .map_err(|_| FirehoseError::Serialization("Base64 encoded data is invalid".to_owned())),
+/// Parses a body whose input borrows from it.
+fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|err| FirehoseError::Serialization(format!("failed to parse the request: {err}")))
+}
+
+/// Decodes every record's base64 `Data` into one buffer; a record without data is `None`.
+/// Bad base64 is a SerializationException.
+fn decode_records(records: &[RecordInput<'_>]) -> Result<Vec<Option<Bytes>>> {
+    let capacity: usize = records.iter().map(|r| r.data.as_ref().map_or(0, |d| d.len() / 4 * 3 + 3)).sum();
+    let mut buffer = bytes::BytesMut::zeroed(capacity);
+    let mut spans = Vec::with_capacity(records.len());
+    let mut at = 0;
+    for record in records {
+        match &record.data {
+            None => spans.push(None),
+            Some(data) => {
+                let n = BASE64
+                    .decode_slice(data.as_bytes(), &mut buffer[at..])
+                    .map_err(|_| FirehoseError::Serialization("Base64 encoded data is invalid".to_owned()))?;
+                spans.push(Some((at, n)));
+                at += n;
+            }
+        }
     }
+    let buffer = buffer.freeze();
+    Ok(spans.into_iter().map(|span| span.map(|(start, n)| buffer.slice(start..start + n))).collect())
 }
 
-/// A RecordId in the style of AWS's: an opaque, unique base64 token.
-fn record_id() -> String {
-    let mut bytes = [0u8; 168];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    BASE64.encode(bytes)
+/// RecordIds in the style of AWS's: opaque 224-character base64 tokens, unique because
+/// each embeds the batch's random part and the record's position.
+struct RecordIds {
+    seed: [u8; 168],
+}
+
+impl RecordIds {
+    fn new() -> RecordIds {
+        let mut seed = [0u8; 168];
+        rand::thread_rng().fill_bytes(&mut seed);
+        RecordIds { seed }
+    }
+
+    fn write(&mut self, index: usize, out: &mut String) {
+        self.seed[160..].copy_from_slice(&(index as u64).to_be_bytes());
+        BASE64.encode_string(self.seed, out);
+    }
 }
 
 /// Finds the stream for a put and checks that it takes direct puts.
@@ -385,13 +430,14 @@ fn stream_for_put(state: &Arc<State>, ctx: &RequestCtx, name: &str) -> Result<(A
     Ok((stream, encrypted))
 }
 
-async fn put_record(state: &Arc<State>, ctx: &RequestCtx, input: PutRecordInput) -> Result<Value> {
+async fn put_record(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> Result<Value> {
+    let input: PutRecordInput<'_> = parse_borrowed(body)?;
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.required("record", &input.record);
     let data = match &input.record {
         Some(record) => {
-            let data = decode_record(record)?;
+            let data = decode_records(std::slice::from_ref(record))?.pop().flatten();
             v.required("record.data", &data);
             if let Some(data) = &data {
                 v.blob_length("record.data", data.len(), RECORD_BYTES_MAX);
@@ -405,12 +451,18 @@ async fn put_record(state: &Arc<State>, ctx: &RequestCtx, input: PutRecordInput)
     let state2 = state.clone();
     let results = blocking(move || Ok(state2.firehose.put(&stream, vec![data.unwrap_or_default()])?)).await?;
     match results.first() {
-        Some(Ok(_)) => Ok(json!({ "RecordId": record_id(), "Encrypted": encrypted })),
+        Some(Ok(_)) => {
+            let mut id = String::new();
+            RecordIds::new().write(0, &mut id);
+            Ok(json!({ "RecordId": id, "Encrypted": encrypted }))
+        }
         _ => Err(FirehoseError::ServiceUnavailable("Slow down.".to_owned())),
     }
 }
 
-async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, input: PutRecordBatchInput) -> Result<Value> {
+/// PutRecordBatch answers with a body written directly: it is the hot path.
+async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> Result<String> {
+    let input: PutRecordBatchInput<'_> = parse_borrowed(body)?;
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.required("records", &input.records);
@@ -418,15 +470,15 @@ async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, input: PutRecord
     if input.delivery_stream_name.is_some() {
         v.list_length("records", records.len(), 1, BATCH_RECORDS_MAX);
     }
-    let mut data = Vec::with_capacity(records.len());
-    for (i, record) in records.iter().enumerate() {
+    let decoded = decode_records(&records)?;
+    let mut data = Vec::with_capacity(decoded.len());
+    for (i, record) in decoded.into_iter().enumerate() {
         let path = format!("records.{}.member.data", i + 1);
-        let decoded = decode_record(record)?;
-        v.required(&path, &decoded);
-        if let Some(bytes) = &decoded {
+        v.required(&path, &record);
+        if let Some(bytes) = &record {
             v.blob_length(&path, bytes.len(), RECORD_BYTES_MAX);
         }
-        data.push(decoded.unwrap_or_default());
+        data.push(record.unwrap_or_default());
     }
     v.finish()?;
     if data.iter().map(Bytes::len).sum::<usize>() > BATCH_BYTES_MAX {
@@ -435,18 +487,25 @@ async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, input: PutRecord
     let (stream, encrypted) = stream_for_put(state, ctx, &input.delivery_stream_name.unwrap_or_default())?;
     let state2 = state.clone();
     let results = blocking(move || Ok(state2.firehose.put(&stream, data)?)).await?;
-    let mut failed = 0;
-    let responses: Vec<Value> = results
-        .iter()
-        .map(|result| match result {
-            Ok(_) => json!({ "RecordId": record_id() }),
-            Err(_) => {
-                failed += 1;
-                json!({ "ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down." })
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let mut ids = RecordIds::new();
+    let mut out = String::with_capacity(64 + results.len() * 240);
+    out.push_str(&format!("{{\"FailedPutCount\":{failed},\"Encrypted\":{encrypted},\"RequestResponses\":["));
+    for (i, result) in results.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match result {
+            Ok(_) => {
+                out.push_str("{\"RecordId\":\"");
+                ids.write(i, &mut out);
+                out.push_str("\"}");
             }
-        })
-        .collect();
-    Ok(json!({ "FailedPutCount": failed, "Encrypted": encrypted, "RequestResponses": responses }))
+            Err(_) => out.push_str("{\"ErrorCode\":\"ServiceUnavailableException\",\"ErrorMessage\":\"Slow down.\"}"),
+        }
+    }
+    out.push_str("]}");
+    Ok(out)
 }
 
 #[derive(Deserialize)]
