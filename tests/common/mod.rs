@@ -155,27 +155,34 @@ impl RawResponse {
 
 /// Reads one response (a status line, headers, and a Content-Length body; none for HEAD).
 pub fn read_response(reader: &mut BufReader<TcpStream>, head: bool) -> RawResponse {
+    try_read_response(reader, head).expect("a response")
+}
+
+/// Reads one response, or the error that stopped it (the server died, the peer reset).
+pub fn try_read_response(reader: &mut BufReader<TcpStream>, head: bool) -> std::io::Result<RawResponse> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status: u16 = line.split_whitespace().nth(1).unwrap_or_else(|| panic!("bad status line {line:?}")).parse().unwrap();
+    reader.read_line(&mut line)?;
+    let status: u16 =
+        line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad(format!("bad status line {line:?}")))?;
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
-        reader.read_line(&mut line).expect("header line");
+        reader.read_line(&mut line)?;
         let line = line.trim_end();
         if line.is_empty() {
             break;
         }
-        let (name, value) = line.split_once(':').expect("header");
+        let (name, value) = line.split_once(':').ok_or_else(|| bad(format!("bad header {line:?}")))?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
     }
     let mut response = RawResponse { status, headers, body: Vec::new() };
     if status != 100 && !head {
-        let len: usize = response.header("content-length").map(|l| l.parse().unwrap()).unwrap_or(0);
+        let len: usize = response.header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
         response.body = vec![0; len];
-        reader.read_exact(&mut response.body).expect("body");
+        reader.read_exact(&mut response.body)?;
     }
-    response
+    Ok(response)
 }
 
 /// A keep-alive connection for raw requests.
@@ -217,5 +224,13 @@ impl Server {
     pub fn flush(&self, stream: Option<&str>) -> RawResponse {
         let path = stream.map(|s| format!("/_firelake/flush?stream={s}")).unwrap_or_else(|| "/_firelake/flush".to_owned());
         Conn::open(self).request(format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").as_bytes())
+    }
+}
+
+impl Server {
+    /// SIGKILL: the process dies mid-whatever, as in a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
