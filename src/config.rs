@@ -88,7 +88,8 @@ pub struct ServeArgs {
     /// Accept delivery stream settings firelake does not emulate (processors, conversion, other sources and destinations) and ignore them, instead of refusing.
     #[arg(long, env = "FIRELAKE_LENIENT")]
     pub lenient: bool,
-    /// Most undelivered bytes one delivery stream holds before puts are throttled ("Slow down.").
+    /// Most undelivered MiB one delivery stream holds before puts are throttled ("Slow down."); a
+    /// stream whose SizeInMBs is more than half of it flushes at half of it.
     #[arg(long, env = "FIRELAKE_STREAM_BUFFER_MAX_MB", default_value_t = DEFAULT_STREAM_BUFFER_MB)]
     pub stream_buffer_max_mb: u64,
     /// Most undelivered bytes all delivery streams hold together.

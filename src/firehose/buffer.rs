@@ -77,6 +77,15 @@ impl Buffer {
         taken
     }
 
+    /// Puts records taken by [`Buffer::take`] back at the front, when their batch could
+    /// not be sealed.
+    pub fn restore(&mut self, records: Vec<Record>) {
+        for record in records.into_iter().rev() {
+            self.bytes += record.data.len() as u64;
+            self.records.push_front(record);
+        }
+    }
+
     /// Empties the buffer (DeleteDeliveryStream discards, as AWS does).
     pub fn clear(&mut self) {
         self.records.clear();
@@ -138,5 +147,7 @@ mod tests {
         assert_eq!(b.oldest_arrival_ms(), Some(4));
         let big = b.take(1);
         assert_eq!(big.len(), 1);
+        b.restore(big);
+        assert_eq!((b.len(), b.bytes(), b.oldest_arrival_ms()), (2, 8, Some(4)));
     }
 }

@@ -384,13 +384,14 @@ impl Firehose {
     }
 }
 
-/// The hints a stream's buffer works with, with --buffer-interval-cap applied.
+/// The hints a stream's buffer works with, with --buffer-interval-cap applied, and a size
+/// that fits under the stream's byte cap (so a small cap still lets size flushes happen).
 fn hints_of(destination: &S3Destination, settings: &Settings) -> Hints {
     let mut interval_ms = destination.interval_s() * 1000;
     if let Some(cap) = settings.interval_cap_ms {
         interval_ms = interval_ms.min(cap);
     }
-    Hints { size_bytes: destination.size_bytes(), interval_ms }
+    Hints { size_bytes: destination.size_bytes().min(settings.stream_bytes_max / 2).max(1), interval_ms }
 }
 
 enum Step {
@@ -523,14 +524,19 @@ async fn seal(stream: &Arc<Stream>, store: &Arc<Store>, settings: &Settings) -> 
         let entry = Entry::Seal(seal.clone());
         tokio::task::spawn_blocking(move || stream.journal.append(&[entry])).await
     };
-    // Even if the seal could not be journaled the batch goes on: after a crash the
-    // records would simply be sealed again, and nothing was written under this key yet.
-    match journaled {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::error!(%err, "could not journal a seal"),
-        Err(err) => tracing::error!(%err, "could not journal a seal"),
+    // A batch whose seal is not durable is not written: after a crash it would be sealed
+    // again under another key. Its records go back to the buffer and sealing is retried.
+    let failure = match journaled {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => Some(err.to_string()),
+        Err(err) => Some(err.to_string()),
+    };
+    let mut state = stream.lock();
+    if let Some(err) = failure {
+        state.buffer.restore(records);
+        return Err(format!("could not journal the seal of {}: {err}", seal.key));
     }
-    stream.lock().pending.push_back(Pending { seal, records });
+    state.pending.push_back(Pending { seal, records });
     Ok(())
 }
 

@@ -201,7 +201,14 @@ impl Journal {
         if writer.bytes >= SEGMENT_BYTES_MAX {
             self.rotate(&mut writer, entries.first().map(Entry::max_seq).unwrap_or(0))?;
         }
-        (&*writer.file).write_all(&buf)?;
+        if let Err(err) = (&*writer.file).write_all(&buf) {
+            // A failed write (a full disk) must not leave half an entry for later entries
+            // to follow: replay would stop there. Cut the segment back to where it was.
+            if let Err(cut) = writer.file.set_len(writer.bytes) {
+                tracing::error!(%cut, "could not cut back a failed journal write; the journal is now read up to it");
+            }
+            return Err(err);
+        }
         writer.bytes += buf.len() as u64;
         writer.position += buf.len() as u64;
         let max = entries.iter().map(Entry::max_seq).max().unwrap_or(0);
