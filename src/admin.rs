@@ -34,6 +34,10 @@ pub async fn handle(state: &State, ctx: &RequestCtx, parts: http::request::Parts
             json(status, ctx, serde_json::json!({ "flushed": flushed, "failed": failed }))
         }
         (&Method::GET, "/_firelake/streams") => json(StatusCode::OK, ctx, state.firehose.status()),
+        (&Method::POST, "/_firelake/reset") => match reset(state) {
+            Ok(()) => json(StatusCode::OK, ctx, serde_json::json!({ "reset": true })),
+            Err(err) => json(StatusCode::INTERNAL_SERVER_ERROR, ctx, serde_json::json!({ "error": err.to_string() })),
+        },
         (&Method::GET, "/_firelake/health") => json(
             StatusCode::OK,
             ctx,
@@ -49,6 +53,14 @@ pub async fn handle(state: &State, ctx: &RequestCtx, parts: http::request::Parts
             json(StatusCode::NOT_FOUND, ctx, serde_json::json!({ "error": format!("no firelake endpoint {} {path}", parts.method) }))
         }
     }
+}
+
+/// Deletes every delivery stream (discarding its buffer), then every bucket.
+fn reset(state: &State) -> std::io::Result<()> {
+    tokio::task::block_in_place(|| {
+        state.firehose.reset()?;
+        state.store.reset()
+    })
 }
 
 fn json(status: StatusCode, ctx: &RequestCtx, value: serde_json::Value) -> Response<Body> {

@@ -92,6 +92,12 @@ pub struct ServeArgs {
     /// stream whose SizeInMBs is more than half of it flushes at half of it.
     #[arg(long, env = "FIRELAKE_STREAM_BUFFER_MAX_MB", default_value_t = DEFAULT_STREAM_BUFFER_MB)]
     pub stream_buffer_max_mb: u64,
+    /// Run on a fresh temporary data directory, removed at exit (for test suites).
+    #[arg(long, env = "FIRELAKE_EPHEMERAL", conflicts_with = "data_dir")]
+    pub ephemeral: bool,
+    /// A JSON file of buckets and delivery streams to create at start, before serving (see fixtures/workshop.json).
+    #[arg(long, env = "FIRELAKE_INIT")]
+    pub init: Option<PathBuf>,
     /// Most undelivered bytes all delivery streams hold together.
     #[arg(long, env = "FIRELAKE_TOTAL_BUFFER_MAX_MB", default_value_t = DEFAULT_TOTAL_BUFFER_MB)]
     pub total_buffer_max_mb: u64,
@@ -117,6 +123,10 @@ pub struct Config {
     pub lenient: bool,
     pub stream_buffer_bytes_max: u64,
     pub total_buffer_bytes_max: u64,
+    /// Use a temporary data directory, removed at exit.
+    pub ephemeral: bool,
+    /// Buckets and streams to create at start.
+    pub init: Option<PathBuf>,
 }
 
 impl Config {
@@ -147,6 +157,8 @@ impl Config {
             lenient: args.lenient,
             stream_buffer_bytes_max: args.stream_buffer_max_mb * 1024 * 1024,
             total_buffer_bytes_max: args.total_buffer_max_mb * 1024 * 1024,
+            ephemeral: args.ephemeral,
+            init: args.init,
         })
     }
 }

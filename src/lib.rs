@@ -10,12 +10,14 @@
 //!   one error type rendered in one place.
 //! - [`firehose`]: the Firehose JSON protocol.
 //! - [`admin`]: firelake's own endpoints under `/_firelake/`.
+//! - [`init`]: the buckets and delivery streams an init file declares, created at start.
 //! - [`store`]: the data directory; the only module that touches it.
 
 pub mod admin;
 pub mod config;
 pub mod firehose;
 pub mod http;
+pub mod init;
 pub mod s3;
 pub mod server;
 pub mod sigv4;

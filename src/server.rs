@@ -54,19 +54,34 @@ impl Protocol {
 
 /// Opens the data directory, binds, prints where it serves, and serves until `shutdown`.
 pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-    let store = Store::open(&config.data_dir, config.durability)
-        .map_err(|err| format!("cannot use the data directory {}: {err}", config.data_dir.display()))?;
+    // An ephemeral data directory lives as long as this function: removed at exit.
+    let ephemeral = match config.ephemeral {
+        true => Some(
+            tempfile::Builder::new()
+                .prefix("firelake-")
+                .tempdir()
+                .map_err(|err| format!("cannot make a temporary data directory: {err}"))?,
+        ),
+        false => None,
+    };
+    let data_dir = ephemeral.as_ref().map_or_else(|| config.data_dir.clone(), |dir| dir.path().to_path_buf());
+    let store =
+        Store::open(&data_dir, config.durability).map_err(|err| format!("cannot use the data directory {}: {err}", data_dir.display()))?;
     let store = Arc::new(store);
     let firehose = Firehose::start(store.clone(), config.firehose_settings())
-        .map_err(|err| format!("cannot load the delivery streams in {}: {err}", config.data_dir.display()))?;
+        .map_err(|err| format!("cannot load the delivery streams in {}: {err}", data_dir.display()))?;
     let listeners = bind(&config).await?;
+    let state = Arc::new(State { config, store, firehose, started: Instant::now() });
+    if let Some(path) = state.config.init.clone() {
+        crate::init::apply(&state, &path).await?;
+    }
     let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let also = listeners.get(1).and_then(|l| l.local_addr().ok()).map(|a| format!(" and http://{a}")).unwrap_or_default();
-    println!("firelake listening on http://{addr}{also}, data in {}", store.root().display());
-    let state = Arc::new(State { config, store, firehose, started: Instant::now() });
+    println!("firelake listening on http://{addr}{also}, data in {}", state.store.root().display());
     run(listeners, state.clone(), shutdown).await;
     tracing::info!("delivering what the delivery streams buffered");
     state.firehose.shutdown(Duration::from_millis(SHUTDOWN_DRAIN_MS)).await;
+    drop(ephemeral);
     Ok(())
 }
 

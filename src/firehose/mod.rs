@@ -108,6 +108,12 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
     })?
 }
 
+/// Creates a stream from a CreateDeliveryStream request body (for init files).
+pub async fn create_from_json(state: &Arc<State>, ctx: &RequestCtx, request: Value) -> Result<Value> {
+    let input: CreateInput = serde_json::from_value(request).map_err(|err| FirehoseError::Serialization(err.to_string()))?;
+    create(state, ctx, input).await
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct CreateInput {

@@ -268,6 +268,15 @@ impl Firehose {
         self.store.delete_stream(&uid)
     }
 
+    /// Deletes every stream and what it buffered (POST /_firelake/reset). Blocking.
+    pub fn reset(&self) -> std::io::Result<()> {
+        let streams: Vec<Arc<Stream>> = self.streams.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for stream in streams {
+            self.delete(&stream)?;
+        }
+        Ok(())
+    }
+
     /// Journals and buffers records; answers for each whether it was accepted. Blocking.
     pub fn put(&self, stream: &Stream, records: Vec<Bytes>) -> std::io::Result<Vec<Result<u64, PutRefusal>>> {
         let now = now_ms();

@@ -197,7 +197,7 @@ impl Store {
         if let Err(err) = lock.try_lock() {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
-                format!("the data directory {} is in use by another firelake ({err:?})", root.display()),
+                format!("the data directory {} is in use by another firelake ({err})", root.display()),
             ));
         }
         let store = Store {
@@ -659,6 +659,19 @@ impl Store {
         let mut staged = self.stage()?;
         std::io::Write::write_all(staged.file(), bytes)?;
         self.commit_object(bucket, key, staged, meta)
+    }
+
+    /// Deletes every bucket with its objects, metadata and uploads (POST /_firelake/reset).
+    pub fn reset(&self) -> io::Result<()> {
+        for bucket in self.list_buckets()? {
+            fs::remove_dir_all(self.bucket_dir(&bucket.name))?;
+        }
+        for dir in ["buckets", "meta", "uploads", "relocate"] {
+            let path = self.sys.join(dir);
+            fs::remove_dir_all(&path)?;
+            fs::create_dir_all(&path)?;
+        }
+        Ok(())
     }
 
     // ---- delivery streams ----

@@ -1,0 +1,72 @@
+"""What a workshop and a CI pipeline rely on: the init file, --ephemeral, reset."""
+import json
+import pathlib
+import subprocess
+import time
+
+from conftest import BINARY, Firelake, flush
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+WORKSHOP = ROOT / "fixtures" / "workshop.json"
+
+
+def test_init_file_creates_resources_once(start_firelake, tmp_path):
+    server = start_firelake("--init", str(WORKSHOP))
+    s3, fh = server.client("s3"), server.client("firehose")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["sd-vehicle-data"]
+    assert fh.list_delivery_streams()["DeliveryStreamNames"] == ["gps-delivery-stream"]
+    lines = (ROOT / "fixtures" / "telematics.txt").read_bytes().splitlines(keepends=True)[:1000]
+    for i in range(0, len(lines), 500):
+        fh.put_record_batch(DeliveryStreamName="gps-delivery-stream", Records=[{"Data": line} for line in lines[i:i + 500]])
+    assert server.stop() == 0
+    # A second start on the same data directory neither duplicates nor fails.
+    again = start_firelake("--init", str(WORKSHOP), data_dir=server.data_dir)
+    s3, fh = again.client("s3"), again.client("firehose")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["sd-vehicle-data"]
+    assert fh.list_delivery_streams()["DeliveryStreamNames"] == ["gps-delivery-stream"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="sd-vehicle-data")["Contents"]]
+    assert len(keys) == 1, "the graceful stop delivered the buffer once"
+    assert s3.get_object(Bucket="sd-vehicle-data", Key=keys[0])["Body"].read() == b"".join(lines)
+
+
+def test_bad_init_file_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"delivery_streams": [{"DeliveryStreamName": "x", "S3DestinationConfiguration": {"RoleARN": "nope"}}]}))
+    result = subprocess.run([BINARY, "--port", "0", "--data-dir", str(tmp_path / "d"), "--init", str(bad)], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith(f"firelake: init file {bad}: delivery stream \"x\": ValidationException")
+
+
+def test_ephemeral_leaves_nothing_behind(tmp_path):
+    proc = subprocess.Popen([BINARY, "--port", "0", "--ephemeral"], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    data_dir = pathlib.Path(line.rsplit("data in ", 1)[1].strip())
+    assert data_dir.is_dir()
+    endpoint = next(w for w in line.split() if w.startswith("http://")).rstrip(",")
+    import boto3
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    s3.create_bucket(Bucket="tmp")
+    s3.put_object(Bucket="tmp", Key="k", Body=b"x")
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    assert not data_dir.exists()
+
+
+def test_reset_deletes_streams_buckets_and_buffers(firelake):
+    s3, fh = firelake.client("s3"), firelake.client("firehose")
+    s3.create_bucket(Bucket="a-bucket")
+    s3.put_object(Bucket="a-bucket", Key="k", Body=b"x")
+    fh.create_delivery_stream(DeliveryStreamName="s", ExtendedS3DestinationConfiguration={
+        "RoleARN": "arn:aws:iam::000000000000:role/r", "BucketARN": "arn:aws:s3:::a-bucket"})
+    fh.put_record(DeliveryStreamName="s", Record={"Data": b"buffered"})
+    import urllib.request
+    with urllib.request.urlopen(urllib.request.Request(f"{firelake.endpoint}/_firelake/reset", data=b"", method="POST")) as response:
+        assert response.status == 200
+    assert s3.list_buckets()["Buckets"] == []
+    assert fh.list_delivery_streams()["DeliveryStreamNames"] == []
+    assert sorted(p.name for p in firelake.data_dir.iterdir()) == [".firelake"]
+    assert list((firelake.data_dir / ".firelake" / "journal").iterdir()) == []
+    # The server goes on as new.
+    s3.create_bucket(Bucket="a-bucket")
+    assert flush(firelake)[0] == 200
+    assert s3.list_objects_v2(Bucket="a-bucket")["KeyCount"] == 0
