@@ -105,6 +105,28 @@ impl Hasher {
     }
 }
 
+/// Adds a header for each stored checksum (`x-amz-checksum-crc32: ...`).
+pub fn add_headers(
+    mut builder: http::response::Builder,
+    checksums: &std::collections::BTreeMap<String, String>,
+) -> http::response::Builder {
+    for (name, value) in checksums {
+        if let Some(algorithm) = Algorithm::parse(name) {
+            builder = builder.header(algorithm.header(), value);
+        }
+    }
+    builder
+}
+
+/// Writes an element for each stored checksum (`<ChecksumCRC32>...</ChecksumCRC32>`).
+pub fn write_elements(x: &mut crate::s3::xml::Xml, checksums: &std::collections::BTreeMap<String, String>) {
+    for (name, value) in checksums {
+        if let Some(algorithm) = Algorithm::parse(name) {
+            x.leaf(&algorithm.element(), value);
+        }
+    }
+}
+
 pub fn to_base64(raw: &[u8]) -> String {
     BASE64.encode(raw)
 }

@@ -131,11 +131,7 @@ pub async fn upload_part(
     .await?;
     let mut response =
         Response::builder().status(StatusCode::OK).header("etag", quoted(&part.etag)).header("x-amz-server-side-encryption", "AES256");
-    for (name, value) in &part.checksums {
-        if let Some(algorithm) = Algorithm::parse(name) {
-            response = response.header(algorithm.header(), value);
-        }
-    }
+    response = checksum::add_headers(response, &part.checksums);
     Ok(response.body(empty()).expect("valid response"))
 }
 
@@ -183,11 +179,7 @@ pub async fn upload_part_copy(
     x.root("CopyPartResult");
     x.leaf("LastModified", &timestamp(part.last_modified_ms));
     x.leaf("ETag", &quoted(&part.etag));
-    for (name, value) in &part.checksums {
-        if let Some(algorithm) = Algorithm::parse(name) {
-            x.leaf(&algorithm.element(), value);
-        }
-    }
+    checksum::write_elements(&mut x, &part.checksums);
     x.close("CopyPartResult");
     Ok(xml_response(x.finish()))
 }
@@ -322,11 +314,7 @@ pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &st
     x.leaf("Bucket", bucket);
     x.leaf("Key", key);
     x.leaf("ETag", &quoted(&meta.etag));
-    for (name, value) in &meta.checksums {
-        if let Some(algorithm) = Algorithm::parse(name) {
-            x.leaf(&algorithm.element(), value);
-        }
-    }
+    checksum::write_elements(&mut x, &meta.checksums);
     x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
     x.close("CompleteMultipartUploadResult");
     let mut response = xml_response(x.finish());
@@ -381,11 +369,7 @@ pub async fn list_parts(
             x.leaf("LastModified", &timestamp(part.last_modified_ms));
             x.leaf("ETag", &quoted(&part.etag));
             x.leaf("Size", &part.size.to_string());
-            for (name, value) in &part.checksums {
-                if let Some(algorithm) = Algorithm::parse(name) {
-                    x.leaf(&algorithm.element(), value);
-                }
-            }
+            checksum::write_elements(x, &part.checksums);
         });
     }
     write_owner(&mut x, "Initiator", &upload.owner);

@@ -135,11 +135,7 @@ pub async fn put_object(state: &Arc<State>, req: &Req, body: Incoming, bucket: &
     .await?;
     let mut response =
         Response::builder().status(StatusCode::OK).header("etag", quoted(&meta.etag)).header("x-amz-server-side-encryption", "AES256");
-    for (name, value) in &meta.checksums {
-        if let Some(algorithm) = Algorithm::parse(name) {
-            response = response.header(algorithm.header(), value);
-        }
-    }
+    response = checksum::add_headers(response, &meta.checksums);
     if let Some(kind) = &meta.checksum_type {
         response = response.header("x-amz-checksum-type", kind);
     }
@@ -293,11 +289,7 @@ pub async fn get_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str, 
     let checksum_mode = req.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
     // A checksum describes the whole object, so a ranged read gets none.
     if checksum_mode && status == StatusCode::OK {
-        for (name, value) in &meta.checksums {
-            if let Some(algorithm) = Algorithm::parse(name) {
-                builder = builder.header(algorithm.header(), value);
-            }
-        }
+        builder = checksum::add_headers(builder, &meta.checksums);
         if let Some(kind) = &meta.checksum_type {
             builder = builder.header("x-amz-checksum-type", kind);
         }
@@ -601,11 +593,7 @@ pub async fn copy_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str)
     x.root("CopyObjectResult");
     x.leaf("LastModified", &timestamp(meta.last_modified_ms));
     x.leaf("ETag", &quoted(&meta.etag));
-    for (name, value) in &meta.checksums {
-        if let Some(algorithm) = Algorithm::parse(name) {
-            x.leaf(&algorithm.element(), value);
-        }
-    }
+    checksum::write_elements(&mut x, &meta.checksums);
     x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
     x.close("CopyObjectResult");
     let mut response = xml_response(x.finish());
@@ -645,11 +633,7 @@ pub async fn get_object_attributes(state: &Arc<State>, req: &Req, bucket: &str, 
     }
     if has("Checksum") && !meta.checksums.is_empty() {
         x.node("Checksum", |x| {
-            for (name, value) in &meta.checksums {
-                if let Some(algorithm) = Algorithm::parse(name) {
-                    x.leaf(&algorithm.element(), value);
-                }
-            }
+            checksum::write_elements(x, &meta.checksums);
             x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
         });
     }

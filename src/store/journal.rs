@@ -275,11 +275,6 @@ impl Journal {
         writer.segments.drain(..removed);
         Ok(())
     }
-
-    /// Bytes in the open segment (for status).
-    pub fn segment_bytes(&self) -> u64 {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner()).bytes
-    }
 }
 
 /// Reads a segment's valid entries and how many bytes they take.
