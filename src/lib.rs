@@ -10,14 +10,18 @@
 //!   one error type rendered in one place.
 //! - [`firehose`]: the Firehose JSON protocol.
 //! - [`admin`]: firelake's own endpoints under `/_firelake/`.
+//! - [`produce`]: `firelake produce`, a producer that sends through the AWS SDK.
 //! - [`init`]: the buckets and delivery streams an init file declares, created at start.
 //! - [`store`]: the data directory; the only module that touches it.
 
 pub mod admin;
 pub mod config;
 pub mod firehose;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod init;
+pub mod produce;
 pub mod s3;
 pub mod server;
 pub mod sigv4;

@@ -116,15 +116,15 @@ pub async fn create_from_json(state: &Arc<State>, ctx: &RequestCtx, request: Val
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct CreateInput {
+pub(crate) struct CreateInput {
     delivery_stream_name: Option<String>,
     delivery_stream_type: Option<String>,
     direct_put_source_configuration: Option<Value>,
     delivery_stream_encryption_configuration_input: Option<Value>,
     #[serde(rename = "S3DestinationConfiguration")]
-    s3_destination_configuration: Option<S3Destination>,
+    pub(crate) s3_destination_configuration: Option<S3Destination>,
     #[serde(rename = "ExtendedS3DestinationConfiguration")]
-    extended_s3_destination_configuration: Option<S3Destination>,
+    pub(crate) extended_s3_destination_configuration: Option<S3Destination>,
     tags: Option<Vec<Tag>>,
     #[serde(flatten)]
     other: serde_json::Map<String, Value>,
@@ -350,7 +350,7 @@ async fn delete(state: &Arc<State>, ctx: &RequestCtx, input: DeleteInput) -> Res
 /// A record as sent: base64 text, borrowed from the request body where it can be.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RecordInput<'a> {
+pub(crate) struct RecordInput<'a> {
     #[serde(borrow)]
     data: Option<std::borrow::Cow<'a, str>>,
 }
@@ -365,20 +365,20 @@ struct PutRecordInput<'a> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct PutRecordBatchInput<'a> {
+pub(crate) struct PutRecordBatchInput<'a> {
     delivery_stream_name: Option<String>,
     #[serde(borrow)]
-    records: Option<Vec<RecordInput<'a>>>,
+    pub(crate) records: Option<Vec<RecordInput<'a>>>,
 }
 
 /// Parses a body whose input borrows from it.
-fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
+pub(crate) fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|err| FirehoseError::Serialization(format!("failed to parse the request: {err}")))
 }
 
 /// Decodes every record's base64 `Data` into one buffer; a record without data is `None`.
 /// Bad base64 is a SerializationException.
-fn decode_records(records: &[RecordInput<'_>]) -> Result<Vec<Option<Bytes>>> {
+pub(crate) fn decode_records(records: &[RecordInput<'_>]) -> Result<Vec<Option<Bytes>>> {
     let capacity: usize = records.iter().map(|r| r.data.as_ref().map_or(0, |d| d.len() / 4 * 3 + 3)).sum();
     let mut buffer = bytes::BytesMut::zeroed(capacity);
     let mut spans = Vec::with_capacity(records.len());
@@ -516,14 +516,14 @@ async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> 
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct UpdateInput {
+pub(crate) struct UpdateInput {
     delivery_stream_name: Option<String>,
     current_delivery_stream_version_id: Option<String>,
     destination_id: Option<String>,
     #[serde(rename = "S3DestinationUpdate")]
     s3_destination_update: Option<S3Destination>,
     #[serde(rename = "ExtendedS3DestinationUpdate")]
-    extended_s3_destination_update: Option<S3Destination>,
+    pub(crate) extended_s3_destination_update: Option<S3Destination>,
     #[serde(flatten)]
     other: serde_json::Map<String, Value>,
 }

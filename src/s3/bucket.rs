@@ -40,7 +40,7 @@ fn region_of<'a>(bucket: &'a BucketInfo, default: &'a str) -> &'a str {
 }
 
 #[derive(Debug, Deserialize, Default)]
-struct CreateBucketConfiguration {
+pub(crate) struct CreateBucketConfiguration {
     #[serde(rename = "LocationConstraint")]
     location_constraint: Option<String>,
 }

@@ -185,7 +185,7 @@ pub async fn upload_part_copy(
 }
 
 #[derive(Debug, Deserialize)]
-struct CompleteMultipartUpload {
+pub(crate) struct CompleteMultipartUpload {
     #[serde(rename = "Part", default)]
     parts: Vec<CompletedPart>,
 }

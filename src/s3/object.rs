@@ -64,7 +64,7 @@ fn strip_aws_chunked(value: &str) -> String {
     value.split(',').map(str::trim).filter(|t| !t.eq_ignore_ascii_case("aws-chunked") && !t.is_empty()).collect::<Vec<_>>().join(",")
 }
 
-fn parse_tagging_header(value: &str) -> Result<Vec<(String, String)>> {
+pub(crate) fn parse_tagging_header(value: &str) -> Result<Vec<(String, String)>> {
     let query = crate::s3::router::Query::parse(Some(value));
     let mut tags = Vec::new();
     for pair in value.split('&').filter(|p| !p.is_empty()) {
@@ -155,7 +155,7 @@ fn http_date(value: &str) -> Option<i64> {
 }
 
 /// GET/HEAD conditions (`If-*`): 412 or 304 as RFC 7232 and S3 order them.
-fn check_conditions(req: &Req, meta: &ObjectMeta) -> Result<()> {
+pub(crate) fn check_conditions(req: &Req, meta: &ObjectMeta) -> Result<()> {
     let modified_s = meta.last_modified_ms.div_euclid(1000);
     let if_match = req.header("if-match");
     let if_none_match = req.header("if-none-match");
@@ -381,7 +381,7 @@ pub async fn delete_object(state: &Arc<State>, bucket: &str, key: &str) -> Resul
 }
 
 #[derive(Debug, Deserialize)]
-struct Delete {
+pub(crate) struct Delete {
     #[serde(rename = "Object", default)]
     objects: Vec<DeleteEntry>,
     #[serde(rename = "Quiet", default)]

@@ -17,7 +17,7 @@ class Firelake:
         self.data_dir = pathlib.Path(data_dir)
         self.proc = subprocess.Popen(
             [BINARY, "--port", "0", "--data-dir", str(self.data_dir), *args],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn"},
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn", "AWS_EC2_METADATA_DISABLED": "true"},
         )
         line = self.proc.stdout.readline()
         url = next(w for w in line.split() if w.startswith("http://"))

@@ -1,5 +1,6 @@
 """What a workshop and a CI pipeline rely on: the init file, --ephemeral, reset."""
 import json
+import os
 import pathlib
 import subprocess
 import time
@@ -70,3 +71,35 @@ def test_reset_deletes_streams_buckets_and_buffers(firelake):
     s3.create_bucket(Bucket="a-bucket")
     assert flush(firelake)[0] == 200
     assert s3.list_objects_v2(Bucket="a-bucket")["KeyCount"] == 0
+
+
+def test_produce_delivers_the_fixture_exactly_once(start_firelake):
+    server = start_firelake("--init", str(WORKSHOP))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    result = subprocess.run([BINARY, "produce", "--stream", "gps-delivery-stream", "--file", str(ROOT / "fixtures" / "telematics.txt"),
+                             "--endpoint-url", server.endpoint, "--rate", "20000/s", "--quiet"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "sent 4000 of 4000 records" in result.stdout and "0 failed" in result.stdout
+    assert flush(server)[0] == 200
+    s3 = server.client("s3")
+    got = b"".join(s3.get_object(Bucket="sd-vehicle-data", Key=o["Key"])["Body"].read()
+                   for o in s3.list_objects_v2(Bucket="sd-vehicle-data")["Contents"])
+    assert sorted(got.splitlines(keepends=True)) == sorted((ROOT / "fixtures" / "telematics.txt").read_bytes().splitlines(keepends=True))
+
+
+def test_produce_reads_aws_endpoint_url(start_firelake):
+    server = start_firelake("--init", str(WORKSHOP))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "AWS_ENDPOINT_URL": server.endpoint,
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    result = subprocess.run([BINARY, "produce", "--stream", "gps-delivery-stream", "--records", "1200", "--quiet"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "sent 1200 of 1200 records" in result.stdout
+    status = streams_status_of(server)
+    assert status["buffered_records"] == 1200
+
+
+def streams_status_of(server):
+    from conftest import streams_status
+    return streams_status(server)["gps-delivery-stream"]

@@ -1,0 +1,164 @@
+//! Entry points for the fuzz targets in `fuzz/` and the property tests: every parser of
+//! untrusted input, reachable without a server. Each must never panic and never
+//! allocate without bound, whatever the bytes.
+
+use bytes::Bytes;
+
+use crate::firehose::api::{S3Destination, Violations};
+use crate::s3::chunked::Decoder;
+use crate::store::keypath;
+
+/// Firehose JSON bodies: the inputs of CreateDeliveryStream, PutRecordBatch and
+/// UpdateDestination, with record decoding and destination validation.
+pub fn firehose_json(body: &[u8]) {
+    if let Ok(input) = crate::firehose::api::parse::<crate::firehose::CreateInput>(body) {
+        for dest in [&input.extended_s3_destination_configuration, &input.s3_destination_configuration].into_iter().flatten() {
+            check_destination(dest);
+        }
+    }
+    if let Ok(input) = crate::firehose::parse_borrowed::<crate::firehose::PutRecordBatchInput<'_>>(body) {
+        let _ = crate::firehose::decode_records(input.records.as_deref().unwrap_or_default());
+    }
+    if let Ok(input) = crate::firehose::api::parse::<crate::firehose::UpdateInput>(body)
+        && let Some(update) = input.extended_s3_destination_update
+    {
+        let mut merged = S3Destination::default();
+        merged.merge(update);
+        check_destination(&merged);
+    }
+}
+
+fn check_destination(dest: &S3Destination) {
+    let mut v = Violations::default();
+    dest.check_model(&mut v, "d", true);
+    let _ = v.finish();
+    let _ = dest.check_semantics(false, "d");
+    let _ = dest.describe_extended();
+    let _ = (dest.extension(), dest.zone(), dest.bucket(), dest.size_bytes());
+}
+
+/// S3 XML request bodies.
+pub fn s3_xml(body: &[u8]) {
+    use crate::s3::parse_xml;
+    let _ = parse_xml::<crate::s3::object::Delete>(body);
+    let _ = parse_xml::<crate::s3::multipart::CompleteMultipartUpload>(body);
+    let _ = parse_xml::<crate::s3::bucket::CreateBucketConfiguration>(body);
+    let _ = parse_xml::<crate::s3::cors::CorsConfiguration>(body);
+    let _ = crate::s3::object::parse_tagging(body, 50);
+}
+
+/// An aws-chunked body, fed in pieces of `piece` bytes.
+pub fn aws_chunked(body: &[u8], piece: usize) {
+    let mut decoder = Decoder::new();
+    let mut out = 0usize;
+    for chunk in body.chunks(piece.max(1)) {
+        if decoder.push(Bytes::copy_from_slice(chunk), &mut |b| out += b.len()).is_err() {
+            return;
+        }
+    }
+    let _ = decoder.finish();
+    assert!(out <= body.len(), "the payload is never longer than its encoding");
+}
+
+/// SigV4 `Authorization` headers and presigned query strings.
+pub fn sigv4(text: &str) {
+    let _ = crate::http::parse_credential(text);
+    for request in [
+        http::Request::builder().uri("/b/k").header("authorization", text),
+        http::Request::builder()
+            .uri(format!("/b/k?X-Amz-Credential={}", percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC))),
+    ] {
+        if let Ok(request) = request.body(()) {
+            let (parts, ()) = request.into_parts();
+            let _ = crate::http::credential(&parts);
+        }
+    }
+}
+
+/// Range and conditional headers against an object of `size` bytes.
+pub fn range_and_conditions(header: &str, size: u64) {
+    if let Ok(Some((first, last))) = crate::s3::object::resolve_range(Some(header), size) {
+        assert!(first <= last && last < size, "a resolved range lies inside the object");
+    }
+    let meta = crate::store::ObjectMeta { etag: "abc".into(), size, last_modified_ms: 1_700_000_000_000, ..Default::default() };
+    for name in ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"] {
+        if let Ok(request) = http::Request::builder().uri("/b/k").header(name, header).body(()) {
+            let (parts, ()) = request.into_parts();
+            let req = crate::s3::Req { parts, query: crate::s3::router::Query::parse(None) };
+            let _ = crate::s3::object::check_conditions(&req, &meta);
+        }
+    }
+    let _ = crate::s3::object::parse_tagging_header(header);
+}
+
+/// Prefix expressions, evaluated as a delivery would.
+pub fn prefix(text: &str) {
+    let _ = crate::firehose::api::check_prefixes(Some(text), Some(text));
+    if let Ok(parts) = crate::firehose::naming::parse_prefix(text) {
+        let inputs =
+            crate::firehose::naming::KeyInputs { stream: "s", version: 1, oldest_arrival_ms: 0, zone: None, uuid: "u", extension: "" };
+        let _ = crate::firehose::naming::object_key(&parts, &inputs, None, || "r".to_owned());
+    }
+}
+
+/// Key -> path -> key: every key round-trips and no component can leave the bucket.
+pub fn key_mapping(key: &str) {
+    if key.is_empty() || key.len() > keypath::KEY_BYTES_MAX {
+        return;
+    }
+    let components = keypath::components(key);
+    for c in &components {
+        assert!(!c.is_empty() && c != "." && c != ".." && !c.contains('/') && !c.contains('\0'), "component {c:?} of {key:?}");
+    }
+    let parts: Vec<&str> = components.iter().map(String::as_str).collect();
+    assert_eq!(keypath::key_of(&parts).as_deref(), Some(key));
+    // Arbitrary names found on disk decode to a key or to nothing, never panic.
+    let _ = keypath::key_of(&key.split('/').collect::<Vec<_>>());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn firehose_json_never_panics(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            firehose_json(&body);
+        }
+
+        #[test]
+        fn firehose_json_shaped(name in "[a-z]{0,70}", data in "[A-Za-z0-9+/=@]{0,40}", n in 0usize..3) {
+            let records: Vec<String> = (0..n).map(|_| format!("{{\"Data\":\"{data}\"}}")).collect();
+            firehose_json(format!("{{\"DeliveryStreamName\":\"{name}\",\"Records\":[{}]}}", records.join(",")).as_bytes());
+            firehose_json(format!("{{\"DeliveryStreamName\":\"{name}\",\"ExtendedS3DestinationConfiguration\":{{\"BucketARN\":\"{data}\",\"Prefix\":\"{data}\"}}}}").as_bytes());
+        }
+
+        #[test]
+        fn s3_xml_never_panics(body in "(<[A-Za-z]{1,12}>|</[A-Za-z]{1,12}>|[a-z0-9&;]{0,8}){0,30}") {
+            s3_xml(body.as_bytes());
+        }
+
+        #[test]
+        fn sigv4_never_panics(text in "\\PC{0,120}|([A-Za-z0-9]{0,8}/){0,6}[a-z0-9_]{0,12}") {
+            sigv4(&text);
+        }
+
+        #[test]
+        fn ranges_never_panic(header in "(bytes=)?[0-9]{0,20}-?[0-9]{0,20}(,[0-9]{0,3}-[0-9]{0,3})?|\\PC{0,40}", size in 0u64..u64::MAX) {
+            range_and_conditions(&header, size);
+        }
+
+        #[test]
+        fn prefixes_never_panic(text in "(!\\{|\\}|timestamp:|firehose:|random-string|error-output-type|'|[yMdHhmsSaEDY]{1,5}|[a-z/=]{0,5}){0,12}") {
+            prefix(&text);
+        }
+
+        #[test]
+        fn keys_round_trip(key in "\\PC{1,200}|[./%+a]{1,30}") {
+            key_mapping(&key);
+        }
+    }
+}
