@@ -13,7 +13,7 @@ if [ ! -x .venv/bin/python ] || ! cmp -s tests/python/requirements.txt .venv/req
 fi
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --locked -- --skip kill_at_random_moments
 # The crash test prints what it survived and checked.
 cargo test --locked --test crash -- --nocapture
