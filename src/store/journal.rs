@@ -259,20 +259,19 @@ impl Journal {
         Ok(())
     }
 
-    /// Deletes closed segments whose every entry refers to delivered records.
+    /// Deletes closed segments whose every entry refers to delivered records. The files
+    /// are removed after the lock is released, so appends never wait on an unlink.
     pub fn truncate(&self, delivered: u64) -> io::Result<()> {
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let open = writer.segments.len().saturating_sub(1);
-        let mut removed = 0;
-        for segment in &writer.segments[..open] {
-            if segment.max_seq > delivered {
-                break;
-            }
+        let removed: Vec<Segment> = {
+            let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let open = writer.segments.len().saturating_sub(1);
+            let done = writer.segments[..open].iter().take_while(|s| s.max_seq <= delivered).count();
+            writer.segments.drain(..done).collect()
+        };
+        for segment in removed {
             fs::remove_file(&segment.path)?;
             tracing::debug!(first_seq = segment.first_seq, "journal segment delivered and removed");
-            removed += 1;
         }
-        writer.segments.drain(..removed);
         Ok(())
     }
 }
