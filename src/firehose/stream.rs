@@ -569,8 +569,11 @@ fn object_bytes(seal: &Seal, records: &[Record]) -> std::io::Result<Vec<u8>> {
         }
         payload.extend_from_slice(&record.data);
     }
-    let compression = Compression::parse(&seal.compression).unwrap_or(Compression::Uncompressed);
-    compression.compress(&payload, &seal.zip_entry)
+    match Compression::parse(&seal.compression).unwrap_or(Compression::Uncompressed) {
+        // The payload is the object: no second copy of a buffer that may be 128 MiB.
+        Compression::Uncompressed => Ok(payload),
+        compression => compression.compress(&payload, &seal.zip_entry),
+    }
 }
 
 /// Writes a sealed batch's object, then journals that it is delivered.
