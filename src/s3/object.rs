@@ -312,14 +312,16 @@ pub async fn get_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str, 
     Ok(builder.body(body).expect("valid response"))
 }
 
+/// An object's `Last-Modified` as an HTTP date.
+fn last_modified(meta: &ObjectMeta) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64))
+}
+
 /// The headers every GET and HEAD of an object carries.
 pub fn object_headers(mut builder: http::response::Builder, meta: &ObjectMeta) -> http::response::Builder {
     builder = builder
         .header("etag", quoted(&meta.etag))
-        .header(
-            "last-modified",
-            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64)),
-        )
+        .header("last-modified", last_modified(meta))
         .header("accept-ranges", "bytes")
         .header("x-amz-server-side-encryption", "AES256");
     if !meta.headers.contains_key("content-type") {
@@ -660,9 +662,7 @@ pub async fn get_object_attributes(state: &Arc<State>, req: &Req, bucket: &str, 
     }
     x.close("GetObjectAttributesResponse");
     let mut response = xml_response(x.finish());
-    let last_modified =
-        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64));
-    response.headers_mut().insert("last-modified", last_modified.parse().expect("dates are valid headers"));
+    response.headers_mut().insert("last-modified", last_modified(&meta).parse().expect("dates are valid headers"));
     Ok(response)
 }
 
