@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::{AuthMode, Keys};
 use crate::store::Durability;
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -103,6 +104,34 @@ pub struct ServeArgs {
     /// Most undelivered bytes all delivery streams hold together.
     #[arg(long, env = "FIRELAKE_TOTAL_BUFFER_MAX_MB", default_value_t = DEFAULT_TOTAL_BUFFER_MB)]
     pub total_buffer_max_mb: u64,
+    /// `off` accepts any credentials; `strict` verifies SigV4 signatures (headers, presigned URLs, chunks) against the access keys.
+    #[arg(long, env = "FIRELAKE_AUTH", value_enum, default_value = "off")]
+    pub auth: AuthMode,
+    /// Access keys for `--auth strict`, as `ID:SECRET,ID:SECRET`.
+    #[arg(long, env = "FIRELAKE_AUTH_KEYS", hide_env_values = true)]
+    pub auth_keys: Option<Secret>,
+    /// A file of access keys for `--auth strict`, one `ID:SECRET` per line (`#` starts a comment).
+    #[arg(long, env = "FIRELAKE_AUTH_KEYS_FILE")]
+    pub auth_keys_file: Option<PathBuf>,
+}
+
+/// Text that holds secrets: parsed after clap, so that neither clap's errors nor a
+/// `Debug` of the arguments ever shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// Validated server settings; passed explicitly, never global.
@@ -129,6 +158,8 @@ pub struct Config {
     pub ephemeral: bool,
     /// Buckets and streams to create at start.
     pub init: Option<PathBuf>,
+    /// With `Some`, every request must be signed with one of these keys (`--auth strict`).
+    pub auth_keys: Option<Keys>,
 }
 
 impl Config {
@@ -142,6 +173,7 @@ impl Config {
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".to_owned());
         }
+        let auth_keys = auth_keys(&args)?;
         let domains =
             args.domains.iter().map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
         Ok(Config {
@@ -161,7 +193,28 @@ impl Config {
             total_buffer_bytes_max: args.total_buffer_max_mb * 1024 * 1024,
             ephemeral: args.ephemeral,
             init: args.init,
+            auth_keys,
         })
+    }
+}
+
+/// The keys of `--auth strict`, from the flag and the file together.
+fn auth_keys(args: &ServeArgs) -> Result<Option<Keys>, String> {
+    let mut keys = match &args.auth_keys {
+        Some(Secret(text)) => Keys::parse(text).map_err(|err| format!("--auth-keys: {err}"))?,
+        None => Keys::default(),
+    };
+    if let Some(path) = &args.auth_keys_file {
+        let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read --auth-keys-file {}: {err}", path.display()))?;
+        keys.extend(Keys::parse(&text).map_err(|err| format!("--auth-keys-file {}: {err}", path.display()))?);
+    }
+    match args.auth {
+        AuthMode::Strict if keys.is_empty() => {
+            Err("--auth strict needs at least one access key (--auth-keys ID:SECRET or --auth-keys-file)".to_owned())
+        }
+        AuthMode::Strict => Ok(Some(keys)),
+        AuthMode::Off if !keys.is_empty() => Err("access keys were given but --auth is off; add --auth strict to check them".to_owned()),
+        AuthMode::Off => Ok(None),
     }
 }
 

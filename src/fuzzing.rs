@@ -47,30 +47,80 @@ pub fn s3_xml(body: &[u8]) {
     let _ = crate::s3::object::parse_tagging(body, 50);
 }
 
-/// An aws-chunked body, fed in pieces of `piece` bytes.
+/// An aws-chunked body, fed in pieces of `piece` bytes, without and with chunk
+/// signatures to check.
 pub fn aws_chunked(body: &[u8], piece: usize) {
-    let mut decoder = Decoder::new();
-    let mut out = 0usize;
-    for chunk in body.chunks(piece.max(1)) {
-        if decoder.push(Bytes::copy_from_slice(chunk), &mut |b| out += b.len()).is_err() {
-            return;
+    for signing in [None, Some(chunk_signing())] {
+        let mut decoder = Decoder::new(signing);
+        let mut out = 0usize;
+        let mut failed = false;
+        for chunk in body.chunks(piece.max(1)) {
+            if decoder.push(Bytes::copy_from_slice(chunk), &mut |b| out += b.len()).is_err() {
+                failed = true;
+                break;
+            }
         }
+        if !failed {
+            let _ = decoder.finish();
+        }
+        assert!(out <= body.len(), "the payload is never longer than its encoding");
     }
-    let _ = decoder.finish();
-    assert!(out <= body.len(), "the payload is never longer than its encoding");
 }
 
-/// SigV4 `Authorization` headers and presigned query strings.
+const FUZZ_SECRET: &str = "fuzz-secret";
+
+/// A signature chain from a request signed with [`FUZZ_SECRET`] in 2026.
+fn chunk_signing() -> crate::auth::ChunkSigning {
+    let date = "20260101T000000Z";
+    let scope = "20260101/us-east-1/s3/aws4_request";
+    let mode = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
+    let canonical =
+        format!("PUT\n/b/k\n\nhost:h\nx-amz-content-sha256:{mode}\nx-amz-date:{date}\n\nhost;x-amz-content-sha256;x-amz-date\n{mode}");
+    let key = crate::sigv4::signing_key(FUZZ_SECRET, "20260101", "us-east-1", "s3");
+    let signature = crate::sigv4::signature(&key, &crate::sigv4::string_to_sign(date, scope, &canonical));
+    let auth =
+        format!("AWS4-HMAC-SHA256 Credential=AKIDFUZZ/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}");
+    let request = http::Request::builder()
+        .method("PUT")
+        .uri("/b/k")
+        .header("host", "h")
+        .header("x-amz-content-sha256", mode)
+        .header("x-amz-date", date)
+        .header("authorization", auth)
+        .body(())
+        .expect("valid request");
+    let keys = crate::auth::Keys::parse(&format!("AKIDFUZZ:{FUZZ_SECRET}")).expect("valid keys");
+    let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid time");
+    let verified = crate::auth::verify(&keys, &request.into_parts().0, crate::auth::Service::S3, None, now).expect("signed above");
+    verified.chunks.expect("a streaming signed request")
+}
+
+/// SigV4 and SigV2 signatures: `Authorization` headers, presigned query strings and
+/// dates, through the credential parser and the verifier of both protocols.
 pub fn sigv4(text: &str) {
     let _ = crate::http::parse_credential(text);
+    let encoded = percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let keys = crate::auth::Keys::parse(&format!("AKIDFUZZ:{FUZZ_SECRET}")).expect("valid keys");
+    let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid time");
     for request in [
-        http::Request::builder().uri("/b/k").header("authorization", text),
+        http::Request::builder().uri("/b/k").header("authorization", text).header("x-amz-date", "20260101T000000Z"),
+        http::Request::builder().uri("/b/k").header("authorization", text).header("date", text),
         http::Request::builder()
-            .uri(format!("/b/k?X-Amz-Credential={}", percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC))),
+            .uri("/b/k")
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDFUZZ/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=00")
+            .header("x-amz-date", text),
+        http::Request::builder().uri(format!("/b/k?X-Amz-Credential={encoded}")),
+        http::Request::builder().uri(format!(
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDFUZZ%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date={encoded}&X-Amz-Expires={encoded}&X-Amz-SignedHeaders={encoded}&X-Amz-Signature=00"
+        )),
+        http::Request::builder().uri(format!("/b/k?AWSAccessKeyId=AKIDFUZZ&Expires={encoded}&Signature={encoded}&{encoded}")),
+        http::Request::builder().uri(format!("/{encoded}?{text}")),
     ] {
         if let Ok(request) = request.body(()) {
             let (parts, ()) = request.into_parts();
             let _ = crate::http::credential(&parts);
+            let _ = crate::auth::verify_s3(&keys, &parts, Some("b"), now);
+            let _ = crate::auth::verify(&keys, &parts, crate::auth::Service::Firehose, Some(crate::sigv4::EMPTY_SHA256), now);
         }
     }
 }
@@ -84,7 +134,7 @@ pub fn range_and_conditions(header: &str, size: u64) {
     for name in ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"] {
         if let Ok(request) = http::Request::builder().uri("/b/k").header(name, header).body(()) {
             let (parts, ()) = request.into_parts();
-            let req = crate::s3::Req { parts, query: crate::s3::router::Query::parse(None) };
+            let req = crate::s3::Req { parts, query: crate::s3::router::Query::parse(None), chunk_signing: None };
             let _ = crate::s3::object::check_conditions(&req, &meta);
         }
     }

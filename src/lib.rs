@@ -5,7 +5,8 @@
 //! - [`config`]: the command line, validated once into a `Config`.
 //! - [`server`]: the accept loop, per-connection HTTP, graceful shutdown, and the one
 //!   function that decides which protocol a request speaks.
-//! - [`http`]: helpers both protocols use: bodies, limits, request ids, signatures.
+//! - [`http`]: helpers both protocols use: bodies, limits, request ids, credentials.
+//! - [`auth`]: `--auth strict`: SigV4 verification for both protocols.
 //! - [`s3`]: the S3 REST-XML protocol: a pure router, one handler per operation, and
 //!   one error type rendered in one place.
 //! - [`firehose`]: the Firehose JSON protocol.
@@ -15,6 +16,7 @@
 //! - [`store`]: the data directory; the only module that touches it.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod firehose;
 #[doc(hidden)]

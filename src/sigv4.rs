@@ -1,6 +1,6 @@
 //! AWS Signature Version 4 primitives: the signing key, the seed and chunk
-//! signatures of `aws-chunked` bodies. Used to sign in tests, and by strict
-//! authentication to verify.
+//! signatures of `aws-chunked` bodies. Used by strict authentication
+//! ([`crate::auth`]) to verify, and by tests to sign.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -38,9 +38,10 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
     format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
-/// The string to sign for one chunk of a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` body.
-pub fn chunk_string_to_sign(amz_date: &str, scope: &str, previous_signature: &str, chunk: &[u8]) -> String {
-    format!("AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{previous_signature}\n{EMPTY_SHA256}\n{}", sha256_hex(chunk))
+/// The string to sign for one chunk of a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` body,
+/// given the hex SHA-256 of the chunk's data.
+pub fn chunk_string_to_sign(amz_date: &str, scope: &str, previous_signature: &str, chunk_sha256: &str) -> String {
+    format!("AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{previous_signature}\n{EMPTY_SHA256}\n{chunk_sha256}")
 }
 
 #[cfg(test)]

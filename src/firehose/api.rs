@@ -514,7 +514,7 @@ mod tests {
         let dest =
             S3Destination { compression_format: Some("gzip".into()), file_extension: Some(".Custom.LOG".into()), ..Default::default() };
         dest.check_model(&mut v, "extendedS3DestinationConfiguration", false);
-        let message = v.finish().unwrap_err().message().to_owned();
+        let message = v.finish().unwrap_err().message().into_owned();
         assert!(message.starts_with("2 validation errors detected: Value at 'extendedS3DestinationConfiguration.compressionFormat' failed to satisfy constraint: Member must satisfy enum value set: [ZIP, HADOOP_SNAPPY, Snappy, GZIP, UNCOMPRESSED]; "), "{message}");
         assert!(message.ends_with("Member must satisfy regular expression pattern: ^$|\\.[0-9a-z!\\-_.*'()]+"), "{message}");
     }

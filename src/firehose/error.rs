@@ -3,6 +3,7 @@
 
 use hyper::{Response, StatusCode};
 
+use crate::auth::AuthError;
 use crate::http::{Body, RequestCtx, full};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum FirehoseError {
     /// Throttled or out of capacity (HTTP 500, retried by the SDKs).
     ServiceUnavailable(String),
     Internal,
+    /// `--auth strict` refused the request's signature.
+    Auth(AuthError),
 }
 
 pub type Result<T, E = FirehoseError> = std::result::Result<T, E>;
@@ -37,18 +40,34 @@ impl FirehoseError {
             FirehoseError::ConcurrentModification(_) => "ConcurrentModificationException",
             FirehoseError::ServiceUnavailable(_) => "ServiceUnavailableException",
             FirehoseError::Internal => "InternalFailure",
+            FirehoseError::Auth(err) => match err {
+                AuthError::Missing => "MissingAuthenticationTokenException",
+                AuthError::MalformedHeader(_)
+                | AuthError::MalformedQuery(_)
+                | AuthError::MissingDate
+                | AuthError::MissingHeader(_)
+                | AuthError::UnsupportedMechanism => "IncompleteSignatureException",
+                AuthError::UnknownKey { .. } => "UnrecognizedClientException",
+                AuthError::WrongService { .. }
+                | AuthError::Mismatch { .. }
+                | AuthError::Skewed { .. }
+                | AuthError::Expired { .. }
+                | AuthError::NotYetValid => "InvalidSignatureException",
+            },
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             FirehoseError::ServiceUnavailable(_) | FirehoseError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            FirehoseError::Auth(AuthError::Missing) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }
 
-    pub fn message(&self) -> &str {
-        match self {
+    pub fn message(&self) -> std::borrow::Cow<'_, str> {
+        let text = match self {
+            FirehoseError::Auth(err) => return auth_message(err).into(),
             FirehoseError::UnknownOperation => "",
             FirehoseError::Internal => "An internal error occurred; please try again.",
             FirehoseError::Serialization(m)
@@ -59,18 +78,19 @@ impl FirehoseError {
             | FirehoseError::LimitExceeded(m)
             | FirehoseError::ConcurrentModification(m)
             | FirehoseError::ServiceUnavailable(m) => m,
-        }
+        };
+        text.into()
     }
 
     pub fn to_response(&self, ctx: &RequestCtx) -> Response<Body> {
         if self.status().is_server_error() {
-            tracing::warn!(error = self.error_type(), message = self.message(), "firehose request failed");
+            tracing::warn!(error = self.error_type(), message = %self.message(), "firehose request failed");
         } else {
-            tracing::debug!(error = self.error_type(), message = self.message(), "firehose request refused");
+            tracing::debug!(error = self.error_type(), message = %self.message(), "firehose request refused");
         }
         let mut body = serde_json::json!({ "__type": self.error_type() });
         if !self.message().is_empty() {
-            body["message"] = serde_json::Value::String(self.message().to_owned());
+            body["message"] = serde_json::Value::String(self.message().into_owned());
         }
         Response::builder()
             .status(self.status())
@@ -79,6 +99,41 @@ impl FirehoseError {
             .header("x-amzn-errortype", self.error_type())
             .body(full(body.to_string()))
             .expect("static headers are valid")
+    }
+}
+
+/// The messages of AWS's JSON services for refused signatures.
+fn auth_message(err: &AuthError) -> String {
+    let amz = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    match err {
+        AuthError::Missing => "Missing Authentication Token".to_owned(),
+        AuthError::MissingDate => "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".to_owned(),
+        AuthError::MalformedHeader(why) | AuthError::MalformedQuery(why) => why.clone(),
+        AuthError::MissingHeader(name) => format!("Missing required header: {name}"),
+        AuthError::WrongService { expected, .. } => format!("Credential should be scoped to correct service: '{expected}'. "),
+        AuthError::UnknownKey { .. } => "The security token included in the request is invalid.".to_owned(),
+        AuthError::Mismatch { string_to_sign, canonical_request, .. } => format!(
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'{canonical_request}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n"
+        ),
+        AuthError::Skewed { request_time, server_time, skew } if request_time < server_time => format!(
+            "Signature expired: {} is now earlier than {} ({} - {} min.)",
+            amz(*request_time),
+            amz(*server_time - *skew),
+            amz(*server_time),
+            skew.num_minutes()
+        ),
+        AuthError::Skewed { request_time, server_time, skew } => format!(
+            "Signature not yet current: {} is still later than {} ({} + {} min.)",
+            amz(*request_time),
+            amz(*server_time + *skew),
+            amz(*server_time),
+            skew.num_minutes()
+        ),
+        AuthError::Expired { expired_at, server_time, .. } => {
+            format!("Signature expired: {} is now earlier than {}", amz(*expired_at), amz(*server_time))
+        }
+        AuthError::NotYetValid => "Signature not yet current".to_owned(),
+        AuthError::UnsupportedMechanism => "Only AWS4-HMAC-SHA256 signatures are supported.".to_owned(),
     }
 }
 

@@ -48,6 +48,11 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
             }
             crate::http::BodyError::Io(err) => FirehoseError::Serialization(format!("the request body could not be read: {err}")),
         })?;
+        if let Some(keys) = &state.config.auth_keys {
+            let body_sha256 = crate::sigv4::sha256_hex(&body);
+            crate::auth::verify(keys, &parts, crate::auth::Service::Firehose, Some(&body_sha256), chrono::Utc::now())
+                .map_err(FirehoseError::Auth)?;
+        }
         dispatch(state, ctx, &operation, &body).await
     }
     .await;

@@ -13,6 +13,7 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
+use crate::auth::ChunkSigning;
 use crate::s3::Req;
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::chunked::{Decoder, FramingError};
@@ -43,6 +44,8 @@ pub struct Expectations {
     trailer_checksum: Option<Algorithm>,
     /// The hex SHA-256 of the payload the signature covers, when the client sent one.
     payload_sha256: Option<String>,
+    /// The chunk signatures to check (`--auth strict`).
+    chunk_signing: Option<ChunkSigning>,
 }
 
 impl Expectations {
@@ -123,7 +126,8 @@ impl Expectations {
         }
         let payload_sha256 = (content_sha256.len() == 64 && content_sha256.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| content_sha256.to_ascii_lowercase());
-        Ok(Expectations { aws_chunked, length, content_md5, header_checksum, trailer_checksum, payload_sha256 })
+        let chunk_signing = req.chunk_signing.clone();
+        Ok(Expectations { aws_chunked, length, content_md5, header_checksum, trailer_checksum, payload_sha256, chunk_signing })
     }
 
     /// The algorithm whose checksum is computed while receiving.
@@ -248,7 +252,7 @@ async fn receive_streaming(state: &Arc<State>, expect: &Expectations, mut body: 
         }
         hashers.finish()
     });
-    let mut decoder = expect.aws_chunked.then(Decoder::new);
+    let mut decoder = expect.aws_chunked.then(|| Decoder::new(expect.chunk_signing.clone()));
     let mut received = 0u64;
     let mut failure: Option<S3Error> = None;
     'frames: while let Some(frame) = body.frame().await {
@@ -357,5 +361,6 @@ fn framing_error(err: FramingError) -> S3Error {
             S3Error::new(Code::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header")
         }
         FramingError::Malformed(what) => S3Error::invalid_request(format!("the aws-chunked body is malformed: {what}")),
+        FramingError::Signature => S3Error::signature_mismatch(),
     }
 }

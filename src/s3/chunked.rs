@@ -4,9 +4,13 @@
 //!
 //! [`Decoder`] is a push parser: feed it the body's frames as they arrive and it hands
 //! back the payload bytes, so the framing never reaches the stored object. Every line
-//! it buffers is bounded.
+//! it buffers is bounded. Given a [`ChunkSigning`] (`--auth strict`), it also checks
+//! each chunk's signature as the chunk ends, and the trailer's signature.
 
 use bytes::{Buf, Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+
+use crate::auth::ChunkSigning;
 
 /// Longest chunk header line (`<hex size>;chunk-signature=<64 hex>`), with room to spare.
 const HEADER_LINE_BYTES_MAX: usize = 4096;
@@ -15,11 +19,11 @@ const TRAILER_BYTES_MAX: usize = 16 * 1024;
 /// Largest chunk size accepted (S3 itself caps chunks far lower).
 const CHUNK_BYTES_MAX: u64 = 1 << 32;
 
-/// One chunk's signature and length, kept for signature checks.
+/// One chunk's header: its length and signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkInfo {
-    pub size: u64,
-    pub signature: Option<String>,
+struct ChunkHeader {
+    size: u64,
+    signature: Option<String>,
 }
 
 /// What was wrong with the framing.
@@ -29,6 +33,8 @@ pub enum FramingError {
     Malformed(&'static str),
     /// The body ended before the final chunk and trailers.
     Incomplete,
+    /// A chunk or trailer signature is missing or wrong (`--auth strict`).
+    Signature,
 }
 
 #[derive(Debug)]
@@ -47,19 +53,54 @@ pub struct Decoder {
     trailer_bytes: usize,
     /// Trailer headers in arrival order, names in lower case.
     pub trailers: Vec<(String, String)>,
-    /// The chunks seen so far.
-    pub chunks: Vec<ChunkInfo>,
+    /// The signature chain to check, and the current chunk's signature and running hash.
+    signing: Option<(ChunkSigning, String, Sha256)>,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
-        Decoder::new()
+        Decoder::new(None)
     }
 }
 
 impl Decoder {
-    pub fn new() -> Decoder {
-        Decoder { state: State::Header, line: BytesMut::new(), trailer_bytes: 0, trailers: Vec::new(), chunks: Vec::new() }
+    /// A decoder that checks chunk signatures when given `signing`.
+    pub fn new(signing: Option<ChunkSigning>) -> Decoder {
+        Decoder {
+            state: State::Header,
+            line: BytesMut::new(),
+            trailer_bytes: 0,
+            trailers: Vec::new(),
+            signing: signing.map(|s| (s, String::new(), Sha256::new())),
+        }
+    }
+
+    /// Checks the chunk that just ended against its signature.
+    fn end_chunk(&mut self) -> Result<(), FramingError> {
+        if let Some((chain, signature, hash)) = self.signing.as_mut() {
+            let digest = hex::encode(std::mem::take(hash).finalize());
+            if !chain.next_chunk(&digest, signature) {
+                return Err(FramingError::Signature);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the trailer signature once the trailers are complete.
+    fn end_trailers(&self) -> Result<(), FramingError> {
+        let Some((chain, _, _)) = self.signing.as_ref().filter(|(chain, _, _)| chain.trailer_signed()) else { return Ok(()) };
+        let mut canonical = String::new();
+        let mut provided = None;
+        for (name, value) in &self.trailers {
+            match name.as_str() {
+                "x-amz-trailer-signature" => provided = Some(value.as_str()),
+                _ => canonical.push_str(&format!("{name}:{value}\n")),
+            }
+        }
+        match provided {
+            Some(provided) if chain.trailer(&canonical, provided) => Ok(()),
+            _ => Err(FramingError::Signature),
+        }
     }
 
     /// Feeds bytes of the encoded body; payload bytes are passed to `out` in order.
@@ -68,14 +109,24 @@ impl Decoder {
             match self.state {
                 State::Header => {
                     let Some(line) = self.take_line(&mut input, HEADER_LINE_BYTES_MAX)? else { return Ok(()) };
-                    let info = parse_header(&line)?;
-                    let size = info.size;
-                    self.chunks.push(info);
-                    self.state = if size == 0 { State::Trailers } else { State::Data { remaining: size } };
+                    let header = parse_header(&line)?;
+                    if let Some((_, signature, _)) = self.signing.as_mut() {
+                        *signature = header.signature.ok_or(FramingError::Signature)?;
+                    }
+                    if header.size == 0 {
+                        self.end_chunk()?;
+                        self.state = State::Trailers;
+                    } else {
+                        self.state = State::Data { remaining: header.size };
+                    }
                 }
                 State::Data { remaining } => {
                     let n = remaining.min(input.len() as u64) as usize;
-                    out(input.split_to(n));
+                    let data = input.split_to(n);
+                    if let Some((_, _, hash)) = self.signing.as_mut() {
+                        hash.update(&data);
+                    }
+                    out(data);
                     let left = remaining - n as u64;
                     self.state = if left == 0 { State::DataEnd } else { State::Data { remaining: left } };
                 }
@@ -84,6 +135,7 @@ impl Decoder {
                     if !line.is_empty() {
                         return Err(FramingError::Malformed("chunk data is longer than its declared size"));
                     }
+                    self.end_chunk()?;
                     self.state = State::Header;
                 }
                 State::Trailers => {
@@ -97,6 +149,7 @@ impl Decoder {
                     // Some clients end a trailer with `\n\r\n`; AWS tolerates it.
                     let text = std::str::from_utf8(&line).map_err(|_| FramingError::Malformed("trailer is not UTF-8"))?.trim();
                     if text.is_empty() {
+                        self.end_trailers()?;
                         self.state = State::Done;
                         continue;
                     }
@@ -118,6 +171,7 @@ impl Decoder {
             State::Done => Ok(()),
             // A body that ends right after the final chunk's line has no trailers; accept it.
             State::Trailers if self.line.is_empty() && self.trailers.is_empty() => {
+                self.end_trailers()?;
                 self.state = State::Done;
                 Ok(())
             }
@@ -152,7 +206,7 @@ impl Decoder {
     }
 }
 
-fn parse_header(line: &[u8]) -> Result<ChunkInfo, FramingError> {
+fn parse_header(line: &[u8]) -> Result<ChunkHeader, FramingError> {
     let text = std::str::from_utf8(line).map_err(|_| FramingError::Malformed("chunk header is not UTF-8"))?;
     let (size, ext) = match text.split_once(';') {
         Some((size, ext)) => (size, Some(ext)),
@@ -173,7 +227,7 @@ fn parse_header(line: &[u8]) -> Result<ChunkInfo, FramingError> {
         }
         None => None,
     };
-    Ok(ChunkInfo { size, signature })
+    Ok(ChunkHeader { size, signature })
 }
 
 #[cfg(test)]
@@ -182,7 +236,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn decode_in_pieces(input: &[u8], piece: usize) -> Result<(Vec<u8>, Decoder), FramingError> {
-        let mut d = Decoder::new();
+        let mut d = Decoder::new(None);
         let mut out = Vec::new();
         for chunk in input.chunks(piece.max(1)) {
             d.push(Bytes::copy_from_slice(chunk), &mut |b| out.extend_from_slice(&b))?;

@@ -3,6 +3,7 @@
 
 use hyper::{Response, StatusCode};
 
+use crate::auth::AuthError;
 use crate::http::{Body, RequestCtx, empty, full};
 use crate::s3::xml::Xml;
 use crate::store::StoreError;
@@ -28,6 +29,8 @@ macro_rules! codes {
 
 codes! {
     AccessDenied = 403,
+    AuthorizationHeaderMalformed = 400,
+    AuthorizationQueryParametersError = 400,
     BadDigest = 400,
     BucketAlreadyExists = 409,
     BucketAlreadyOwnedByYou = 409,
@@ -38,6 +41,7 @@ codes! {
     IllegalLocationConstraintException = 400,
     IncompleteBody = 400,
     InternalError = 500,
+    InvalidAccessKeyId = 403,
     InvalidArgument = 400,
     InvalidBucketName = 400,
     InvalidDigest = 400,
@@ -66,7 +70,9 @@ codes! {
     ObjectLockConfigurationNotFoundError = 404,
     PreconditionFailed = 412,
     ReplicationConfigurationNotFoundError = 404,
+    RequestTimeTooSkewed = 403,
     ServiceUnavailable = 503,
+    SignatureDoesNotMatch = 403,
     XAmzContentSHA256Mismatch = 400,
 }
 
@@ -125,6 +131,13 @@ impl S3Error {
         S3Error::new(Code::InvalidRequest, message)
     }
 
+    pub fn signature_mismatch() -> S3Error {
+        S3Error::new(
+            Code::SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+        )
+    }
+
     pub fn precondition_failed(condition: &str) -> S3Error {
         S3Error::new(Code::PreconditionFailed, "At least one of the pre-conditions you specified did not hold").with("Condition", condition)
     }
@@ -157,6 +170,57 @@ impl S3Error {
         xml.leaf("HostId", &crate::http::host_id());
         xml.close("Error");
         builder.header("content-type", "application/xml").body(full(xml.finish())).expect("valid response")
+    }
+}
+
+impl From<AuthError> for S3Error {
+    fn from(err: AuthError) -> S3Error {
+        let iso = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        match err {
+            AuthError::Missing => S3Error::new(Code::AccessDenied, "Access Denied"),
+            AuthError::MissingDate => S3Error::new(Code::AccessDenied, "AWS authentication requires a valid Date or x-amz-date header"),
+            AuthError::MalformedHeader(why) => {
+                S3Error::new(Code::AuthorizationHeaderMalformed, format!("The authorization header is malformed; {why}"))
+            }
+            AuthError::MalformedQuery(why) => S3Error::new(Code::AuthorizationQueryParametersError, why),
+            AuthError::MissingHeader(name) => S3Error::invalid_request(format!("Missing required header for this request: {name}")),
+            AuthError::WrongService { expected, got } => S3Error::new(
+                Code::AuthorizationHeaderMalformed,
+                format!("The authorization header is malformed; incorrect service \"{got}\". This endpoint belongs to \"{expected}\"."),
+            ),
+            AuthError::UnknownKey { access_key } => {
+                S3Error::new(Code::InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records.")
+                    .with("AWSAccessKeyId", access_key)
+            }
+            AuthError::Mismatch { access_key, provided, string_to_sign, canonical_request } => {
+                let err = S3Error::signature_mismatch()
+                    .with("AWSAccessKeyId", access_key)
+                    .with("StringToSign", string_to_sign)
+                    .with("SignatureProvided", provided);
+                // Signature Version 2 has no canonical request.
+                match canonical_request.is_empty() {
+                    true => err,
+                    false => err.with("CanonicalRequest", canonical_request),
+                }
+            }
+            AuthError::Skewed { request_time, server_time, skew } => {
+                S3Error::new(Code::RequestTimeTooSkewed, "The difference between the request time and the current time is too large.")
+                    .with("RequestTime", request_time.format("%Y%m%dT%H%M%SZ").to_string())
+                    .with("ServerTime", iso(server_time))
+                    .with("MaxAllowedSkewMilliseconds", skew.num_milliseconds().to_string())
+            }
+            AuthError::Expired { expires_secs, expired_at, server_time } => {
+                let mut err = S3Error::new(Code::AccessDenied, "Request has expired");
+                if let Some(secs) = expires_secs {
+                    err = err.with("X-Amz-Expires", secs.to_string());
+                }
+                err.with("Expires", iso(expired_at)).with("ServerTime", iso(server_time))
+            }
+            AuthError::UnsupportedMechanism => {
+                S3Error::invalid_request("The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.")
+            }
+            AuthError::NotYetValid => S3Error::new(Code::AccessDenied, "Request is not valid yet"),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Method, Response, StatusCode};
 
+use crate::auth::ChunkSigning;
 use crate::http::{Body, RequestCtx, full};
 use crate::server::State;
 use crate::store::Store;
@@ -28,6 +29,8 @@ use router::{Endpoint, Query};
 pub struct Req {
     pub parts: http::request::Parts,
     pub query: Query,
+    /// With `--auth strict`, the signature chain a chunk-signed body must follow.
+    pub chunk_signing: Option<ChunkSigning>,
 }
 
 impl Req {
@@ -41,13 +44,24 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
     let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = parts.method.clone();
     let expects_continue = parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let (mut response, bucket) = match Endpoint::from_request(&parts, &state.config.domains) {
-        Ok((endpoint, query)) => {
+    let verified = match &state.config.auth_keys {
+        // A CORS preflight carries no credentials, on AWS too.
+        Some(keys) if method != Method::OPTIONS => {
+            let vhost_bucket = router::virtual_host_bucket(&parts, &state.config.domains);
+            Some(crate::auth::verify_s3(keys, &parts, vhost_bucket.as_deref(), chrono::Utc::now()).map_err(S3Error::from))
+        }
+        _ => None,
+    };
+    let (mut response, bucket) = match verified
+        .transpose()
+        .and_then(|v| Endpoint::from_request(&parts, &state.config.domains).map(|(endpoint, query)| (v, endpoint, query)))
+    {
+        Ok((verified, endpoint, query)) => {
             let span = tracing::debug_span!("s3", op = %endpoint.name(), id = %ctx.request_id);
             let _enter = span.enter();
             tracing::debug!(?endpoint, "request");
             let bucket = endpoint.bucket().map(str::to_owned);
-            let req = Req { parts, query };
+            let req = Req { parts, query, chunk_signing: verified.and_then(|v| v.chunks) };
             let result = dispatch(state, ctx, endpoint, &req, body).await;
             (result.unwrap_or_else(|err| err.to_response(ctx, head)), bucket)
         }

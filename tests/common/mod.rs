@@ -104,13 +104,18 @@ impl ResolveDns for LoopbackResolver {
 }
 
 pub async fn s3_client(endpoint: &str, path_style: bool) -> aws_sdk_s3::Client {
+    s3_client_as(endpoint, path_style, "test", "test").await
+}
+
+/// An S3 client that signs with the given access key.
+pub async fn s3_client_as(endpoint: &str, path_style: bool, access_key: &str, secret: &str) -> aws_sdk_s3::Client {
     use aws_smithy_http_client::tls;
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
         .build_with_resolver(LoopbackResolver);
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(access_key, secret, None, None, "tests"))
         .endpoint_url(endpoint)
         .http_client(http)
         .load()
@@ -211,9 +216,14 @@ impl Conn {
 impl Server {
     /// Firehose client for this server.
     pub async fn firehose(&self) -> aws_sdk_firehose::Client {
+        self.firehose_as("test", "test").await
+    }
+
+    /// Firehose client that signs with the given access key.
+    pub async fn firehose_as(&self, access_key: &str, secret: &str) -> aws_sdk_firehose::Client {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_sdk_firehose::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_firehose::config::Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(aws_sdk_firehose::config::Credentials::new(access_key, secret, None, None, "tests"))
             .endpoint_url(self.endpoint())
             .load()
             .await;
@@ -232,5 +242,68 @@ impl Server {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Who signs a raw request, and when.
+pub struct Signer {
+    pub access_key: String,
+    pub secret: String,
+    /// `YYYYMMDDTHHMMSSZ`.
+    pub amz_date: String,
+}
+
+impl Signer {
+    /// Signs as of now, as a client would.
+    pub fn now(access_key: &str, secret: &str) -> Signer {
+        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        Signer { access_key: access_key.to_owned(), secret: secret.to_owned(), amz_date }
+    }
+
+    /// Builds a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]` PUT with real seed, chunk
+    /// and trailer signatures, as the AWS documentation lays them out.
+    pub fn chunked_put(&self, host: &str, path: &str, chunks: &[&[u8]], trailer: Option<(&str, String)>) -> Vec<u8> {
+        use firelake::sigv4;
+        let date = &self.amz_date;
+        let scope = format!("{}/us-east-1/s3/aws4_request", &date[..8]);
+        let decoded: usize = chunks.iter().map(|c| c.len()).sum();
+        let mode = if trailer.is_some() { "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" } else { "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" };
+        let trailer_header = trailer.as_ref().map(|(name, _)| format!("x-amz-trailer:{name}\n")).unwrap_or_default();
+        let signed = if trailer.is_some() {
+            "content-encoding;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-trailer"
+        } else {
+            "content-encoding;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length"
+        };
+        let canonical = format!(
+            "PUT\n{path}\n\ncontent-encoding:aws-chunked\nhost:{host}\nx-amz-content-sha256:{mode}\nx-amz-date:{date}\nx-amz-decoded-content-length:{decoded}\n{trailer_header}\n{signed}\n{mode}"
+        );
+        let key = sigv4::signing_key(&self.secret, &date[..8], "us-east-1", "s3");
+        let seed = sigv4::signature(&key, &sigv4::string_to_sign(date, &scope, &canonical));
+        let mut body = Vec::new();
+        let mut previous = seed.clone();
+        for chunk in chunks.iter().copied().chain(std::iter::once(&b""[..])) {
+            let sig = sigv4::signature(&key, &sigv4::chunk_string_to_sign(date, &scope, &previous, &sigv4::sha256_hex(chunk)));
+            body.extend_from_slice(format!("{:x};chunk-signature={sig}\r\n", chunk.len()).as_bytes());
+            body.extend_from_slice(chunk);
+            if !chunk.is_empty() || trailer.is_none() {
+                body.extend_from_slice(b"\r\n");
+            }
+            previous = sig;
+        }
+        if let Some((name, value)) = &trailer {
+            let trailer_line = format!("{name}:{value}\n");
+            let sts = format!("AWS4-HMAC-SHA256-TRAILER\n{date}\n{scope}\n{previous}\n{}", sigv4::sha256_hex(trailer_line.as_bytes()));
+            let trailer_sig = sigv4::signature(&key, &sts);
+            body.extend_from_slice(format!("{name}:{value}\r\nx-amz-trailer-signature:{trailer_sig}\r\n\r\n").as_bytes());
+        }
+        let mut request = format!(
+            "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Encoding: aws-chunked\r\nX-Amz-Content-Sha256: {mode}\r\nX-Amz-Date: {date}\r\nX-Amz-Decoded-Content-Length: {decoded}\r\n{}Authorization: AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={seed}\r\nContent-Length: {}\r\n\r\n",
+            trailer.as_ref().map(|(name, _)| format!("X-Amz-Trailer: {name}\r\n")).unwrap_or_default(),
+            self.access_key,
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        request
     }
 }

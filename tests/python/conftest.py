@@ -13,11 +13,12 @@ BINARY = os.environ.get("FIRELAKE_BIN", str(ROOT / "target" / "debug" / "firelak
 
 
 class Firelake:
-    def __init__(self, data_dir, *args):
+    def __init__(self, data_dir, *args, env=None, stderr=None):
         self.data_dir = pathlib.Path(data_dir)
         self.proc = subprocess.Popen(
             [BINARY, "--port", "0", "--data-dir", str(self.data_dir), *args],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn", "AWS_EC2_METADATA_DISABLED": "true"},
+            stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env={**os.environ, "RUST_LOG": "warn", "AWS_EC2_METADATA_DISABLED": "true", **(env or {})},
         )
         line = self.proc.stdout.readline()
         url = next(w for w in line.split() if w.startswith("http://"))
@@ -25,10 +26,10 @@ class Firelake:
         self.port = int(self.endpoint.rsplit(":", 1)[1])
         self.data_dir = self.data_dir.resolve()
 
-    def client(self, service, **config):
+    def client(self, service, access_key="test", secret="test", **config):
         return boto3.client(
             service, endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id="test", aws_secret_access_key="test",
+            aws_access_key_id=access_key, aws_secret_access_key=secret,
             config=Config(**config) if config else None,
         )
 
@@ -51,8 +52,8 @@ def start_firelake(tmp_path):
     """Starts firelake with extra options; every server started is stopped at the end."""
     servers = []
 
-    def start(*args, data_dir=None):
-        server = Firelake(data_dir or tmp_path / "data", *args)
+    def start(*args, data_dir=None, env=None, stderr=None):
+        server = Firelake(data_dir or tmp_path / "data", *args, env=env, stderr=stderr)
         servers.append(server)
         return server
 

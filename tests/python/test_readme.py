@@ -70,3 +70,19 @@ def test_flush_and_produce_examples(start_firelake):
     env_block = f"export AWS_ENDPOINT_URL={ENDPOINT}\n" + [l for l in blocks("sh", "firelake produce")[0].splitlines() if "--records" in l][0]
     run_shell_block(env_block, server, ROOT)
     assert streams_status(server)["gps-delivery-stream"]["buffered_records"] == 5000
+
+
+def test_strict_auth_example(start_firelake, tmp_path):
+    [code] = blocks("sh", "--auth strict")
+    serve = code.splitlines()[0]
+    assert serve.startswith("firelake --auth strict")
+    server = start_firelake(*shlex.split(serve)[1:])
+    run_shell_block(code, server, tmp_path, skip=("firelake ",))
+    assert (server.data_dir / "guarded").is_dir()
+    wrong = code.replace("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI-example-secret", "AWS_SECRET_ACCESS_KEY=wrong").replace("mb s3://guarded", "ls")
+    try:
+        run_shell_block(wrong, server, tmp_path, skip=("firelake ",))
+    except AssertionError as err:
+        assert "SignatureDoesNotMatch" in str(err)
+    else:
+        raise AssertionError("a wrong secret was accepted")
