@@ -119,8 +119,9 @@ async fn produce(args: ProduceArgs) -> Result<u64, String> {
     if let Some(url) = &args.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    // A local firelake checks no credentials: without any in the environment, use dummy
-    // ones rather than let the SDK's chain go looking (up to the EC2 metadata service).
+    // A local firelake checks no credentials unless run with `--auth strict` (then set
+    // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): without any in the environment, use
+    // dummy ones rather than let the SDK's chain go looking (up to the EC2 metadata service).
     let endpoint = args
         .endpoint_url
         .clone()

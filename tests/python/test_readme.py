@@ -34,6 +34,11 @@ def test_python_examples(firelake):
     assert s3.get_object(Bucket="sd-vehicle-data", Key=delivered[0])["Body"].read().startswith(b"939ed1d1 ")
 
 
+def test_rust_example_is_the_tested_file():
+    # tests/readme_rust.rs runs examples/quickstart.rs; the README must quote it whole.
+    assert blocks("rust", "aws_sdk_s3") == [(ROOT / "examples" / "quickstart.rs").read_text()]
+
+
 def run_shell_block(code, firelake, cwd, skip=()):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["PATH"] = f"{pathlib.Path(sys.executable).parent}:{pathlib.Path(BINARY).parent}:{env['PATH']}"
