@@ -2,7 +2,7 @@
 """Runs firelake's benchmarks against firelake and moto_server in the same run, and prints
 medians, ratios and the disk baselines as Markdown (the figures in BENCHMARKS.md).
 
-    .venv/bin/python bench/run.py [--rounds 3] [--seconds 5] [--only s3|firehose]
+    .venv/bin/python bench/run.py [--rounds 3] [--seconds 5] [--only s3|firehose|durability]
 
 It builds the release binaries, starts each server on a fresh data directory under
 bench/.data (the disk the repository is on), and drives it with bench/loadgen over
@@ -184,11 +184,63 @@ def firehose_round(kind, seconds):
     return out
 
 
+def ingest_round(durability, seconds):
+    """PutRecordBatch 500 x 100 B records/s into a delivering stream, with --durability."""
+    server = Server("firelake", "--durability", durability)
+    try:
+        setup_stream(server.endpoint, "ingest")
+        return loadgen(server.endpoint, "put-record-batch", "--stream", "ingest", "--batch", "500", "--record-bytes", "100",
+                       "--seconds", str(seconds), "--workers", "8")["records_per_s"]
+    finally:
+        server.stop()
+
+
+JOURNAL_CAP_MB = 1024
+
+
+def replay_startup(rounds=3):
+    """Fills a stream whose bucket is missing until its journal holds ~1 GiB (the buffer
+    caps stop it there), kills firelake, then times restarts that replay it: exec to the
+    first 200 from /_firelake/health. Answers (journal bytes, bytes held after replay, start ms)."""
+    import boto3
+    caps = ["--stream-buffer-max-mb", str(JOURNAL_CAP_MB), "--total-buffer-max-mb", str(JOURNAL_CAP_MB)]
+    port = free_port()
+    data = DATA / f"replay-{port}"
+    args = [str(FIRELAKE), "--port", str(port), "--data-dir", str(data), "--log", "error", *caps]
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(f"{endpoint}/_firelake/health")
+    kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    boto3.client("firehose", **kw).create_delivery_stream(DeliveryStreamName="stuck", ExtendedS3DestinationConfiguration={
+        "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::no-such-bucket",
+        "BufferingHints": {"SizeInMBs": 128, "IntervalInSeconds": 900}})
+    accepted = 0
+    deadline = time.monotonic() + 120
+    while accepted < JOURNAL_CAP_MB * 1048576 * 0.97 and time.monotonic() < deadline:
+        run = loadgen(endpoint, "put-record-batch", "--stream", "stuck", "--batch", "500", "--record-bytes", "1024",
+                      "--seconds", "2", "--workers", "4")
+        accepted += run["payload_mb_per_s"] * 1e6 * 2
+    proc.kill()
+    proc.wait()
+    journal = sum(f.stat().st_size for f in (data / ".firelake").rglob("*") if f.is_file() and "journal" in str(f))
+    times, held = [], 0
+    for _ in range(rounds):
+        t = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(f"{endpoint}/_firelake/health", timeout=300)
+        times.append((time.perf_counter() - t) * 1000)
+        with urllib.request.urlopen(f"{endpoint}/_firelake/streams", timeout=30) as response:
+            held = json.loads(response.read())["held_bytes_total"]
+        proc.kill()  # no graceful shutdown: the next start replays the same journal
+        proc.wait()
+    return journal, held, statistics.median(times)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--only", choices=["s3", "firehose"], default=None)
+    ap.add_argument("--only", choices=["s3", "firehose", "durability"], default=None)
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "firelake", "-p", "firelake-loadgen"], cwd=ROOT, check=True)
     shutil.rmtree(DATA, ignore_errors=True)
@@ -233,6 +285,23 @@ def main():
         print(f"| 1 KiB records: accepted payload (MB/s) | {f['batch-1kib-accepted-mb-per-s']:.1f} | | |")
         print(f"| 1 KiB records: delivered payload, puts then flush (MB/s) | {f['batch-1kib-delivered-mb-per-s']:.1f} | | |")
         print("\nraw rounds:", json.dumps(results))
+    if args.only in (None, "durability"):
+        runs = {"fsync": [], "none": []}
+        for _ in range(args.rounds):
+            for durability in ("fsync", "none"):
+                runs[durability].append(ingest_round(durability, args.seconds))
+        fsync, none = statistics.median(runs["fsync"]), statistics.median(runs["none"])
+        print("\n| ingest, PutRecordBatch 500 x 100 B, 8 workers | records/s |")
+        print("|---|---|")
+        print(f"| --durability fsync | {fsync:.0f} |")
+        print(f"| --durability none | {none:.0f} |")
+        print(f"| none / fsync | {none / fsync:.2f}x |")
+        journal, held, ms = replay_startup()
+        print(f"\n| start-up with a journal to replay | value |\n|---|---|")
+        print(f"| journal size | {journal / 1e9:.2f} GB |")
+        print(f"| record bytes held again after replay | {held / 1e9:.2f} GB |")
+        print(f"| exec to ready (median of 3) | {ms:.0f} ms |")
+        print("\nraw rounds:", json.dumps(runs))
     shutil.rmtree(DATA, ignore_errors=True)
 
 
