@@ -15,13 +15,19 @@
 //! .firelake/journal/<uid>/       each delivery stream's journal (see [`journal`])
 //! ```
 //!
-//! Commit order of an object: the data is written and fsynced in a temp file; its
-//! metadata, which records the temp file's inode, size and mtime (its fingerprint), is
-//! written and fsynced in another; the data is renamed into place and its folder
-//! fsynced; then the metadata is renamed into place and its folder fsynced. A reader
-//! opens the data file first and trusts metadata only when its fingerprint matches
-//! the open file, so a crash between the two renames shows the new bytes with
-//! metadata derived from those bytes, never bytes that disagree with their ETag.
+//! An object's metadata (ETag, size, headers, checksums, tags) rides on its data file as
+//! the extended attribute `user.firelake.meta`, set on the temp file before it is
+//! fsynced and renamed into place: one inode, one rename, so bytes and metadata are
+//! published together and a reader can never see one without the other. Where the file
+//! system refuses user xattrs (or the metadata is too large for one), the metadata goes
+//! to `.firelake/meta/` instead, in this order: the data is written and fsynced in a temp
+//! file; its metadata, which records the temp file's inode, size and mtime (its
+//! fingerprint), is written and fsynced in another; the data is renamed into place and
+//! its folder fsynced; then the metadata is renamed and its folder fsynced. Either way
+//! the metadata carries the fingerprint, and a reader opens the data file first and
+//! trusts metadata only when the fingerprint matches the open file, so a crash between
+//! the two renames, or a file edited by hand, shows the bytes with metadata derived from
+//! those bytes, never bytes that disagree with their ETag.
 
 pub mod atomic;
 pub mod journal;
@@ -30,7 +36,7 @@ pub mod multipart;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -39,6 +45,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use xattr::FileExt;
 
 pub use atomic::Staged;
 
@@ -152,6 +159,17 @@ pub enum Created {
 }
 
 const STRIPES: usize = 64;
+
+/// The extended attribute that carries an object's metadata on its data file.
+const META_XATTR: &str = "user.firelake.meta";
+/// Metadata longer than this goes to a metadata file: ext4 keeps all of an inode's
+/// attributes in one 4 KiB block, and running out there would read as a full disk.
+const META_XATTR_BYTES_MAX: usize = 3 * 1024;
+
+/// Whether an xattr error means "not here" (file system or size), not a failed disk.
+fn xattr_unusable(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOTSUP | libc::EPERM | libc::E2BIG | libc::ERANGE))
+}
 
 /// The data directory.
 pub struct Store {
@@ -415,22 +433,26 @@ impl Store {
         Ok(Some(self.meta_for(bucket, &listed.key, &mut file, &stat)?))
     }
 
-    /// Reads the metadata of the open data file, or derives it from the bytes when the
-    /// metadata file is missing or describes another file (a hand-copied file, a file
-    /// changed by hand, or a crash between the data and metadata renames).
+    /// Reads the metadata of the open data file, or derives it from the bytes when there
+    /// is none that describes this file (a hand-copied file, a file changed by hand, or a
+    /// crash between the data and metadata renames of a metadata file).
     fn meta_for(&self, bucket: &str, key: &str, file: &mut File, stat: &fs::Metadata) -> Result<ObjectMeta> {
         let fingerprint = Fingerprint::of(stat);
-        let meta_path = self.meta_path(bucket, key);
-        let read_matching = || -> Option<ObjectMeta> {
-            let meta = serde_json::from_slice::<ObjectMeta>(&fs::read(&meta_path).ok()?).ok()?;
+        let matching = |bytes: Vec<u8>| -> Option<ObjectMeta> {
+            let meta = serde_json::from_slice::<ObjectMeta>(&bytes).ok()?;
             (meta.fingerprint == fingerprint && meta.key == key).then_some(meta)
         };
-        if let Some(meta) = read_matching() {
+        if let Some(meta) = file.get_xattr(META_XATTR).ok().flatten().and_then(matching) {
+            return Ok(meta);
+        }
+        let meta_path = self.meta_path(bucket, key);
+        let read_file = || fs::read(&meta_path).ok().and_then(matching);
+        if let Some(meta) = read_file() {
             return Ok(meta);
         }
         // A commit of this key may be between its two renames: look again under its lock.
         let _guard = self.stripe(bucket, key);
-        if let Some(meta) = read_matching() {
+        if let Some(meta) = read_file() {
             return Ok(meta);
         }
         let mut md5 = Md5::new();
@@ -442,6 +464,7 @@ impl Store {
             }
             md5.update(&buf[..n]);
         }
+        file.seek(io::SeekFrom::Start(0))?;
         let modified = stat.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
         let meta = ObjectMeta {
             key: key.to_owned(),
@@ -451,7 +474,8 @@ impl Store {
             fingerprint,
             ..ObjectMeta::default()
         };
-        // Remember the derived metadata so the file is hashed once; losing this write is harmless.
+        // Remember the derived metadata so the file is hashed once; losing this write is
+        // harmless. A metadata file, so that a file copied in by hand is left untouched.
         let _ = self.write_meta(&meta_path, &meta);
         Ok(meta)
     }
@@ -464,19 +488,48 @@ impl Store {
         atomic::write_file(&self.sys.join("tmp"), path, &bytes, &self.syncs)
     }
 
+    /// Sets `bytes` as the metadata attribute of `file`; answers false where the file
+    /// system (or the size) rules that out and a metadata file must be used.
+    fn set_meta_xattr(file: &File, bytes: &[u8]) -> io::Result<bool> {
+        if bytes.len() > META_XATTR_BYTES_MAX {
+            return Ok(false);
+        }
+        match file.set_xattr(META_XATTR, bytes) {
+            Ok(()) => Ok(true),
+            Err(err) if xattr_unusable(&err) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Publishes a staged file as the object `key`, replacing any earlier one. `meta`
     /// gets its fingerprint here.
     pub fn commit_object(&self, bucket: &str, key: &str, mut staged: Staged, mut meta: ObjectMeta) -> Result<ObjectMeta> {
         if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
         }
-        staged.sync(self.durability)?;
         meta.key = key.to_owned();
         meta.fingerprint = Fingerprint::of(&staged.file().metadata()?);
         meta.size = meta.fingerprint.size;
-        let meta_path = self.meta_path(bucket, key);
         let meta_bytes = serde_json::to_vec(&meta).map_err(io::Error::other)?;
         let (plain, folder_object) = self.object_paths(bucket, key)?;
+        let meta_path = self.meta_path(bucket, key);
+        if Self::set_meta_xattr(staged.file(), &meta_bytes)? {
+            // One fsync and one rename publish the bytes and their metadata together.
+            staged.sync(self.durability)?;
+            let dest = {
+                let _guard = self.stripe(bucket, key);
+                let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
+                // A metadata file left from before describes another inode; drop it.
+                match fs::remove_file(&meta_path) {
+                    Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
+                    _ => {}
+                }
+                dest
+            };
+            self.syncs.sync_parent(&dest)?;
+            return Ok(meta);
+        }
+        staged.sync(self.durability)?;
         let mut staged_meta = self.stage()?;
         std::io::Write::write_all(staged_meta.file(), &meta_bytes)?;
         staged_meta.sync(self.durability)?;
@@ -647,10 +700,23 @@ impl Store {
 
     /// Replaces an object's metadata (tags) while keeping its bytes.
     pub fn update_meta(&self, bucket: &str, key: &str, change: impl FnOnce(&mut ObjectMeta)) -> Result<Option<ObjectMeta>> {
-        let Some((_file, mut meta)) = self.open_object(bucket, key)? else { return Ok(None) };
+        let Some((file, mut meta)) = self.open_object(bucket, key)? else { return Ok(None) };
         let _guard = self.stripe(bucket, key);
         change(&mut meta);
+        let bytes = serde_json::to_vec(&meta).map_err(io::Error::other)?;
+        // Setting an attribute replaces it atomically; the fsync makes it durable.
+        if Self::set_meta_xattr(&file, &bytes)? {
+            if self.durability == Durability::Fsync {
+                file.sync_all()?;
+            }
+            return Ok(Some(meta));
+        }
         self.write_meta(&self.meta_path(bucket, key), &meta)?;
+        // The attribute, if any, still holds the old metadata and would be read first.
+        match file.remove_xattr(META_XATTR) {
+            Err(err) if !xattr_unusable(&err) && err.raw_os_error() != Some(libc::ENODATA) => return Err(err.into()),
+            _ => {}
+        }
         Ok(Some(meta))
     }
 
@@ -792,4 +858,95 @@ fn remove_empty_tree(dir: &Path) -> io::Result<()> {
         }
     }
     fs::remove_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Fsync).unwrap();
+        let info = BucketInfo { name: "bkt".into(), region: "us-east-1".into(), ..BucketInfo::default() };
+        assert!(matches!(store.create_bucket(&info).unwrap(), Created::New));
+        (dir, store)
+    }
+
+    fn md5_hex(bytes: &[u8]) -> String {
+        hex::encode(Md5::digest(bytes))
+    }
+
+    fn put(store: &Store, key: &str, bytes: &[u8], meta: ObjectMeta) -> ObjectMeta {
+        let meta = ObjectMeta { etag: md5_hex(bytes), ..meta };
+        store.put_object_bytes("bkt", key, bytes, meta).unwrap()
+    }
+
+    fn read(store: &Store, key: &str) -> (Vec<u8>, ObjectMeta) {
+        let (mut file, meta) = store.open_object("bkt", key).unwrap().unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        (bytes, meta)
+    }
+
+    #[test]
+    fn metadata_rides_on_the_data_file() {
+        let (dir, store) = store();
+        let meta = ObjectMeta { user: BTreeMap::from([("team".into(), "fleet".into())]), ..ObjectMeta::default() };
+        put(&store, "a/b.txt", b"hello", meta);
+        let path = dir.path().join("bkt/a/b.txt");
+        assert!(xattr::get(&path, META_XATTR).unwrap().is_some());
+        assert!(!store.meta_path("bkt", "a/b.txt").exists());
+        let (bytes, meta) = read(&store, "a/b.txt");
+        assert_eq!(
+            (bytes.as_slice(), meta.etag.as_str(), meta.user["team"].as_str()),
+            (&b"hello"[..], md5_hex(b"hello").as_str(), "fleet")
+        );
+        // `a` beside `a/b.txt` moves into the folder; its metadata moves with its inode.
+        put(
+            &store,
+            "a",
+            b"folder object",
+            ObjectMeta { headers: BTreeMap::from([("content-type".into(), "text/x".into())]), ..ObjectMeta::default() },
+        );
+        put(&store, "a/c", b"c", ObjectMeta::default());
+        let (bytes, meta) = read(&store, "a");
+        assert_eq!((bytes.as_slice(), meta.headers["content-type"].as_str()), (&b"folder object"[..], "text/x"));
+    }
+
+    #[test]
+    fn metadata_too_large_for_an_attribute_goes_to_a_file() {
+        let (dir, store) = store();
+        let user: BTreeMap<String, String> = (0..40).map(|i| (format!("k{i}"), "v".repeat(100))).collect();
+        put(&store, "big-meta", b"x", ObjectMeta { user: user.clone(), ..ObjectMeta::default() });
+        assert!(xattr::get(dir.path().join("bkt/big-meta"), META_XATTR).unwrap().is_none());
+        assert!(store.meta_path("bkt", "big-meta").exists());
+        assert_eq!(read(&store, "big-meta").1.user, user);
+
+        // Tags that no longer fit: the file takes over and the stale attribute goes.
+        put(&store, "tagged", b"y", ObjectMeta::default());
+        let tags: Vec<(String, String)> = (0..10).map(|i| (format!("tag{i}-{}", "k".repeat(100)), "t".repeat(250))).collect();
+        store.update_meta("bkt", "tagged", |m| m.tags = vec![("small".into(), "1".into())]).unwrap();
+        assert_eq!(read(&store, "tagged").1.tags, vec![("small".to_owned(), "1".to_owned())]);
+        store.update_meta("bkt", "tagged", |m| m.tags = tags.clone()).unwrap();
+        assert!(xattr::get(dir.path().join("bkt/tagged"), META_XATTR).unwrap().is_none());
+        assert_eq!(read(&store, "tagged").1.tags, tags);
+        // A new PUT of the key puts the metadata back on the file and drops the old file.
+        put(&store, "tagged", b"z", ObjectMeta::default());
+        assert!(!store.meta_path("bkt", "tagged").exists());
+        assert!(read(&store, "tagged").1.tags.is_empty());
+    }
+
+    #[test]
+    fn files_changed_or_copied_by_hand_get_metadata_from_their_bytes() {
+        let (dir, store) = store();
+        put(&store, "edited", b"before", ObjectMeta::default());
+        let path = dir.path().join("bkt/edited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&path, b"after, and longer").unwrap(); // same inode, attribute kept
+        assert!(xattr::get(&path, META_XATTR).unwrap().is_some());
+        let (bytes, meta) = read(&store, "edited");
+        assert_eq!((meta.etag, meta.size), (md5_hex(&bytes), 17));
+        fs::write(dir.path().join("bkt/copied"), b"by hand").unwrap();
+        assert_eq!(read(&store, "copied").1.etag, md5_hex(b"by hand"));
+    }
 }
