@@ -84,7 +84,7 @@ impl Conn {
     /// Sends one request and reads the whole response; returns status and body length.
     async fn send(&mut self, method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> (u16, usize) {
         let mut builder = Request::builder().method(method).uri(path).header("content-length", body.len());
-        builder = signed_headers(builder, &self.host);
+        builder = signed_headers(builder, &self.host, "s3");
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -110,7 +110,7 @@ impl Conn {
             .header("x-amz-target", "Firehose_20150804.PutRecordBatch")
             .header("content-type", "application/x-amz-json-1.1");
         self.ready().await;
-        let request = signed_headers(builder, &self.host).body(Full::new(body)).unwrap();
+        let request = signed_headers(builder, &self.host, "firehose").body(Full::new(body)).unwrap();
         let response = self.sender.send_request(request).await.expect("response");
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.expect("body").to_bytes();
@@ -314,7 +314,7 @@ async fn main() {
 }
 
 async fn get_text(conn: &mut Conn, path: &str) -> (u16, String) {
-    let request = signed_headers(Request::builder().method(Method::GET).uri(path), &conn.host).body(Full::new(Bytes::new())).unwrap();
+    let request = signed_headers(Request::builder().method(Method::GET).uri(path), &conn.host, "s3").body(Full::new(Bytes::new())).unwrap();
     conn.ready().await;
     let response = conn.sender.send_request(request).await.unwrap();
     let status = response.status().as_u16();
@@ -324,12 +324,17 @@ async fn get_text(conn: &mut Conn, path: &str) -> (u16, String) {
 
 /// Headers of a signed request (the signature is a placeholder: neither firelake nor
 /// moto_server checks it by default, but moto treats a request without one as anonymous).
-fn signed_headers(builder: hyper::http::request::Builder, host: &str) -> hyper::http::request::Builder {
-    builder
-        .header("host", host)
-        .header("x-amz-date", "20260101T000000Z")
-        .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000000000000000000000000000000000000000000000000000000000000000")
+/// Headers shaped like an SDK's signed request for `service` (the signature is not real:
+/// neither server checks it). moto picks the service from the credential scope, so it
+/// must name the right one.
+fn signed_headers(builder: hyper::http::request::Builder, host: &str, service: &str) -> hyper::http::request::Builder {
+    builder.header("host", host).header("x-amz-date", "20260101T000000Z").header("x-amz-content-sha256", "UNSIGNED-PAYLOAD").header(
+        "authorization",
+        format!(
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
+            "0".repeat(64)
+        ),
+    )
 }
 
 fn between(text: &str, open: &str, close: &str) -> Option<String> {
