@@ -168,7 +168,8 @@ const META_XATTR_BYTES_MAX: usize = 3 * 1024;
 
 /// Whether an xattr error means "not here" (file system or size), not a failed disk.
 fn xattr_unusable(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::ENOTSUP | libc::EPERM | libc::E2BIG | libc::ERANGE))
+    use rustix::io::Errno;
+    [Errno::NOTSUP, Errno::PERM, Errno::TOOBIG, Errno::RANGE].iter().any(|e| err.raw_os_error() == Some(e.raw_os_error()))
 }
 
 /// The data directory.
@@ -714,7 +715,9 @@ impl Store {
         self.write_meta(&self.meta_path(bucket, key), &meta)?;
         // The attribute, if any, still holds the old metadata and would be read first.
         match file.remove_xattr(META_XATTR) {
-            Err(err) if !xattr_unusable(&err) && err.raw_os_error() != Some(libc::ENODATA) => return Err(err.into()),
+            Err(err) if !xattr_unusable(&err) && err.raw_os_error() != Some(rustix::io::Errno::NODATA.raw_os_error()) => {
+                return Err(err.into());
+            }
             _ => {}
         }
         Ok(Some(meta))
