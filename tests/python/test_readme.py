@@ -91,3 +91,13 @@ def test_strict_auth_example(start_firelake, tmp_path):
         assert "SignatureDoesNotMatch" in str(err)
     else:
         raise AssertionError("a wrong secret was accepted")
+
+
+def test_course_walkthrough_steps(firelake):
+    # The README's steps for a new user, against this test's server; the server and the
+    # venv lines are what the test harness already did.
+    [code] = blocks("sh", "seed_scenario.py")
+    code = code.replace(".venv/bin/python", sys.executable)
+    run_shell_block(code, firelake, ROOT, skip=("cargo run", "python3 -m venv"))
+    delivered = list((firelake.data_dir / "sd-vehicle-data").rglob("gps-delivery-stream-1-*"))
+    assert len(delivered) == 1, delivered
