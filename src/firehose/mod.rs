@@ -404,22 +404,29 @@ pub(crate) fn decode_records(records: &[RecordInput<'_>]) -> Result<Vec<Option<B
     Ok(spans.into_iter().map(|span| span.map(|(start, n)| buffer.slice(start..start + n))).collect())
 }
 
-/// RecordIds in the style of AWS's: opaque 224-character base64 tokens, unique because
-/// each embeds the batch's random part and the record's position.
+/// RecordIds in the style of AWS's: opaque 224-character base64 tokens (168 bytes), unique
+/// because each embeds the batch's random part and the record's position.
 struct RecordIds {
-    seed: [u8; 168],
+    /// The base64 of the first 159 random bytes (a multiple of 3, so it encodes on its
+    /// own): shared by every id of the batch, so it is encoded once, not once per record.
+    prefix: String,
+    /// The last random byte, then the record's index.
+    tail: [u8; 9],
 }
 
 impl RecordIds {
     fn new() -> RecordIds {
-        let mut seed = [0u8; 168];
+        let mut seed = [0u8; 160];
         rand::thread_rng().fill_bytes(&mut seed);
-        RecordIds { seed }
+        let mut tail = [0u8; 9];
+        tail[0] = seed[159];
+        RecordIds { prefix: BASE64.encode(&seed[..159]), tail }
     }
 
     fn write(&mut self, index: usize, out: &mut String) {
-        self.seed[160..].copy_from_slice(&(index as u64).to_be_bytes());
-        BASE64.encode_string(self.seed, out);
+        self.tail[1..].copy_from_slice(&(index as u64).to_be_bytes());
+        out.push_str(&self.prefix);
+        BASE64.encode_string(self.tail, out);
     }
 }
 
@@ -723,4 +730,27 @@ async fn encryption(state: &Arc<State>, ctx: &RequestCtx, input: EncryptionInput
     });
     save_def(state, stream, def).await?;
     Ok(json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_ids_are_224_base64_characters_unique_per_record_and_batch() {
+        let mut ids = RecordIds::new();
+        let (mut a, mut b) = (String::new(), String::new());
+        ids.write(0, &mut a);
+        ids.write(1, &mut b);
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 224);
+            let raw = BASE64.decode(id).unwrap();
+            assert_eq!(raw.len(), 168);
+        }
+        assert_ne!(a, b);
+        assert_eq!(BASE64.decode(&b).unwrap()[160..], 1u64.to_be_bytes());
+        let mut other = String::new();
+        RecordIds::new().write(0, &mut other);
+        assert_ne!(a, other);
+    }
 }
