@@ -621,7 +621,7 @@ async fn save_def(state: &Arc<State>, stream: Arc<Stream>, def: StreamDef) -> Re
     let state2 = state.clone();
     let saved = def.clone();
     blocking(move || Ok(state2.firehose.save(&saved)?)).await?;
-    stream.lock().def = def;
+    state.firehose.redefine(&stream, def);
     Ok(())
 }
 

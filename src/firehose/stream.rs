@@ -250,6 +250,13 @@ impl Firehose {
         self.store.save_stream(&def.uid, &bytes)
     }
 
+    /// Makes `def` the stream's definition; its delivery task looks again at what is
+    /// due, since the buffering hints may have changed.
+    pub fn redefine(&self, stream: &Stream, def: StreamDef) {
+        stream.lock().def = def;
+        stream.notify.notify_one();
+    }
+
     /// Deletes a stream and discards what it buffered, as AWS does.
     pub fn delete(&self, stream: &Arc<Stream>) -> std::io::Result<()> {
         let (key, uid, held) = {
@@ -281,8 +288,9 @@ impl Firehose {
     pub fn put(&self, stream: &Stream, records: Vec<Bytes>) -> std::io::Result<Vec<Result<u64, PutRefusal>>> {
         let now = now_ms();
         let mut results = Vec::with_capacity(records.len());
-        let position = {
+        let (position, wake) = {
             let mut state = stream.lock();
+            let was_empty = state.buffer.is_empty();
             let mut entries = Vec::with_capacity(records.len());
             let mut added = 0u64;
             for data in records {
@@ -311,10 +319,15 @@ impl Firehose {
             }
             state.held_bytes += added;
             self.held_total.fetch_add(added, Ordering::SeqCst);
-            position
+            // The delivery task sleeps until the oldest record's deadline, so it needs
+            // waking only for a new oldest record or a full buffer, not for every put.
+            let full = state.buffer.bytes() >= hints_of(&state.def.destination, &self.settings).size_bytes;
+            (position, was_empty || full)
         };
         stream.journal.sync(position)?;
-        stream.notify.notify_one();
+        if wake {
+            stream.notify.notify_one();
+        }
         Ok(results)
     }
 

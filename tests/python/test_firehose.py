@@ -264,6 +264,31 @@ def test_zero_interval_delivers_at_once(firelake, fh, s3):
     assert [body(s3, k) for k in objects(s3)] == [b"now"]
 
 
+def test_single_puts_fill_the_buffer_and_new_hints_apply_to_it(firelake, fh, s3):
+    s3.create_bucket(Bucket="bkt")
+    create(fh, "later", BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 900})
+    record = b"r" * 100_000 + b"\n"
+    for _ in range(11):  # one record per call: the 11th reaches the MiB
+        fh.put_record(DeliveryStreamName="later", Record={"Data": record})
+    deadline = time.time() + 10
+    while not objects(s3) and time.time() < deadline:
+        time.sleep(0.05)
+    [first] = objects(s3)
+    assert body(s3, first) == record * 11
+    fh.put_record(DeliveryStreamName="later", Record={"Data": b"tail\n"})
+    time.sleep(0.3)
+    assert objects(s3) == [first]
+    described = fh.describe_delivery_stream(DeliveryStreamName="later")["DeliveryStreamDescription"]
+    fh.update_destination(DeliveryStreamName="later", CurrentDeliveryStreamVersionId=described["VersionId"],
+                          DestinationId=described["Destinations"][0]["DestinationId"],
+                          ExtendedS3DestinationUpdate={"BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0}})
+    deadline = time.time() + 5
+    while len(objects(s3)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    [second] = [k for k in objects(s3) if k != first]
+    assert body(s3, second) == b"tail\n"
+
+
 @pytest.mark.parametrize("prefix,expected", [
     ("logs", r"logs\d{4}/\d{2}/\d{2}/\d{2}/"),
     ("logs/", r"logs/\d{4}/\d{2}/\d{2}/\d{2}/"),
