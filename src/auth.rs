@@ -191,13 +191,8 @@ impl ChunkSigning {
 
     /// Checks the trailer signature over the trailer lines, each `name:value\n`.
     pub fn trailer(&self, canonical_trailers: &str, provided: &str) -> bool {
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{}\n{}",
-            self.amz_date,
-            self.scope,
-            self.previous,
-            sigv4::sha256_hex(canonical_trailers.as_bytes())
-        );
+        let trailers_sha256 = sigv4::sha256_hex(canonical_trailers.as_bytes());
+        let string_to_sign = sigv4::trailer_string_to_sign(&self.amz_date, &self.scope, &self.previous, &trailers_sha256);
         constant_time_eq(sigv4::signature(&self.key, &string_to_sign).as_bytes(), provided.as_bytes())
     }
 }
@@ -208,6 +203,11 @@ const STREAMING_SIGNED_TRAILER: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAIL
 /// The longest a presigned URL may live: one week.
 pub const PRESIGNED_EXPIRES_MAX_SECS: i64 = 604_800;
 const AMZ_DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// A time as SigV4 writes it: `20130524T000000Z`.
+pub fn amz_date(time: DateTime<Utc>) -> String {
+    time.format(AMZ_DATE_FORMAT).to_string()
+}
 
 /// A signature as the request presents it, from the header or the query string.
 struct Presented {
@@ -229,12 +229,22 @@ pub fn verify(
     body_sha256: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Verified, AuthError> {
+    verify_sigv4(keys, parts, &query_pairs(parts.uri.query().unwrap_or("")), service, body_sha256, now)
+}
+
+/// [`verify`], given the request's query already parsed into `pairs`.
+fn verify_sigv4(
+    keys: &Keys,
+    parts: &http::request::Parts,
+    pairs: &[(String, String)],
+    service: Service,
+    body_sha256: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Verified, AuthError> {
     let presented = match parts.headers.get(http::header::AUTHORIZATION) {
         Some(value) => from_header(value.to_str().map_err(|_| AuthError::MalformedHeader("it is not ASCII".to_owned()))?, parts)?,
-        None => match query_pairs(parts.uri.query().unwrap_or("")) {
-            pairs if pairs.iter().any(|(name, _)| name.starts_with("X-Amz-")) => from_query(&pairs, service)?,
-            _ => return Err(AuthError::Missing),
-        },
+        None if pairs.iter().any(|(name, _)| name.starts_with("X-Amz-")) => from_query(pairs, service)?,
+        None => return Err(AuthError::Missing),
     };
     let credential = &presented.credential;
     if credential.service != service.name() {
@@ -282,7 +292,7 @@ pub fn verify(
     let key = sigv4::signing_key(secret, &credential.date, &credential.region, &credential.service);
     let scope = format!("{}/{}/{}/aws4_request", credential.date, credential.region, credential.service);
     let presigned = presented.expires_secs.is_some();
-    let query = canonical_query(parts.uri.query().unwrap_or(""), presigned);
+    let query = canonical_query(pairs, presigned);
     let headers = canonical_headers(&parts.headers, &presented.signed_headers);
     let signed_headers = presented.signed_headers.join(";");
     let raw_path = parts.uri.path();
@@ -329,11 +339,11 @@ pub fn verify(
 /// names in its host, which SigV2 signs as part of the path.
 pub fn verify_s3(keys: &Keys, parts: &http::request::Parts, vhost_bucket: Option<&str>, now: DateTime<Utc>) -> Result<Verified, AuthError> {
     let pairs = query_pairs(parts.uri.query().unwrap_or(""));
-    let has = |name: &str| pairs.iter().any(|(n, _)| n == name);
+    let has = |name: &str| param(&pairs, name).is_some();
     if !parts.headers.contains_key(http::header::AUTHORIZATION) && has("AWSAccessKeyId") && has("Signature") && !has("X-Amz-Signature") {
         return verify_v2_query(keys, parts, &pairs, vhost_bucket, now);
     }
-    verify(keys, parts, Service::S3, None, now)
+    verify_sigv4(keys, parts, &pairs, Service::S3, None, now)
 }
 
 /// The query parameters SigV2 signs as part of the resource.
@@ -383,7 +393,7 @@ fn verify_v2_query(
 ) -> Result<Verified, AuthError> {
     use base64::Engine;
     use hmac::{Hmac, Mac};
-    let get = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("");
+    let get = |name: &str| param(pairs, name).unwrap_or("");
     let access_key = get("AWSAccessKeyId");
     let expires = get("Expires");
     let expires_at = expires
@@ -475,7 +485,7 @@ fn from_header(value: &str, parts: &http::request::Parts) -> Result<Presented, A
         None => {
             let date = parts.headers.get(http::header::DATE).and_then(|v| v.to_str().ok()).ok_or(AuthError::MissingDate)?;
             let time = httpdate::parse_http_date(date).map_err(|_| AuthError::MissingDate)?;
-            DateTime::<Utc>::from(time).format(AMZ_DATE_FORMAT).to_string()
+            amz_date(DateTime::<Utc>::from(time))
         }
     };
     Ok(Presented {
@@ -489,7 +499,7 @@ fn from_header(value: &str, parts: &http::request::Parts) -> Result<Presented, A
 
 /// Reads the `X-Amz-*` parameters of a presigned URL.
 fn from_query(pairs: &[(String, String)], service: Service) -> Result<Presented, AuthError> {
-    let get = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| param(pairs, name);
     let required = "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.";
     let (Some(algorithm), Some(credential), Some(signature), Some(amz_date), Some(signed_headers)) =
         (get("X-Amz-Algorithm"), get("X-Amz-Credential"), get("X-Amz-Signature"), get("X-Amz-Date"), get("X-Amz-SignedHeaders"))
@@ -526,6 +536,11 @@ fn split_signed_headers(list: &str) -> Vec<String> {
     list.trim().split(';').filter(|h| !h.is_empty()).map(str::to_ascii_lowercase).collect()
 }
 
+/// The value of the query parameter `name`.
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
 /// The query's name/value pairs, percent-decoded (a `+` stays a `+`, as SigV4 reads it).
 fn query_pairs(query: &str) -> Vec<(String, String)> {
     let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
@@ -558,11 +573,11 @@ fn canonical_path(raw: &str, service: Service) -> String {
 
 /// Pairs encoded, sorted by name then value, joined with `&`; a presigned URL's own
 /// signature is left out.
-fn canonical_query(query: &str, presigned: bool) -> String {
-    let mut pairs: Vec<(String, String)> = query_pairs(query)
-        .into_iter()
+fn canonical_query(pairs: &[(String, String)], presigned: bool) -> String {
+    let mut pairs: Vec<(String, String)> = pairs
+        .iter()
         .filter(|(name, _)| !(presigned && name == "X-Amz-Signature"))
-        .map(|(name, value)| (utf8_percent_encode(&name, UNRESERVED).collect(), utf8_percent_encode(&value, UNRESERVED).collect()))
+        .map(|(name, value)| (utf8_percent_encode(name, UNRESERVED).collect(), utf8_percent_encode(value, UNRESERVED).collect()))
         .collect();
     pairs.sort();
     pairs.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("&")
@@ -727,8 +742,8 @@ mod tests {
         assert_eq!(canonical_path("/b/a%20b/c~d%2A!", Service::S3), "/b/a%20b/c~d%2A%21");
         assert_eq!(canonical_path("", Service::Firehose), "/");
         assert_eq!(canonical_path("/a b", Service::Firehose), "/a%2520b");
-        assert_eq!(canonical_query("b=2&a=1&a=0&list-type&p=a+b%2Fc", false), "a=0&a=1&b=2&list-type=&p=a%2Bb%2Fc");
-        assert_eq!(canonical_query("X-Amz-Signature=x&y=1", true), "y=1");
+        assert_eq!(canonical_query(&query_pairs("b=2&a=1&a=0&list-type&p=a+b%2Fc"), false), "a=0&a=1&b=2&list-type=&p=a%2Bb%2Fc");
+        assert_eq!(canonical_query(&query_pairs("X-Amz-Signature=x&y=1"), true), "y=1");
     }
 
     #[test]

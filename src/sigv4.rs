@@ -1,4 +1,4 @@
-//! AWS Signature Version 4 primitives: the signing key, the seed and chunk
+//! AWS Signature Version 4 primitives: the signing key, the seed, chunk and trailer
 //! signatures of `aws-chunked` bodies. Used by strict authentication
 //! ([`crate::auth`]) to verify, and by tests to sign.
 
@@ -42,6 +42,12 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
 /// given the hex SHA-256 of the chunk's data.
 pub fn chunk_string_to_sign(amz_date: &str, scope: &str, previous_signature: &str, chunk_sha256: &str) -> String {
     format!("AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{previous_signature}\n{EMPTY_SHA256}\n{chunk_sha256}")
+}
+
+/// The string to sign for the trailer of a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`
+/// body, given the hex SHA-256 of its trailer lines (each `name:value\n`).
+pub fn trailer_string_to_sign(amz_date: &str, scope: &str, previous_signature: &str, trailers_sha256: &str) -> String {
+    format!("AWS4-HMAC-SHA256-TRAILER\n{amz_date}\n{scope}\n{previous_signature}\n{trailers_sha256}")
 }
 
 #[cfg(test)]

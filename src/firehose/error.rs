@@ -104,7 +104,7 @@ impl FirehoseError {
 
 /// The messages of AWS's JSON services for refused signatures.
 fn auth_message(err: &AuthError) -> String {
-    let amz = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    let amz = crate::auth::amz_date;
     match err {
         AuthError::Missing => "Missing Authentication Token".to_owned(),
         AuthError::MissingDate => "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".to_owned(),

@@ -205,7 +205,7 @@ impl From<AuthError> for S3Error {
             }
             AuthError::Skewed { request_time, server_time, skew } => {
                 S3Error::new(Code::RequestTimeTooSkewed, "The difference between the request time and the current time is too large.")
-                    .with("RequestTime", request_time.format("%Y%m%dT%H%M%SZ").to_string())
+                    .with("RequestTime", crate::auth::amz_date(request_time))
                     .with("ServerTime", iso(server_time))
                     .with("MaxAllowedSkewMilliseconds", skew.num_milliseconds().to_string())
             }

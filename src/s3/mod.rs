@@ -44,24 +44,15 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
     let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = parts.method.clone();
     let expects_continue = parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let verified = match &state.config.auth_keys {
-        // A CORS preflight carries no credentials, on AWS too.
-        Some(keys) if method != Method::OPTIONS => {
-            let vhost_bucket = router::virtual_host_bucket(&parts, &state.config.domains);
-            Some(crate::auth::verify_s3(keys, &parts, vhost_bucket.as_deref(), chrono::Utc::now()).map_err(S3Error::from))
-        }
-        _ => None,
-    };
-    let (mut response, bucket) = match verified
-        .transpose()
-        .and_then(|v| Endpoint::from_request(&parts, &state.config.domains).map(|(endpoint, query)| (v, endpoint, query)))
-    {
-        Ok((verified, endpoint, query)) => {
+    let routed = authenticate(state, &parts)
+        .and_then(|chunk_signing| Endpoint::from_request(&parts, &state.config.domains).map(|(e, q)| (chunk_signing, e, q)));
+    let (mut response, bucket) = match routed {
+        Ok((chunk_signing, endpoint, query)) => {
             let span = tracing::debug_span!("s3", op = %endpoint.name(), id = %ctx.request_id);
             let _enter = span.enter();
             tracing::debug!(?endpoint, "request");
             let bucket = endpoint.bucket().map(str::to_owned);
-            let req = Req { parts, query, chunk_signing: verified.and_then(|v| v.chunks) };
+            let req = Req { parts, query, chunk_signing };
             let result = dispatch(state, ctx, endpoint, &req, body).await;
             (result.unwrap_or_else(|err| err.to_response(ctx, head)), bucket)
         }
@@ -83,6 +74,15 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
     headers.insert("x-amz-id-2", crate::http::host_id().parse().expect("base64 is a valid header"));
     headers.insert("server", http::HeaderValue::from_static("AmazonS3"));
     response
+}
+
+/// With `--auth strict`, verifies the request's signature; answers the chunk signatures
+/// its body must then carry.
+fn authenticate(state: &State, parts: &http::request::Parts) -> Result<Option<ChunkSigning>> {
+    // A CORS preflight carries no credentials, on AWS too.
+    let Some(keys) = state.config.auth_keys.as_ref().filter(|_| parts.method != Method::OPTIONS) else { return Ok(None) };
+    let vhost_bucket = router::virtual_host_bucket(parts, &state.config.domains);
+    Ok(crate::auth::verify_s3(keys, parts, vhost_bucket.as_deref(), chrono::Utc::now())?.chunks)
 }
 
 async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, body: Incoming) -> Result<Response<Body>> {
