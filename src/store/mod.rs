@@ -514,9 +514,10 @@ impl Store {
         let meta_bytes = serde_json::to_vec(&meta).map_err(io::Error::other)?;
         let (plain, folder_object) = self.object_paths(bucket, key)?;
         let meta_path = self.meta_path(bucket, key);
-        if Self::set_meta_xattr(staged.file(), &meta_bytes)? {
+        let on_file = Self::set_meta_xattr(staged.file(), &meta_bytes)?;
+        staged.sync(self.durability)?;
+        if on_file {
             // One fsync and one rename publish the bytes and their metadata together.
-            staged.sync(self.durability)?;
             let dest = {
                 let _guard = self.stripe(bucket, key);
                 let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
@@ -530,7 +531,6 @@ impl Store {
             self.syncs.sync_parent(&dest)?;
             return Ok(meta);
         }
-        staged.sync(self.durability)?;
         let mut staged_meta = self.stage()?;
         std::io::Write::write_all(staged_meta.file(), &meta_bytes)?;
         staged_meta.sync(self.durability)?;
