@@ -69,6 +69,16 @@ pub fn aws_chunked(body: &[u8], piece: usize) {
 
 const FUZZ_SECRET: &str = "fuzz-secret";
 
+/// The one access key the fuzzed requests are checked against.
+fn fuzz_keys() -> crate::auth::Keys {
+    crate::auth::Keys::parse(&format!("AKIDFUZZ:{FUZZ_SECRET}")).expect("valid keys")
+}
+
+/// The clock of the fuzzed requests: 2026-01-01T00:00:00Z, the date they are signed with.
+fn fuzz_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid time")
+}
+
 /// A signature chain from a request signed with [`FUZZ_SECRET`] in 2026.
 fn chunk_signing() -> crate::auth::ChunkSigning {
     let date = "20260101T000000Z";
@@ -89,9 +99,8 @@ fn chunk_signing() -> crate::auth::ChunkSigning {
         .header("authorization", auth)
         .body(())
         .expect("valid request");
-    let keys = crate::auth::Keys::parse(&format!("AKIDFUZZ:{FUZZ_SECRET}")).expect("valid keys");
-    let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid time");
-    let verified = crate::auth::verify(&keys, &request.into_parts().0, crate::auth::Service::S3, None, now).expect("signed above");
+    let verified =
+        crate::auth::verify(&fuzz_keys(), &request.into_parts().0, crate::auth::Service::S3, None, fuzz_now()).expect("signed above");
     verified.chunks.expect("a streaming signed request")
 }
 
@@ -100,8 +109,7 @@ fn chunk_signing() -> crate::auth::ChunkSigning {
 pub fn sigv4(text: &str) {
     let _ = crate::http::parse_credential(text);
     let encoded = percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string();
-    let keys = crate::auth::Keys::parse(&format!("AKIDFUZZ:{FUZZ_SECRET}")).expect("valid keys");
-    let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid time");
+    let (keys, now) = (fuzz_keys(), fuzz_now());
     for request in [
         http::Request::builder().uri("/b/k").header("authorization", text).header("x-amz-date", "20260101T000000Z"),
         http::Request::builder().uri("/b/k").header("authorization", text).header("date", text),
