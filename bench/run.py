@@ -236,6 +236,16 @@ def replay_startup(rounds=3):
     return journal, held, statistics.median(times)
 
 
+def interleaved(kinds, round_fn, rounds, seconds):
+    """round_fn(kind, seconds) for each kind in turn, `rounds` times: {kind: [result, ...]}.
+    Interleaving spreads the machine's noise over every kind alike."""
+    results = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind in kinds:
+            results[kind].append(round_fn(kind, seconds))
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -250,10 +260,7 @@ def main():
         start = startup_ms()
         rss = idle_rss_mb()
         dd, md5 = disk_baselines()
-        results = {"firelake": [], "moto": []}
-        for _ in range(args.rounds):
-            for kind in ("firelake", "moto"):
-                results[kind].append(s3_round(kind, args.seconds))
+        results = interleaved(("firelake", "moto"), s3_round, args.rounds, args.seconds)
         med = {kind: {name: statistics.median(r[name] for r in runs) for name, _, _ in S3_SCENARIOS} for kind, runs in results.items()}
         print("| S3 scenario | firelake (fsync) | moto_server | firelake / moto |")
         print("|---|---|---|---|")
@@ -271,10 +278,7 @@ def main():
         print(f"| idle RSS after start (median of 3) | {rss:.1f} MB |")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "firehose"):
-        results = {"firelake": [], "moto": []}
-        for _ in range(args.rounds):
-            for kind in ("firelake", "moto"):
-                results[kind].append(firehose_round(kind, args.seconds))
+        results = interleaved(("firelake", "moto"), firehose_round, args.rounds, args.seconds)
         med = {kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for kind, runs in results.items()}
         print("\n| Firehose scenario | firelake (fsync) | moto_server | firelake / moto |")
         print("|---|---|---|---|")
@@ -286,10 +290,7 @@ def main():
         print(f"| 1 KiB records: delivered payload, puts then flush (MB/s) | {f['batch-1kib-delivered-mb-per-s']:.1f} | | |")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "durability"):
-        runs = {"fsync": [], "none": []}
-        for _ in range(args.rounds):
-            for durability in ("fsync", "none"):
-                runs[durability].append(ingest_round(durability, args.seconds))
+        runs = interleaved(("fsync", "none"), ingest_round, args.rounds, args.seconds)
         fsync, none = statistics.median(runs["fsync"]), statistics.median(runs["none"])
         print("\n| ingest, PutRecordBatch 500 x 100 B, 8 workers | records/s |")
         print("|---|---|")
