@@ -1,18 +1,98 @@
 //! A delivery stream's buffer: records in arrival order, flushed by size or by the age
 //! of the oldest record. Pure: no IO, no clock; `now` is passed in.
+//!
+//! Records are kept in runs (the records of one put: consecutive seqs, one arrival
+//! time), so that sealing an object of a million small records moves a few thousand runs
+//! under the stream's lock, not a million records.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-/// One accepted record.
+/// Records with consecutive seqs that arrived at the same time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Position in the stream's journal.
-    pub seq: u64,
-    /// When Firehose accepted it, in milliseconds since the epoch.
+pub struct Run {
+    /// Seq of the first record: its position in the stream's journal.
+    pub first_seq: u64,
+    /// When Firehose accepted them, in milliseconds since the epoch.
     pub arrival_ms: i64,
-    pub data: Bytes,
+    pub records: Vec<Bytes>,
+    bytes: u64,
+}
+
+impl Run {
+    pub fn last_seq(&self) -> u64 {
+        self.first_seq + self.records.len() as u64 - 1
+    }
+
+    /// Splits off the records after the first `n`.
+    fn split_off(&mut self, n: usize) -> Run {
+        let rest = self.records.split_off(n);
+        let rest_bytes: u64 = rest.iter().map(|r| r.len() as u64).sum();
+        self.bytes -= rest_bytes;
+        Run { first_seq: self.first_seq + n as u64, arrival_ms: self.arrival_ms, records: rest, bytes: rest_bytes }
+    }
+}
+
+/// Records in seq order, as runs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Records {
+    runs: VecDeque<Run>,
+    bytes: u64,
+    len: usize,
+}
+
+impl Records {
+    /// Appends a record; it joins the last run when it follows it and arrived with it.
+    pub fn push(&mut self, seq: u64, arrival_ms: i64, data: Bytes) {
+        self.bytes += data.len() as u64;
+        self.len += 1;
+        if let Some(last) = self.runs.back_mut()
+            && last.arrival_ms == arrival_ms
+            && last.last_seq() + 1 == seq
+        {
+            last.bytes += data.len() as u64;
+            last.records.push(data);
+            return;
+        }
+        self.runs.push_back(Run { first_seq: seq, arrival_ms, bytes: data.len() as u64, records: vec![data] });
+    }
+
+    fn push_run(&mut self, run: Run) {
+        self.bytes += run.bytes;
+        self.len += run.records.len();
+        self.runs.push_back(run);
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held, before compression.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn first_seq(&self) -> Option<u64> {
+        self.runs.front().map(|r| r.first_seq)
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.runs.back().map(Run::last_seq)
+    }
+
+    pub fn oldest_arrival_ms(&self) -> Option<i64> {
+        self.runs.front().map(|r| r.arrival_ms)
+    }
+
+    /// Every record's data, in seq order.
+    pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.runs.iter().flat_map(|r| r.records.iter())
+    }
 }
 
 /// BufferingHints in the units the buffer counts in.
@@ -24,14 +104,12 @@ pub struct Hints {
 
 #[derive(Debug, Default)]
 pub struct Buffer {
-    records: VecDeque<Record>,
-    bytes: u64,
+    records: Records,
 }
 
 impl Buffer {
-    pub fn push(&mut self, record: Record) {
-        self.bytes += record.data.len() as u64;
-        self.records.push_back(record);
+    pub fn push(&mut self, seq: u64, arrival_ms: i64, data: Bytes) {
+        self.records.push(seq, arrival_ms, data);
     }
 
     pub fn len(&self) -> usize {
@@ -44,11 +122,11 @@ impl Buffer {
 
     /// Bytes buffered, before compression.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.records.bytes()
     }
 
     pub fn oldest_arrival_ms(&self) -> Option<i64> {
-        self.records.front().map(|r| r.arrival_ms)
+        self.records.oldest_arrival_ms()
     }
 
     /// When the interval runs out for the oldest record.
@@ -58,38 +136,54 @@ impl Buffer {
 
     /// Whether a flush is due: the size reached, or the interval passed since the oldest record.
     pub fn due(&self, now_ms: i64, hints: Hints) -> bool {
-        !self.is_empty() && (self.bytes >= hints.size_bytes || self.deadline_ms(hints).is_some_and(|d| now_ms >= d))
+        !self.is_empty() && (self.bytes() >= hints.size_bytes || self.deadline_ms(hints).is_some_and(|d| now_ms >= d))
     }
 
     /// Takes the records of one object: from the oldest, until they reach `size_bytes`
-    /// (at least one record; records are never split).
-    pub fn take(&mut self, size_bytes: u64) -> Vec<Record> {
-        let mut taken = Vec::new();
-        let mut bytes = 0u64;
-        while let Some(record) = self.records.front() {
-            if !taken.is_empty() && bytes >= size_bytes {
+    /// (at least one record; records are never split). Whole runs are moved; at most one
+    /// is cut in two.
+    pub fn take(&mut self, size_bytes: u64) -> Records {
+        let mut taken = Records::default();
+        let buffered = &mut self.records;
+        while let Some(mut run) = buffered.runs.pop_front() {
+            buffered.bytes -= run.bytes;
+            buffered.len -= run.records.len();
+            if taken.bytes + run.bytes >= size_bytes {
+                // The record that reaches the size is the last one taken.
+                let mut bytes = taken.bytes;
+                let mut n = 0;
+                while bytes < size_bytes || (n == 0 && taken.is_empty()) {
+                    bytes += run.records[n].len() as u64;
+                    n += 1;
+                }
+                if n < run.records.len() {
+                    let rest = run.split_off(n);
+                    buffered.bytes += rest.bytes;
+                    buffered.len += rest.records.len();
+                    buffered.runs.push_front(rest);
+                }
+                taken.push_run(run);
                 break;
             }
-            bytes += record.data.len() as u64;
-            taken.push(self.records.pop_front().expect("front exists"));
+            taken.push_run(run);
         }
-        self.bytes -= bytes;
         taken
     }
 
     /// Puts records taken by [`Buffer::take`] back at the front, when their batch could
     /// not be sealed.
-    pub fn restore(&mut self, records: Vec<Record>) {
-        for record in records.into_iter().rev() {
-            self.bytes += record.data.len() as u64;
-            self.records.push_front(record);
+    pub fn restore(&mut self, taken: Records) {
+        let buffered = &mut self.records;
+        buffered.bytes += taken.bytes;
+        buffered.len += taken.len;
+        for run in taken.runs.into_iter().rev() {
+            buffered.runs.push_front(run);
         }
     }
 
     /// Empties the buffer (DeleteDeliveryStream discards, as AWS does).
     pub fn clear(&mut self) {
-        self.records.clear();
-        self.bytes = 0;
+        self.records = Records::default();
     }
 }
 
@@ -99,8 +193,12 @@ mod tests {
 
     const HINTS: Hints = Hints { size_bytes: 10, interval_ms: 60_000 };
 
-    fn record(seq: u64, arrival_ms: i64, len: usize) -> Record {
-        Record { seq, arrival_ms, data: Bytes::from(vec![b'x'; len]) }
+    fn push(b: &mut Buffer, seq: u64, arrival_ms: i64, len: usize) {
+        b.push(seq, arrival_ms, Bytes::from(vec![b'x'; len]));
+    }
+
+    fn seqs(records: &Records) -> Vec<u64> {
+        records.runs.iter().flat_map(|r| r.first_seq..=r.last_seq()).collect()
     }
 
     #[test]
@@ -111,18 +209,18 @@ mod tests {
     #[test]
     fn size_triggers_at_the_hint() {
         let mut b = Buffer::default();
-        b.push(record(1, 0, 4));
-        b.push(record(2, 0, 5));
+        push(&mut b, 1, 0, 4);
+        push(&mut b, 2, 0, 5);
         assert!(!b.due(1, HINTS));
-        b.push(record(3, 0, 1));
+        push(&mut b, 3, 0, 1);
         assert!(b.due(1, HINTS));
     }
 
     #[test]
     fn interval_counts_from_the_oldest_record() {
         let mut b = Buffer::default();
-        b.push(record(1, 1_000, 1));
-        b.push(record(2, 50_000, 1));
+        push(&mut b, 1, 1_000, 1);
+        push(&mut b, 2, 50_000, 1);
         assert_eq!(b.deadline_ms(HINTS), Some(61_000));
         assert!(!b.due(60_999, HINTS));
         assert!(b.due(61_000, HINTS));
@@ -131,7 +229,7 @@ mod tests {
     #[test]
     fn zero_interval_is_due_at_once() {
         let mut b = Buffer::default();
-        b.push(record(1, 5, 1));
+        push(&mut b, 1, 5, 1);
         assert!(b.due(5, Hints { size_bytes: 10, interval_ms: 0 }));
     }
 
@@ -139,15 +237,45 @@ mod tests {
     fn take_stops_at_the_size_and_keeps_the_rest() {
         let mut b = Buffer::default();
         for seq in 1..=5 {
-            b.push(record(seq, seq as i64, 4));
+            push(&mut b, seq, seq as i64, 4);
         }
         let taken = b.take(10);
-        assert_eq!(taken.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(seqs(&taken), [1, 2, 3]);
         assert_eq!(b.bytes(), 8);
         assert_eq!(b.oldest_arrival_ms(), Some(4));
         let big = b.take(1);
         assert_eq!(big.len(), 1);
         b.restore(big);
         assert_eq!((b.len(), b.bytes(), b.oldest_arrival_ms()), (2, 8, Some(4)));
+    }
+
+    #[test]
+    fn records_of_one_put_form_one_run_and_a_take_cuts_it_at_the_size() {
+        let mut b = Buffer::default();
+        for seq in 1..=6 {
+            push(&mut b, seq, 7, 3);
+        }
+        push(&mut b, 7, 8, 3);
+        assert_eq!(b.records.runs.len(), 2);
+        let taken = b.take(8);
+        assert_eq!((seqs(&taken), taken.bytes(), taken.oldest_arrival_ms()), (vec![1, 2, 3], 9, Some(7)));
+        assert_eq!((seqs(&b.records), b.len(), b.bytes()), (vec![4, 5, 6, 7], 4, 12));
+        b.restore(taken);
+        assert_eq!((seqs(&b.records), b.len(), b.bytes()), (vec![1, 2, 3, 4, 5, 6, 7], 7, 21));
+        // A gap in seqs (a throttled record) starts a new run.
+        push(&mut b, 9, 8, 1);
+        assert_eq!(b.records.runs.len(), 4);
+        let all = b.take(u64::MAX);
+        assert_eq!((all.len(), all.bytes(), all.first_seq(), all.last_seq()), (8, 22, Some(1), Some(9)));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_record_larger_than_the_size_is_taken_alone() {
+        let mut b = Buffer::default();
+        push(&mut b, 1, 0, 50);
+        push(&mut b, 2, 0, 1);
+        assert_eq!(seqs(&b.take(10)), [1]);
+        assert_eq!(seqs(&b.take(0)), [2]);
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::firehose::api::{S3Destination, Tag};
-use crate::firehose::buffer::{Buffer, Hints, Record};
+use crate::firehose::buffer::{Buffer, Hints, Records};
 use crate::firehose::compress::Compression;
 use crate::firehose::naming;
 use crate::store::journal::{Entry, Journal, Seal};
@@ -86,11 +86,12 @@ impl StreamDef {
     }
 }
 
-/// A sealed batch waiting for its object to be written.
+/// A sealed batch waiting for its object to be written. Cloned cheaply (the records are
+/// shared), so the delivery task can work on it without holding the stream's lock.
 #[derive(Debug, Clone)]
 struct Pending {
     seal: Seal,
-    records: Vec<Record>,
+    records: Arc<Records>,
 }
 
 /// An object delivered, for status.
@@ -179,17 +180,20 @@ impl Firehose {
         let mut held = 0;
         let sealed_upto = recovered.seals.iter().map(|s| s.last_seq).max().unwrap_or(0);
         let mut pending = VecDeque::new();
-        let mut records: BTreeMap<u64, Record> = BTreeMap::new();
+        let mut records: BTreeMap<u64, (i64, Bytes)> = BTreeMap::new();
         for (seq, arrival_ms, data) in recovered.records {
             held += data.len() as u64;
-            records.insert(seq, Record { seq, arrival_ms, data });
+            records.insert(seq, (arrival_ms, data));
         }
         for seal in recovered.seals {
-            let batch: Vec<Record> = records.range(seal.first_seq..=seal.last_seq).map(|(_, r)| r.clone()).collect();
-            pending.push_back(Pending { seal, records: batch });
+            let mut batch = Records::default();
+            for (seq, (arrival_ms, data)) in records.range(seal.first_seq..=seal.last_seq) {
+                batch.push(*seq, *arrival_ms, data.clone());
+            }
+            pending.push_back(Pending { seal, records: Arc::new(batch) });
         }
-        for (_, record) in records.range(sealed_upto + 1..) {
-            buffer.push(record.clone());
+        for (seq, (arrival_ms, data)) in records.range(sealed_upto + 1..) {
+            buffer.push(*seq, *arrival_ms, data.clone());
         }
         if held > 0 {
             tracing::info!(stream = %def.name, records = records.len(), sealed = pending.len(), "replayed undelivered records from the journal");
@@ -314,7 +318,7 @@ impl Firehose {
             state.next_seq += entries.len() as u64;
             for entry in entries {
                 if let Entry::Put { seq, arrival_ms, data } = entry {
-                    state.buffer.push(Record { seq, arrival_ms, data });
+                    state.buffer.push(seq, arrival_ms, data);
                 }
             }
             state.held_bytes += added;
@@ -513,7 +517,11 @@ async fn seal(stream: &Arc<Stream>, store: &Arc<Store>, settings: &Settings) -> 
         let mut state = stream.lock();
         let hints = hints_of(&state.def.destination, settings);
         let records = state.buffer.take(hints.size_bytes);
-        let Some(first) = records.first() else { return Ok(()) };
+        let (Some(first_seq), Some(last_seq), Some(oldest_arrival_ms)) =
+            (records.first_seq(), records.last_seq(), records.oldest_arrival_ms())
+        else {
+            return Ok(());
+        };
         let destination = &state.def.destination;
         let compression = destination.compression();
         let uuid = uuid::Uuid::new_v4().to_string();
@@ -521,22 +529,22 @@ async fn seal(stream: &Arc<Stream>, store: &Arc<Store>, settings: &Settings) -> 
         let inputs = naming::KeyInputs {
             stream: &state.def.name,
             version: state.def.version,
-            oldest_arrival_ms: first.arrival_ms,
+            oldest_arrival_ms,
             zone: destination.zone(),
             uuid: &uuid,
             extension: &destination.extension(),
         };
         let key = naming::object_key(&prefix, &inputs, None, naming::random_string);
         let seal = Seal {
-            first_seq: first.seq,
-            last_seq: records.last().map(|r| r.seq).unwrap_or(first.seq),
+            first_seq,
+            last_seq,
             bucket,
             key,
             compression: compression_name(compression).to_owned(),
             zip_entry: uuid::Uuid::new_v4().to_string(),
             append_delimiter: destination.append_delimiter(),
             content_type: "application/octet-stream".to_owned(),
-            oldest_arrival_ms: first.arrival_ms,
+            oldest_arrival_ms,
             records: records.len() as u64,
         };
         (seal, records)
@@ -558,7 +566,7 @@ async fn seal(stream: &Arc<Stream>, store: &Arc<Store>, settings: &Settings) -> 
         state.buffer.restore(records);
         return Err(format!("could not journal the seal of {}: {err}", seal.key));
     }
-    state.pending.push_back(Pending { seal, records });
+    state.pending.push_back(Pending { seal, records: Arc::new(records) });
     Ok(())
 }
 
@@ -574,13 +582,13 @@ fn compression_name(compression: Compression) -> &'static str {
 
 /// The object's bytes: the records concatenated (joined by `\n` with
 /// AppendDelimiterToRecord), then compressed. A pure function of the seal and records.
-fn object_bytes(seal: &Seal, records: &[Record]) -> std::io::Result<Vec<u8>> {
-    let mut payload = Vec::with_capacity(records.iter().map(|r| r.data.len() + 1).sum());
-    for (i, record) in records.iter().enumerate() {
+fn object_bytes(seal: &Seal, records: &Records) -> std::io::Result<Vec<u8>> {
+    let mut payload = Vec::with_capacity(records.bytes() as usize + records.len());
+    for (i, data) in records.iter().enumerate() {
         if seal.append_delimiter && i > 0 {
             payload.push(b'\n');
         }
-        payload.extend_from_slice(&record.data);
+        payload.extend_from_slice(data);
     }
     match Compression::parse(&seal.compression).unwrap_or(Compression::Uncompressed) {
         // The payload is the object: no second copy of a buffer that may be 128 MiB.
@@ -612,10 +620,10 @@ async fn write_object(stream: &Arc<Stream>, store: &Arc<Store>, pending: Pending
     })
     .await
     .map_err(|e| e.to_string())??;
-    let delivered = {
+    let (delivered, done) = {
         let mut state = stream.lock();
         let Some(done) = state.pending.pop_front() else { return Ok(()) };
-        let bytes: u64 = done.records.iter().map(|r| r.data.len() as u64).sum();
+        let bytes = done.records.bytes();
         state.held_bytes = state.held_bytes.saturating_sub(bytes);
         held_total.fetch_sub(bytes.min(held_total.load(Ordering::SeqCst)), Ordering::SeqCst);
         state.delivered_seq = seal.last_seq;
@@ -631,9 +639,15 @@ async fn write_object(stream: &Arc<Stream>, store: &Arc<Store>, pending: Pending
             state.recent.pop_front();
         }
         tracing::info!(stream = %state.def.name, key = %seal.key, records = seal.records, bytes = written, "delivered");
-        state.delivered_seq
+        (state.delivered_seq, done)
     };
     let stream = stream.clone();
-    let _ = tokio::task::spawn_blocking(move || stream.journal.truncate(delivered)).await;
+    // Freeing a batch of a million records takes milliseconds: not under the lock, and
+    // not on an async thread.
+    let _ = tokio::task::spawn_blocking(move || {
+        drop(done);
+        stream.journal.truncate(delivered)
+    })
+    .await;
     Ok(())
 }

@@ -291,11 +291,14 @@ async fn main() {
             let body = Bytes::from(serde_json::json!({"DeliveryStreamName": args.stream, "Records": records}).to_string());
             let per_worker_interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.workers as f64 / args.rate));
             let failed = Arc::new(AtomicUsize::new(0));
-            let (calls, lat, elapsed) = timed(&args, |mut conn, _, stop| {
+            let workers = args.workers as u32;
+            let (calls, lat, elapsed) = timed(&args, |mut conn, worker, stop| {
                 let (body, failed) = (body.clone(), failed.clone());
                 async move {
                     let mut lat = Vec::new();
-                    let mut next = Instant::now();
+                    // At a set rate the workers take turns, evenly spaced: a steady load,
+                    // not bursts of `workers` calls at once.
+                    let mut next = Instant::now() + per_worker_interval.map_or(Duration::ZERO, |i| i * worker as u32 / workers);
                     while !stop.load(Ordering::Relaxed) {
                         if let Some(interval) = per_worker_interval {
                             tokio::time::sleep_until(next.into()).await;
