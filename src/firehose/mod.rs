@@ -466,8 +466,7 @@ async fn put_record(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> Result
     };
     v.finish()?;
     let (stream, encrypted) = stream_for_put(state, ctx, &input.delivery_stream_name.unwrap_or_default())?;
-    let state2 = state.clone();
-    let results = blocking(move || Ok(state2.firehose.put(&stream, vec![data.unwrap_or_default()])?)).await?;
+    let results = state.firehose.put(&stream, vec![data.unwrap_or_default()]).await?;
     match results.first() {
         Some(Ok(_)) => {
             let mut id = String::new();
@@ -506,8 +505,7 @@ async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> 
         return Err(FirehoseError::InvalidArgument("Records size exceeds 4 MB limit".to_owned()));
     }
     let (stream, encrypted) = stream_for_put(state, ctx, &input.delivery_stream_name.unwrap_or_default())?;
-    let state2 = state.clone();
-    let results = blocking(move || Ok(state2.firehose.put(&stream, data)?)).await?;
+    let results = state.firehose.put(&stream, data).await?;
     let failed = results.iter().filter(|r| r.is_err()).count();
     let mut ids = RecordIds::new();
     let mut out = String::with_capacity(64 + results.len() * 240);

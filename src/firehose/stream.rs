@@ -288,8 +288,10 @@ impl Firehose {
         Ok(())
     }
 
-    /// Journals and buffers records; answers for each whether it was accepted. Blocking.
-    pub fn put(&self, stream: &Stream, records: Vec<Bytes>) -> std::io::Result<Vec<Result<u64, PutRefusal>>> {
+    /// Journals and buffers records; answers for each whether it was accepted, once they
+    /// are durable. The journal write is a copy into the page cache, made on the calling
+    /// thread; the wait for the fsync holds no thread.
+    pub async fn put(&self, stream: &Stream, records: Vec<Bytes>) -> std::io::Result<Vec<Result<u64, PutRefusal>>> {
         let now = now_ms();
         let mut results = Vec::with_capacity(records.len());
         let (position, wake) = {
@@ -328,7 +330,7 @@ impl Firehose {
             let full = state.buffer.bytes() >= hints_of(&state.def.destination, &self.settings).size_bytes;
             (position, was_empty || full)
         };
-        stream.journal.sync(position)?;
+        stream.journal.sync(position).await?;
         if wake {
             stream.notify.notify_one();
         }
@@ -549,20 +551,11 @@ async fn seal(stream: &Arc<Stream>, store: &Arc<Store>, settings: &Settings) -> 
         };
         (seal, records)
     };
-    let journaled = {
-        let stream = stream.clone();
-        let entry = Entry::Seal(seal.clone());
-        tokio::task::spawn_blocking(move || stream.journal.append(&[entry])).await
-    };
     // A batch whose seal is not durable is not written: after a crash it would be sealed
     // again under another key. Its records go back to the buffer and sealing is retried.
-    let failure = match journaled {
-        Ok(Ok(())) => None,
-        Ok(Err(err)) => Some(err.to_string()),
-        Err(err) => Some(err.to_string()),
-    };
+    let journaled = stream.journal.append(&[Entry::Seal(seal.clone())]).await;
     let mut state = stream.lock();
-    if let Some(err) = failure {
+    if let Err(err) = journaled {
         state.buffer.restore(records);
         return Err(format!("could not journal the seal of {}: {err}", seal.key));
     }
@@ -599,7 +592,6 @@ fn object_bytes(seal: &Seal, records: &Records) -> std::io::Result<Vec<u8>> {
 
 /// Writes a sealed batch's object, then journals that it is delivered.
 async fn write_object(stream: &Arc<Stream>, store: &Arc<Store>, pending: Pending, held_total: &Arc<AtomicU64>) -> Result<(), String> {
-    let stream_for_write = stream.clone();
     let store = store.clone();
     let seal = pending.seal.clone();
     let written = tokio::task::spawn_blocking(move || -> Result<u64, String> {
@@ -611,15 +603,14 @@ async fn write_object(stream: &Arc<Stream>, store: &Arc<Store>, pending: Pending
             meta.headers.insert("content-encoding".into(), encoding.into());
         }
         match store.put_object_bytes(&pending.seal.bucket, &pending.seal.key, &bytes, meta) {
-            Ok(_) => {}
-            Err(StoreError::NoSuchBucket) => return Err(format!("bucket {} does not exist", pending.seal.bucket)),
-            Err(err) => return Err(format!("writing s3://{}/{} failed: {err}", pending.seal.bucket, pending.seal.key)),
+            Ok(_) => Ok(bytes.len() as u64),
+            Err(StoreError::NoSuchBucket) => Err(format!("bucket {} does not exist", pending.seal.bucket)),
+            Err(err) => Err(format!("writing s3://{}/{} failed: {err}", pending.seal.bucket, pending.seal.key)),
         }
-        stream_for_write.journal.append(&[Entry::Delivered { last_seq: pending.seal.last_seq }]).map_err(|e| e.to_string())?;
-        Ok(bytes.len() as u64)
     })
     .await
     .map_err(|e| e.to_string())??;
+    stream.journal.append(&[Entry::Delivered { last_seq: seal.last_seq }]).await.map_err(|e| e.to_string())?;
     let (delivered, done) = {
         let mut state = stream.lock();
         let Some(done) = state.pending.pop_front() else { return Ok(()) };

@@ -6,7 +6,8 @@
 //! Layout: `.firelake/journal/<stream uid>/<first seq>.seg`, segments of entries
 //! `[len u32][crc32 u32][payload]`. A torn tail (a crash mid-write) fails its length or
 //! CRC check and is cut off at replay. Appends share fsyncs (group commit): each appender
-//! writes under a lock, then waits for one fsync that covers its bytes.
+//! writes under a lock, then waits, without holding a thread, for one fsync that covers
+//! its bytes; one fsync runs at a time, on a blocking thread, for everyone waiting.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::Durability;
 use super::atomic::FolderSyncs;
@@ -138,12 +140,22 @@ struct Writer {
     segments: Vec<Segment>,
 }
 
+/// The group commit's state, watched by everyone waiting for an fsync.
+#[derive(Debug, Default)]
+struct Synced {
+    /// Everything before this position is durable.
+    position: u64,
+    /// An fsync is running (one at a time).
+    running: bool,
+    /// The last fsync that failed: the positions it was to make durable, and why.
+    failed: Option<(u64, u64, io::ErrorKind, String)>,
+}
+
 pub struct Journal {
     dir: PathBuf,
     durability: Durability,
     writer: Mutex<Writer>,
-    /// Position up to which everything is durable; the lock also serialises fsyncs.
-    synced: Mutex<u64>,
+    synced: Arc<watch::Sender<Synced>>,
 }
 
 impl Journal {
@@ -184,14 +196,15 @@ impl Journal {
             dir: dir.to_path_buf(),
             durability,
             writer: Mutex::new(Writer { file: Arc::new(file), bytes: 0, position: 0, segments }),
-            synced: Mutex::new(0),
+            synced: Arc::new(watch::Sender::new(Synced::default())),
         };
         journal.truncate(recovered.delivered)?;
         Ok((journal, recovered))
     }
 
     /// Writes entries without waiting for them to be durable; returns the position to
-    /// pass to [`Journal::sync`]. Entries of one call stay together and in order.
+    /// pass to [`Journal::sync`]. Entries of one call stay together and in order. A write
+    /// to the page cache: brief enough for an async thread.
     pub fn write(&self, entries: &[Entry]) -> io::Result<u64> {
         let mut buf = Vec::new();
         for entry in entries {
@@ -218,29 +231,60 @@ impl Journal {
         Ok(writer.position)
     }
 
-    /// Waits until everything up to `position` is durable, sharing one fsync with every
-    /// appender that wrote before it started.
-    pub fn sync(&self, position: u64) -> io::Result<()> {
+    /// Waits until everything up to `position` is durable. One fsync runs at a time and
+    /// covers every write made before it began; whoever finds none running starts one.
+    pub async fn sync(&self, position: u64) -> io::Result<()> {
         if self.durability == Durability::None {
             return Ok(());
         }
-        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
-        if *synced >= position {
-            return Ok(());
+        let mut watcher = self.synced.subscribe();
+        loop {
+            {
+                let synced = watcher.borrow_and_update();
+                if synced.position >= position {
+                    return Ok(());
+                }
+                if let Some((from, to, kind, why)) = &synced.failed
+                    && (*from..=*to).contains(&position)
+                {
+                    return Err(io::Error::new(*kind, why.clone()));
+                }
+            }
+            let lead = self.synced.send_if_modified(|synced| !std::mem::replace(&mut synced.running, true));
+            if lead {
+                self.start_fsync();
+            }
+            // A change is never missed: `watcher` saw every value up to the check above.
+            if watcher.changed().await.is_err() {
+                return Err(io::Error::other("the journal was closed"));
+            }
         }
+    }
+
+    /// Runs one fsync on a blocking thread. It completes and reports even if the request
+    /// that started it goes away, so waiters are never left without a leader.
+    fn start_fsync(&self) {
         let (file, covered) = {
             let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             (writer.file.clone(), writer.position)
         };
-        file.sync_data()?;
-        *synced = covered;
-        Ok(())
+        let synced = self.synced.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = file.sync_data();
+            synced.send_modify(|synced| {
+                synced.running = false;
+                match result {
+                    Ok(()) => synced.position = synced.position.max(covered),
+                    Err(err) => synced.failed = Some((synced.position + 1, covered, err.kind(), err.to_string())),
+                }
+            });
+        });
     }
 
     /// Writes and waits: the common case.
-    pub fn append(&self, entries: &[Entry]) -> io::Result<()> {
+    pub async fn append(&self, entries: &[Entry]) -> io::Result<()> {
         let position = self.write(entries)?;
-        self.sync(position)
+        self.sync(position).await
     }
 
     fn rotate(&self, writer: &mut Writer, first_seq: u64) -> io::Result<()> {
@@ -344,16 +388,16 @@ mod tests {
         Journal::open(dir, Durability::Fsync, &FolderSyncs::new(Durability::Fsync)).unwrap()
     }
 
-    #[test]
-    fn replays_what_is_not_delivered() {
+    #[tokio::test]
+    async fn replays_what_is_not_delivered() {
         let dir = tempfile::tempdir().unwrap();
         {
             let (journal, recovered) = open(dir.path());
             assert_eq!(recovered.next_seq, 1);
-            journal.append(&[put(1), put(2), put(3)]).unwrap();
-            journal.append(&[seal(1, 2)]).unwrap();
-            journal.append(&[Entry::Delivered { last_seq: 2 }]).unwrap();
-            journal.append(&[put(4), seal(3, 4)]).unwrap();
+            journal.append(&[put(1), put(2), put(3)]).await.unwrap();
+            journal.append(&[seal(1, 2)]).await.unwrap();
+            journal.append(&[Entry::Delivered { last_seq: 2 }]).await.unwrap();
+            journal.append(&[put(4), seal(3, 4)]).await.unwrap();
         }
         let (_, recovered) = open(dir.path());
         assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 4]);
@@ -363,34 +407,34 @@ mod tests {
         assert_eq!(recovered.delivered, 2);
     }
 
-    #[test]
-    fn a_torn_tail_is_cut_off() {
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_off() {
         let dir = tempfile::tempdir().unwrap();
         {
             let (journal, _) = open(dir.path());
-            journal.append(&[put(1), put(2)]).unwrap();
+            journal.append(&[put(1), put(2)]).await.unwrap();
         }
         let segment = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| fs::metadata(p).unwrap().len() > 0).unwrap();
         let len = fs::metadata(&segment).unwrap().len();
         OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 3).unwrap();
         let (journal, recovered) = open(dir.path());
         assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [1]);
-        journal.append(&[put(2)]).unwrap();
+        journal.append(&[put(2)]).await.unwrap();
         drop(journal);
         let (_, recovered) = open(dir.path());
         assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]);
     }
 
-    #[test]
-    fn delivered_segments_are_removed() {
+    #[tokio::test]
+    async fn delivered_segments_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = open(dir.path());
-        journal.append(&[put(1), seal(1, 1)]).unwrap();
+        journal.append(&[put(1), seal(1, 1)]).await.unwrap();
         {
             let mut writer = journal.writer.lock().unwrap();
             journal.rotate(&mut writer, 2).unwrap();
         }
-        journal.append(&[Entry::Delivered { last_seq: 1 }, put(2)]).unwrap();
+        journal.append(&[Entry::Delivered { last_seq: 1 }, put(2)]).await.unwrap();
         journal.truncate(1).unwrap();
         let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(names, ["2.seg"]);
