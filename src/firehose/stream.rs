@@ -2,6 +2,7 @@
 //! stream that seals due buffers in the journal and writes them through the store.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -17,8 +18,9 @@ use crate::firehose::api::{S3Destination, Tag};
 use crate::firehose::buffer::{Buffer, Hints, Records};
 use crate::firehose::compress::Compression;
 use crate::firehose::naming;
+use crate::store::atomic::Staged;
 use crate::store::journal::{Entry, Journal, Seal};
-use crate::store::{ObjectMeta, Store, StoreError, now_ms};
+use crate::store::{Durability, ObjectMeta, Store, StoreError, now_ms};
 
 /// The destination ID AWS gives the one destination of every stream.
 pub const DESTINATION_ID: &str = "destinationId-000000000001";
@@ -573,20 +575,66 @@ fn compression_name(compression: Compression) -> &'static str {
     }
 }
 
-/// The object's bytes: the records concatenated (joined by `\n` with
-/// AppendDelimiterToRecord), then compressed. A pure function of the seal and records.
-fn object_bytes(seal: &Seal, records: &Records) -> std::io::Result<Vec<u8>> {
-    let mut payload = Vec::with_capacity(records.bytes() as usize + records.len());
-    for (i, data) in records.iter().enumerate() {
-        if seal.append_delimiter && i > 0 {
-            payload.push(b'\n');
+/// Bytes of a delivered object written between flushes, with `--durability fsync`. A
+/// journal fsync (a put waiting for its answer) that reaches the disk while an object is
+/// being written queues behind the object's bytes: flushing as the object is written
+/// keeps that queue short (measured beside a writer of 64 MiB files: journal fsync p99
+/// ~6 ms when each file is flushed at its end, ~1.7 ms when flushed every 2 MiB).
+const OBJECT_FLUSH_BYTES: u64 = 2 * 1024 * 1024;
+
+/// A delivered object on its way into a staged file: hashed for its ETag as it is
+/// written, and flushed every [`OBJECT_FLUSH_BYTES`] when durable.
+struct ObjectWriter {
+    staged: Staged,
+    md5: Md5,
+    size: u64,
+    unflushed: u64,
+    durable: bool,
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.staged.file().write(buf)?;
+        self.md5.update(&buf[..n]);
+        self.size += n as u64;
+        self.unflushed += n as u64;
+        if self.durable && self.unflushed >= OBJECT_FLUSH_BYTES {
+            self.staged.file().sync_data()?;
+            self.unflushed = 0;
         }
-        payload.extend_from_slice(data);
+        Ok(n)
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.staged.file().flush()
+    }
+}
+
+/// Writes the object's bytes: the records concatenated (joined by `\n` with
+/// AppendDelimiterToRecord), then compressed. A pure function of the seal and records,
+/// so a replayed seal writes the same bytes.
+fn write_object_bytes(seal: &Seal, records: &Records, out: &mut impl Write) -> std::io::Result<()> {
+    let concatenate = |out: &mut dyn Write| -> std::io::Result<()> {
+        for (i, data) in records.iter().enumerate() {
+            if seal.append_delimiter && i > 0 {
+                out.write_all(b"\n")?;
+            }
+            out.write_all(data)?;
+        }
+        Ok(())
+    };
     match Compression::parse(&seal.compression).unwrap_or(Compression::Uncompressed) {
-        // The payload is the object: no second copy of a buffer that may be 128 MiB.
-        Compression::Uncompressed => Ok(payload),
-        compression => compression.compress(&payload, &seal.zip_entry),
+        // Streamed through a small buffer: no copy of an object that may be 128 MiB.
+        Compression::Uncompressed => {
+            let mut buffered = std::io::BufWriter::with_capacity(1024 * 1024, out);
+            concatenate(&mut buffered)?;
+            buffered.flush()
+        }
+        compression => {
+            let mut payload = Vec::with_capacity(records.bytes() as usize + records.len());
+            concatenate(&mut payload)?;
+            out.write_all(&compression.compress(&payload, &seal.zip_entry)?)
+        }
     }
 }
 
@@ -595,18 +643,24 @@ async fn write_object(stream: &Arc<Stream>, store: &Arc<Store>, pending: Pending
     let store = store.clone();
     let seal = pending.seal.clone();
     let written = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-        let bytes = object_bytes(&pending.seal, &pending.records).map_err(|e| e.to_string())?;
-        let compression = Compression::parse(&pending.seal.compression).unwrap_or(Compression::Uncompressed);
-        let mut meta = ObjectMeta { etag: hex::encode(Md5::digest(&bytes)), last_modified_ms: now_ms(), ..ObjectMeta::default() };
-        meta.headers.insert("content-type".into(), pending.seal.content_type.clone());
+        let Pending { seal, records } = pending;
+        let failed = |err: StoreError| match err {
+            StoreError::NoSuchBucket => format!("bucket {} does not exist", seal.bucket),
+            err => format!("writing s3://{}/{} failed: {err}", seal.bucket, seal.key),
+        };
+        let staged = store.stage().map_err(|err| failed(err.into()))?;
+        let durable = store.durability() == Durability::Fsync;
+        let mut writer = ObjectWriter { staged, md5: Md5::new(), size: 0, unflushed: 0, durable };
+        write_object_bytes(&seal, &records, &mut writer).map_err(|err| failed(err.into()))?;
+        let ObjectWriter { staged, md5, size, .. } = writer;
+        let compression = Compression::parse(&seal.compression).unwrap_or(Compression::Uncompressed);
+        let mut meta = ObjectMeta { etag: hex::encode(md5.finalize()), last_modified_ms: now_ms(), ..ObjectMeta::default() };
+        meta.headers.insert("content-type".into(), seal.content_type.clone());
         if let Some(encoding) = compression.content_encoding() {
             meta.headers.insert("content-encoding".into(), encoding.into());
         }
-        match store.put_object_bytes(&pending.seal.bucket, &pending.seal.key, &bytes, meta) {
-            Ok(_) => Ok(bytes.len() as u64),
-            Err(StoreError::NoSuchBucket) => Err(format!("bucket {} does not exist", pending.seal.bucket)),
-            Err(err) => Err(format!("writing s3://{}/{} failed: {err}", pending.seal.bucket, pending.seal.key)),
-        }
+        store.commit_object(&seal.bucket, &seal.key, staged, meta).map_err(failed)?;
+        Ok(size)
     })
     .await
     .map_err(|e| e.to_string())??;

@@ -723,13 +723,6 @@ impl Store {
         Ok(Some(meta))
     }
 
-    /// Writes `bytes` as the object `key`, through the same commit as PutObject.
-    pub fn put_object_bytes(&self, bucket: &str, key: &str, bytes: &[u8], meta: ObjectMeta) -> Result<ObjectMeta> {
-        let mut staged = self.stage()?;
-        std::io::Write::write_all(staged.file(), bytes)?;
-        self.commit_object(bucket, key, staged, meta)
-    }
-
     /// Deletes every bucket with its objects, metadata and uploads (POST /_firelake/reset).
     pub fn reset(&self) -> io::Result<()> {
         for bucket in self.list_buckets()? {
@@ -881,7 +874,9 @@ mod tests {
 
     fn put(store: &Store, key: &str, bytes: &[u8], meta: ObjectMeta) -> ObjectMeta {
         let meta = ObjectMeta { etag: md5_hex(bytes), ..meta };
-        store.put_object_bytes("bkt", key, bytes, meta).unwrap()
+        let mut staged = store.stage().unwrap();
+        std::io::Write::write_all(staged.file(), bytes).unwrap();
+        store.commit_object("bkt", key, staged, meta).unwrap()
     }
 
     fn read(store: &Store, key: &str) -> (Vec<u8>, ObjectMeta) {
