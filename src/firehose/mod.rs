@@ -392,9 +392,10 @@ pub(crate) fn decode_records(records: &[RecordInput<'_>]) -> Result<Vec<Option<B
         match &record.data {
             None => spans.push(None),
             Some(data) => {
-                let n = BASE64
-                    .decode_slice(data.as_bytes(), &mut buffer[at..])
-                    .map_err(|_| FirehoseError::Serialization("Base64 encoded data is invalid".to_owned()))?;
+                let n = base64_simd::STANDARD
+                    .decode(data.as_bytes(), base64_simd::Out::from_slice(&mut buffer[at..]))
+                    .map_err(|_| FirehoseError::Serialization("Base64 encoded data is invalid".to_owned()))?
+                    .len();
                 spans.push(Some((at, n)));
                 at += n;
             }
@@ -733,6 +734,20 @@ async fn encryption(state: &Arc<State>, ctx: &RequestCtx, input: EncryptionInput
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        /// Record data is decoded (by base64-simd) exactly as strictly as the base64
+        /// crate's standard engine decodes: same bytes, same refusals.
+        #[test]
+        fn record_data_decodes_like_the_base64_crate(data in "[A-Za-z0-9+/=_ -]{0,40}") {
+            let decoded = decode_records(&[RecordInput { data: Some(data.as_str().into()) }]);
+            let expected = BASE64.decode(&data).ok();
+            prop_assert_eq!(decoded.ok().map(|mut r| r.pop().flatten().unwrap_or_default().to_vec()), expected);
+        }
+    }
 
     #[test]
     fn record_ids_are_224_base64_characters_unique_per_record_and_batch() {
