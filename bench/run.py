@@ -154,9 +154,14 @@ def delivered_bytes(s3):
     return total
 
 
+FIREHOSE_KINDS = ("firelake-fsync", "firelake-none", "moto")
+
+
 def firehose_round(kind, seconds):
+    """The Firehose scenarios against moto, or firelake with the --durability in `kind`."""
     out = {}
-    server = Server(kind)
+    extra = ("--durability", kind.split("-")[1]) if kind.startswith("firelake") else ()
+    server = Server(kind.split("-")[0], *extra)
     try:
         setup_stream(server.endpoint, "small")
         peak = loadgen(server.endpoint, "put-record-batch", "--stream", "small", "--batch", "500", "--record-bytes", "100",
@@ -165,11 +170,12 @@ def firehose_round(kind, seconds):
         out["batch-100b-p99-ms-at-peak"] = peak["p99_ms"]
         half = loadgen(server.endpoint, "put-record-batch", "--stream", "small", "--batch", "500", "--record-bytes", "100",
                        "--seconds", str(seconds), "--workers", "8", "--rate", str(peak["calls_per_s"] / 2))
+        out["batch-100b-p50-ms-at-half"] = half["p50_ms"]
         out["batch-100b-p99-ms-at-half"] = half["p99_ms"]
     finally:
         server.stop()
-    if kind == "firelake":
-        server = Server(kind)
+    if kind.startswith("firelake"):
+        server = Server("firelake", *extra)
         try:
             s3 = setup_stream(server.endpoint, "big", size_mb=128, interval=900)
             t = time.perf_counter()
@@ -182,17 +188,6 @@ def firehose_round(kind, seconds):
         finally:
             server.stop()
     return out
-
-
-def ingest_round(durability, seconds):
-    """PutRecordBatch 500 x 100 B records/s into a delivering stream, with --durability."""
-    server = Server("firelake", "--durability", durability)
-    try:
-        setup_stream(server.endpoint, "ingest")
-        return loadgen(server.endpoint, "put-record-batch", "--stream", "ingest", "--batch", "500", "--record-bytes", "100",
-                       "--seconds", str(seconds), "--workers", "8")["records_per_s"]
-    finally:
-        server.stop()
 
 
 JOURNAL_CAP_MB = 1024
@@ -278,31 +273,28 @@ def main():
         print(f"| idle RSS after start (median of 3) | {rss:.1f} MB |")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "firehose"):
-        results = interleaved(("firelake", "moto"), firehose_round, args.rounds, args.seconds)
+        results = interleaved(FIREHOSE_KINDS, firehose_round, args.rounds, args.seconds)
         med = {kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for kind, runs in results.items()}
-        print("\n| Firehose scenario | firelake (fsync) | moto_server | firelake / moto |")
-        print("|---|---|---|---|")
-        f, m = med["firelake"], med["moto"]
-        print(f"| PutRecordBatch 500 x 100 B, 8 workers (records/s) | {f['batch-100b-records-per-s']:.0f} | {m['batch-100b-records-per-s']:.0f} | {f['batch-100b-records-per-s'] / m['batch-100b-records-per-s']:.1f}x |")
-        print(f"| PutRecordBatch p99 at peak (ms) | {f['batch-100b-p99-ms-at-peak']:.2f} | {m['batch-100b-p99-ms-at-peak']:.2f} | |")
-        print(f"| PutRecordBatch p99 at half of peak (ms) | {f['batch-100b-p99-ms-at-half']:.2f} | {m['batch-100b-p99-ms-at-half']:.2f} | |")
-        print(f"| 1 KiB records: accepted payload (MB/s) | {f['batch-1kib-accepted-mb-per-s']:.1f} | | |")
-        print(f"| 1 KiB records: delivered payload, puts then flush (MB/s) | {f['batch-1kib-delivered-mb-per-s']:.1f} | | |")
+        f, n, m = med["firelake-fsync"], med["firelake-none"], med["moto"]
+        print("\n| Firehose scenario | firelake, fsync | firelake, none | moto_server | fsync / moto | none / moto |")
+        print("|---|---|---|---|---|---|")
+        rate = "batch-100b-records-per-s"
+        print(f"| PutRecordBatch 500 x 100 B, 8 workers (records/s) | {f[rate]:.0f} | {n[rate]:.0f} | {m[rate]:.0f} "
+              f"| {f[rate] / m[rate]:.1f}x | {n[rate] / m[rate]:.1f}x |")
+        for key, label in (("batch-100b-p99-ms-at-peak", "p99 at peak"), ("batch-100b-p50-ms-at-half", "p50 at half of peak"),
+                           ("batch-100b-p99-ms-at-half", "p99 at half of peak")):
+            print(f"| PutRecordBatch {label} (ms) | {f[key]:.2f} | {n[key]:.2f} | {m[key]:.2f} | | |")
+        for key, label in (("batch-1kib-accepted-mb-per-s", "accepted payload"),
+                           ("batch-1kib-delivered-mb-per-s", "delivered payload, puts then flush")):
+            print(f"| 1 KiB records: {label} (MB/s) | {f[key]:.1f} | {n[key]:.1f} | | | |")
+        print(f"\nnone / fsync, PutRecordBatch records/s: {n[rate] / f[rate]:.2f}x")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "durability"):
-        runs = interleaved(("fsync", "none"), ingest_round, args.rounds, args.seconds)
-        fsync, none = statistics.median(runs["fsync"]), statistics.median(runs["none"])
-        print("\n| ingest, PutRecordBatch 500 x 100 B, 8 workers | records/s |")
-        print("|---|---|")
-        print(f"| --durability fsync | {fsync:.0f} |")
-        print(f"| --durability none | {none:.0f} |")
-        print(f"| none / fsync | {none / fsync:.2f}x |")
         journal, held, ms = replay_startup()
         print(f"\n| start-up with a journal to replay | value |\n|---|---|")
         print(f"| journal size | {journal / 1e9:.2f} GB |")
         print(f"| record bytes held again after replay | {held / 1e9:.2f} GB |")
         print(f"| exec to ready (median of 3) | {ms:.0f} ms |")
-        print("\nraw rounds:", json.dumps(runs))
     shutil.rmtree(DATA, ignore_errors=True)
 
 
