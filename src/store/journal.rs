@@ -138,6 +138,9 @@ struct Writer {
     /// Bytes appended since the journal opened: the group commit's positions.
     position: u64,
     segments: Vec<Segment>,
+    /// Segments closed since the last fsync began: the next one syncs them and the
+    /// folder (for the new segment's name) before it counts their positions durable.
+    closed: Vec<Arc<File>>,
 }
 
 /// The group commit's state, watched by everyone waiting for an fsync.
@@ -154,7 +157,7 @@ struct Synced {
 pub struct Journal {
     dir: PathBuf,
     durability: Durability,
-    writer: Mutex<Writer>,
+    writer: Arc<Mutex<Writer>>,
     synced: Arc<watch::Sender<Synced>>,
 }
 
@@ -195,7 +198,7 @@ impl Journal {
         let journal = Journal {
             dir: dir.to_path_buf(),
             durability,
-            writer: Mutex::new(Writer { file: Arc::new(file), bytes: 0, position: 0, segments }),
+            writer: Arc::new(Mutex::new(Writer { file: Arc::new(file), bytes: 0, position: 0, segments, closed: Vec::new() })),
             synced: Arc::new(watch::Sender::new(Synced::default())),
         };
         journal.truncate(recovered.delivered)?;
@@ -264,13 +267,26 @@ impl Journal {
     /// Runs one fsync on a blocking thread. It completes and reports even if the request
     /// that started it goes away, so waiters are never left without a leader.
     fn start_fsync(&self) {
-        let (file, covered) = {
-            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-            (writer.file.clone(), writer.position)
+        let (file, closed, covered) = {
+            let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            (writer.file.clone(), std::mem::take(&mut writer.closed), writer.position)
         };
-        let synced = self.synced.clone();
+        let (dir, writer, synced) = (self.dir.clone(), self.writer.clone(), self.synced.clone());
         tokio::task::spawn_blocking(move || {
-            let result = file.sync_data();
+            let result = (|| {
+                if !closed.is_empty() {
+                    for segment in &closed {
+                        segment.sync_data()?;
+                    }
+                    File::open(&dir)?.sync_all()?;
+                }
+                file.sync_data()
+            })();
+            if result.is_err() {
+                // Not durable: the next fsync tries these segments again.
+                let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+                writer.closed.splice(0..0, closed);
+            }
             synced.send_modify(|synced| {
                 synced.running = false;
                 match result {
@@ -287,17 +303,15 @@ impl Journal {
         self.sync(position).await
     }
 
+    /// Starts a new segment. Called on a request's thread, so it makes nothing durable
+    /// itself: the next fsync syncs the closed segment and the folder.
     fn rotate(&self, writer: &mut Writer, first_seq: u64) -> io::Result<()> {
-        // The closed segment is made durable first, so positions stay meaningful.
-        if self.durability == Durability::Fsync {
-            writer.file.sync_data()?;
-        }
         let path = self.dir.join(format!("{first_seq}.seg"));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let closed = std::mem::replace(&mut writer.file, Arc::new(file));
         if self.durability == Durability::Fsync {
-            File::open(&self.dir)?.sync_all()?;
+            writer.closed.push(closed);
         }
-        writer.file = Arc::new(file);
         writer.bytes = 0;
         writer.segments.push(Segment { first_seq, path, max_seq: first_seq });
         Ok(())
