@@ -51,7 +51,7 @@ class Server:
         self.kind = kind
         port = free_port()
         self.endpoint = f"http://127.0.0.1:{port}"
-        data = DATA / f"{kind}-{port}"
+        data = self.data = DATA / f"{kind}-{port}"
         if kind == "firelake":
             cmd = [str(FIRELAKE), "--port", str(port), "--data-dir", str(data), "--log", "warn", *extra]
             health = f"{self.endpoint}/_firelake/health"
@@ -67,6 +67,9 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        # A Firehose round leaves gigabytes of objects: not kept for the rounds after it.
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
 def loadgen(endpoint, scenario, *args):
