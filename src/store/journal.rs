@@ -264,8 +264,9 @@ impl Journal {
         }
     }
 
-    /// Runs one fsync on a blocking thread. It completes and reports even if the request
-    /// that started it goes away, so waiters are never left without a leader.
+    /// Runs one group fsync on a blocking thread: first the segments closed since the
+    /// last one and the folder, then the open segment. It completes and reports even if
+    /// the request that started it goes away, so waiters are never left without a leader.
     fn start_fsync(&self) {
         let (file, closed, covered) = {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
