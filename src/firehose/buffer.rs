@@ -64,6 +64,19 @@ impl Records {
         self.runs.push_back(run);
     }
 
+    fn push_front_run(&mut self, run: Run) {
+        self.bytes += run.bytes;
+        self.len += run.records.len();
+        self.runs.push_front(run);
+    }
+
+    fn pop_front_run(&mut self) -> Option<Run> {
+        let run = self.runs.pop_front()?;
+        self.bytes -= run.bytes;
+        self.len -= run.records.len();
+        Some(run)
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -144,10 +157,7 @@ impl Buffer {
     /// is cut in two.
     pub fn take(&mut self, size_bytes: u64) -> Records {
         let mut taken = Records::default();
-        let buffered = &mut self.records;
-        while let Some(mut run) = buffered.runs.pop_front() {
-            buffered.bytes -= run.bytes;
-            buffered.len -= run.records.len();
+        while let Some(mut run) = self.records.pop_front_run() {
             if taken.bytes + run.bytes >= size_bytes {
                 // The record that reaches the size is the last one taken.
                 let mut bytes = taken.bytes;
@@ -157,10 +167,7 @@ impl Buffer {
                     n += 1;
                 }
                 if n < run.records.len() {
-                    let rest = run.split_off(n);
-                    buffered.bytes += rest.bytes;
-                    buffered.len += rest.records.len();
-                    buffered.runs.push_front(rest);
+                    self.records.push_front_run(run.split_off(n));
                 }
                 taken.push_run(run);
                 break;
@@ -173,11 +180,8 @@ impl Buffer {
     /// Puts records taken by [`Buffer::take`] back at the front, when their batch could
     /// not be sealed.
     pub fn restore(&mut self, taken: Records) {
-        let buffered = &mut self.records;
-        buffered.bytes += taken.bytes;
-        buffered.len += taken.len;
         for run in taken.runs.into_iter().rev() {
-            buffered.runs.push_front(run);
+            self.records.push_front_run(run);
         }
     }
 
