@@ -1,6 +1,7 @@
 //! A load generator for S3 and Firehose endpoints, so that the client is never the
-//! bottleneck of firelake's benchmarks. Requests are unsigned (firelake and moto_server
-//! accept that), sent over kept-alive HTTP/1.1 connections, one per worker.
+//! bottleneck of firelake's benchmarks. Requests carry a placeholder signature (firelake
+//! and moto_server do not check it by default), sent over kept-alive HTTP/1.1
+//! connections, one per worker.
 //!
 //! Each scenario prints one JSON line with its figures.
 
@@ -335,11 +336,9 @@ async fn get_text(conn: &mut Conn, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Headers of a signed request (the signature is a placeholder: neither firelake nor
-/// moto_server checks it by default, but moto treats a request without one as anonymous).
-/// Headers shaped like an SDK's signed request for `service` (the signature is not real:
-/// neither server checks it). moto picks the service from the credential scope, so it
-/// must name the right one.
+/// Headers shaped like an SDK's signed request for `service`. The signature is a
+/// placeholder: neither firelake (by default) nor moto_server checks it, but moto treats a
+/// request without one as anonymous and picks the service from the credential scope.
 fn signed_headers(builder: hyper::http::request::Builder, host: &str, service: &str) -> hyper::http::request::Builder {
     builder.header("host", host).header("x-amz-date", "20260101T000000Z").header("x-amz-content-sha256", "UNSIGNED-PAYLOAD").header(
         "authorization",
