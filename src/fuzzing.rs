@@ -153,8 +153,15 @@ pub fn range_and_conditions(header: &str, size: u64) {
 pub fn prefix(text: &str) {
     let _ = crate::firehose::api::check_prefixes(Some(text), Some(text));
     if let Ok(parts) = crate::firehose::naming::parse_prefix(text) {
-        let inputs =
-            crate::firehose::naming::KeyInputs { stream: "s", version: 1, oldest_arrival_ms: 0, zone: None, uuid: "u", extension: "" };
+        let inputs = crate::firehose::naming::KeyInputs {
+            stream: "s",
+            version: 1,
+            oldest_arrival_ms: 0,
+            zone: None,
+            uuid: "u",
+            extension: "",
+            partition: (&[], &[]),
+        };
         let _ = crate::firehose::naming::object_key(&parts, &inputs, None, || "r".to_owned());
     }
 }

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::{Config, DEFAULT_HOST, HEADER_BYTES_MAX, SHUTDOWN_DRAIN_MS};
-use crate::firehose::stream::Firehose;
+use crate::firehose::registry::Firehose;
 use crate::http::{Body, RequestCtx};
 use crate::store::Store;
 use crate::{admin, firehose, s3};

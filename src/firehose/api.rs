@@ -5,9 +5,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::firehose::buffer::Hints;
 use crate::firehose::compress::Compression;
 use crate::firehose::error::{FirehoseError, Result};
 use crate::firehose::naming;
+use crate::firehose::pipeline::SUPPORTED_PROCESSORS;
 
 /// Model constraint violations, collected then reported together.
 #[derive(Debug, Default)]
@@ -219,8 +221,24 @@ pub struct S3Destination {
 pub const DEFAULT_SIZE_MB: i64 = 5;
 pub const DEFAULT_INTERVAL_S: i64 = 300;
 
-/// Processor types firelake applies; the others are refused (or ignored with --lenient).
-const SUPPORTED_PROCESSORS: [&str; 1] = ["AppendDelimiterToRecord"];
+/// Default SizeInMBs of a dynamically partitioned stream (whose minimum is 64).
+pub const DEFAULT_PARTITIONED_SIZE_MB: i64 = 128;
+const PARTITIONED_SIZE_MB_MIN: i64 = 64;
+/// The backup's buffering never flushes sooner than this.
+const BACKUP_INTERVAL_S_MIN: i64 = 60;
+const PROCESSOR_PARAMETERS: [&str; 11] = [
+    "LambdaArn",
+    "NumberOfRetries",
+    "MetadataExtractionQuery",
+    "JsonParsingEngine",
+    "RoleArn",
+    "BufferSizeInMBs",
+    "BufferIntervalInSeconds",
+    "SubRecordType",
+    "Delimiter",
+    "CompressionFormat",
+    "DataMessageExtraction",
+];
 const PROCESSOR_TYPES: [&str; 6] =
     ["RecordDeAggregation", "Decompression", "CloudWatchLogProcessing", "Lambda", "MetadataExtraction", "AppendDelimiterToRecord"];
 
@@ -253,6 +271,15 @@ impl S3Destination {
                 let path = p(&format!("processingConfiguration.processors.{}.member.type", i + 1));
                 v.required(&path, &processor.kind);
                 v.one_of(&path, processor.kind.as_deref(), &PROCESSOR_TYPES);
+                for (j, parameter) in processor.parameters.iter().flatten().enumerate() {
+                    let path = p(&format!("processingConfiguration.processors.{}.member.parameters.{}.member", i + 1, j + 1));
+                    let name = parameter.get("ParameterName").and_then(Value::as_str);
+                    let value = parameter.get("ParameterValue").and_then(Value::as_str);
+                    v.required(&format!("{path}.parameterName"), &name);
+                    v.one_of(&format!("{path}.parameterName"), name, &PROCESSOR_PARAMETERS);
+                    v.required(&format!("{path}.parameterValue"), &value);
+                    v.length(&format!("{path}.parameterValue"), value, 1, 5120);
+                }
             }
         }
     }
@@ -289,7 +316,33 @@ impl S3Destination {
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.buffering_hints.as_ref().and_then(|h| h.size_in_mbs).unwrap_or(DEFAULT_SIZE_MB) as u64 * 1024 * 1024
+        let default = if self.dynamic_partitioning() { DEFAULT_PARTITIONED_SIZE_MB } else { DEFAULT_SIZE_MB };
+        self.buffering_hints.as_ref().and_then(|h| h.size_in_mbs).unwrap_or(default) as u64 * 1024 * 1024
+    }
+
+    pub fn hints(&self) -> Hints {
+        Hints { size_bytes: self.size_bytes(), interval_ms: self.interval_s() * 1000 }
+    }
+
+    /// Whether DynamicPartitioningConfiguration is enabled.
+    pub fn dynamic_partitioning(&self) -> bool {
+        self.dynamic_partitioning_configuration.as_ref().and_then(|c| c.get("Enabled")).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// Whether the original records are also delivered to the S3 backup.
+    pub fn backup_enabled(&self) -> bool {
+        self.s3_backup_mode.as_deref() == Some("Enabled") && self.backup().is_some()
+    }
+
+    /// The S3BackupConfiguration (an S3 destination of its own).
+    pub fn backup(&self) -> Option<S3Destination> {
+        self.s3_backup_configuration.clone().and_then(|v| serde_json::from_value(v).ok())
+    }
+
+    /// Whether processing is enabled with a processor of this type.
+    pub fn has_processor(&self, kind: &str) -> bool {
+        let Some(processing) = &self.processing_configuration else { return false };
+        processing.enabled.unwrap_or(true) && processing.processors.iter().flatten().any(|p| p.kind.as_deref() == Some(kind))
     }
 
     pub fn interval_s(&self) -> i64 {
@@ -309,9 +362,7 @@ impl S3Destination {
     }
 
     pub fn append_delimiter(&self) -> bool {
-        let Some(processing) = &self.processing_configuration else { return false };
-        processing.enabled.unwrap_or(true)
-            && processing.processors.iter().flatten().any(|p| p.kind.as_deref() == Some("AppendDelimiterToRecord"))
+        self.has_processor("AppendDelimiterToRecord")
     }
 
     pub fn bucket(&self) -> &str {
@@ -342,8 +393,16 @@ impl S3Destination {
             && processing.enabled.unwrap_or(true)
         {
             let processors = processing.processors.as_deref().unwrap_or_default();
+            if processors.is_empty() && processing.enabled == Some(true) {
+                return Err(FirehoseError::InvalidArgument(
+                    "ProcessingConfiguration must have at least one processor when enabled".to_owned(),
+                ));
+            }
             if processors.len() > 5 {
                 return Err(FirehoseError::InvalidArgument("ProcessingConfiguration.Processors can have at most 5 processors".to_owned()));
+            }
+            if processors.iter().filter(|p| p.kind.as_deref() == Some("Lambda")).count() > 1 {
+                return Err(FirehoseError::InvalidArgument("ProcessingConfiguration can have at most one Lambda processor".to_owned()));
             }
             for processor in processors {
                 let kind = processor.kind.as_deref().unwrap_or_default();
@@ -352,23 +411,103 @@ impl S3Destination {
                 }
             }
         }
+        let dynamic = self.dynamic_partitioning();
+        let parts = naming::parse_prefix(self.prefix.as_deref().unwrap_or_default()).unwrap_or_default();
+        let keys: Vec<(bool, &str)> = parts
+            .iter()
+            .filter_map(
+                |p| if let naming::Part::PartitionKey { from_lambda, name } = p { Some((*from_lambda, name.as_str())) } else { None },
+            )
+            .collect();
+        if !keys.is_empty() && !dynamic {
+            return Err(FirehoseError::InvalidArgument(
+                "Partition key expressions (partitionKeyFromQuery, partitionKeyFromLambda) in Prefix need DynamicPartitioningConfiguration enabled".to_owned(),
+            ));
+        }
+        if dynamic {
+            if self.error_output_prefix.as_deref().is_none_or(str::is_empty) {
+                return Err(FirehoseError::InvalidArgument(
+                    "ErrorOutputPrefix is required when dynamic partitioning is enabled".to_owned(),
+                ));
+            }
+            if self.buffering_hints.as_ref().and_then(|h| h.size_in_mbs).is_some_and(|mb| mb < PARTITIONED_SIZE_MB_MIN) {
+                return Err(FirehoseError::InvalidArgument(format!(
+                    "BufferingHints.SizeInMBs must be at least {PARTITIONED_SIZE_MB_MIN} when dynamic partitioning is enabled"
+                )));
+            }
+            if self.buffering_hints.as_ref().and_then(|h| h.interval_in_seconds) == Some(0) {
+                return Err(FirehoseError::InvalidArgument(
+                    "BufferingHints.IntervalInSeconds cannot be 0 when dynamic partitioning is enabled".to_owned(),
+                ));
+            }
+            if keys.is_empty() {
+                return Err(FirehoseError::InvalidArgument(
+                    "Prefix must contain a partitionKeyFromQuery or partitionKeyFromLambda expression when dynamic partitioning is enabled"
+                        .to_owned(),
+                ));
+            }
+            if keys.iter().any(|(from_lambda, _)| !from_lambda) && !self.has_processor("MetadataExtraction") {
+                return Err(FirehoseError::InvalidArgument(
+                    "Prefix uses partitionKeyFromQuery, which needs a MetadataExtraction processor".to_owned(),
+                ));
+            }
+            if keys.iter().any(|(from_lambda, _)| *from_lambda) {
+                if !self.has_processor("Lambda") {
+                    return Err(FirehoseError::InvalidArgument(
+                        "Prefix uses partitionKeyFromLambda, which needs a Lambda processor".to_owned(),
+                    ));
+                }
+                unsupported.push(format!("{path}.Prefix[partitionKeyFromLambda]"));
+            }
+        } else if self.has_processor("MetadataExtraction") {
+            return Err(FirehoseError::InvalidArgument(
+                "MetadataExtraction processor is supported only when dynamic partitioning is enabled".to_owned(),
+            ));
+        }
+        if let Err(why) = crate::firehose::pipeline::Pipeline::compile(self) {
+            return Err(FirehoseError::InvalidArgument(why));
+        }
         if self.s3_backup_mode.as_deref() == Some("Enabled") {
-            unsupported.push(format!("{path}.S3BackupMode=Enabled"));
+            let Some(backup) = self.backup() else {
+                return Err(FirehoseError::InvalidArgument("S3BackupConfiguration is required when S3BackupMode is Enabled".to_owned()));
+            };
+            if backup.bucket().is_empty() {
+                return Err(FirehoseError::InvalidArgument("S3BackupConfiguration.BucketARN is required".to_owned()));
+            }
+            if let Some(hints) = &backup.buffering_hints
+                && hints.interval_in_seconds.is_some_and(|s| s < BACKUP_INTERVAL_S_MIN)
+            {
+                return Err(FirehoseError::InvalidArgument(format!(
+                    "S3BackupConfiguration.BufferingHints.IntervalInSeconds must be at least {BACKUP_INTERVAL_S_MIN}"
+                )));
+            }
+            check_prefixes(backup.prefix.as_deref(), backup.error_output_prefix.as_deref())?;
         }
         if let Some(config) = &self.data_format_conversion_configuration
             && config.get("Enabled").and_then(Value::as_bool).unwrap_or(true)
         {
             unsupported.push(format!("{path}.DataFormatConversionConfiguration"));
         }
-        if let Some(config) = &self.dynamic_partitioning_configuration
-            && config.get("Enabled").and_then(Value::as_bool).unwrap_or(false)
-        {
-            unsupported.push(format!("{path}.DynamicPartitioningConfiguration"));
-        }
         if !lenient && let Some(first) = unsupported.first() {
             return Err(not_emulated(first));
         }
         Ok(unsupported)
+    }
+
+    /// What UpdateDestination may not change: dynamic partitioning is set at create for
+    /// good, and a backup once enabled cannot be disabled.
+    pub fn check_update(before: &S3Destination, after: &S3Destination) -> Result<()> {
+        if before.dynamic_partitioning() != after.dynamic_partitioning() {
+            return Err(FirehoseError::InvalidArgument(if before.dynamic_partitioning() {
+                "Dynamic partitioning cannot be disabled once it is enabled.".to_owned()
+            } else {
+                "Dynamic partitioning can be enabled only when the delivery stream is created.".to_owned()
+            }));
+        }
+        if before.s3_backup_mode.as_deref() == Some("Enabled") && after.s3_backup_mode.as_deref() != Some("Enabled") {
+            return Err(FirehoseError::InvalidArgument("S3BackupMode cannot be disabled once it is enabled.".to_owned()));
+        }
+        Ok(())
     }
 
     /// The `ExtendedS3DestinationDescription` AWS returns, defaults filled in.
@@ -379,7 +518,9 @@ impl S3Destination {
             map.insert("ProcessingConfiguration".into(), serde_json::to_value(p).expect("serialisable"));
         }
         map.insert("S3BackupMode".into(), Value::String(self.s3_backup_mode.clone().unwrap_or_else(|| "Disabled".into())));
-        if let Some(backup) = &self.s3_backup_configuration {
+        if let Some(backup) = self.backup() {
+            map.insert("S3BackupDescription".into(), backup.describe_basic());
+        } else if let Some(backup) = &self.s3_backup_configuration {
             map.insert("S3BackupDescription".into(), backup.clone());
         }
         map.insert(

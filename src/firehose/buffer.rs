@@ -1,36 +1,44 @@
-//! A delivery stream's buffer: records in arrival order, flushed by size or by the age
-//! of the oldest record. Pure: no IO, no clock; `now` is passed in.
+//! A buffer of one partition of a delivery stream: records in arrival order, flushed by
+//! size or by the age of the oldest record. Pure: no IO, no clock; `now` is passed in.
 //!
-//! Records are kept in runs (the records of one put: consecutive seqs, one arrival
+//! Records are kept in runs (the records of one put that go to this buffer, one arrival
 //! time), so that sealing an object of a million small records moves a few thousand runs
-//! under the stream's lock, not a million records.
+//! under the stream's lock, not a million records. Each record carries the seq of the put
+//! record it came from: several records (de-aggregated sub-records) may share one seq, and
+//! a take never separates them, so that an object holds all of a seq's records for its
+//! partition, which is what lets recovery rebuild it from the seqs its seal names.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-/// Records with consecutive seqs that arrived at the same time.
+/// Records that arrived at the same time, in seq order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
-    /// Seq of the first record: its position in the stream's journal.
-    pub first_seq: u64,
     /// When Firehose accepted them, in milliseconds since the epoch.
     pub arrival_ms: i64,
+    /// The seq of each record: its put record's position in the stream's journal.
+    seqs: Vec<u64>,
     pub records: Vec<Bytes>,
     bytes: u64,
 }
 
 impl Run {
-    pub fn last_seq(&self) -> u64 {
-        self.first_seq + self.records.len() as u64 - 1
+    fn first_seq(&self) -> u64 {
+        self.seqs[0]
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.seqs[self.seqs.len() - 1]
     }
 
     /// Splits off the records after the first `n`.
     fn split_off(&mut self, n: usize) -> Run {
         let rest = self.records.split_off(n);
+        let rest_seqs = self.seqs.split_off(n);
         let rest_bytes: u64 = rest.iter().map(|r| r.len() as u64).sum();
         self.bytes -= rest_bytes;
-        Run { first_seq: self.first_seq + n as u64, arrival_ms: self.arrival_ms, records: rest, bytes: rest_bytes }
+        Run { arrival_ms: self.arrival_ms, seqs: rest_seqs, records: rest, bytes: rest_bytes }
     }
 }
 
@@ -43,19 +51,20 @@ pub struct Records {
 }
 
 impl Records {
-    /// Appends a record; it joins the last run when it follows it and arrived with it.
+    /// Appends a record (seqs never go down); it joins the last run when it arrived with it.
     pub fn push(&mut self, seq: u64, arrival_ms: i64, data: Bytes) {
         self.bytes += data.len() as u64;
         self.len += 1;
         if let Some(last) = self.runs.back_mut()
             && last.arrival_ms == arrival_ms
-            && last.last_seq() + 1 == seq
+            && last.last_seq() <= seq
         {
             last.bytes += data.len() as u64;
+            last.seqs.push(seq);
             last.records.push(data);
             return;
         }
-        self.runs.push_back(Run { first_seq: seq, arrival_ms, bytes: data.len() as u64, records: vec![data] });
+        self.runs.push_back(Run { arrival_ms, seqs: vec![seq], bytes: data.len() as u64, records: vec![data] });
     }
 
     fn push_run(&mut self, run: Run) {
@@ -91,7 +100,7 @@ impl Records {
     }
 
     pub fn first_seq(&self) -> Option<u64> {
-        self.runs.front().map(|r| r.first_seq)
+        self.runs.front().map(Run::first_seq)
     }
 
     pub fn last_seq(&self) -> Option<u64> {
@@ -106,6 +115,18 @@ impl Records {
     pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
         self.runs.iter().flat_map(|r| r.records.iter())
     }
+
+    /// The seqs the records came from, as inclusive ranges in order.
+    pub fn seq_ranges(&self) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for &seq in self.runs.iter().flat_map(|r| r.seqs.iter()) {
+            match ranges.last_mut() {
+                Some((_, last)) if *last == seq || *last + 1 == seq => *last = seq,
+                _ => ranges.push((seq, seq)),
+            }
+        }
+        ranges
+    }
 }
 
 /// BufferingHints in the units the buffer counts in.
@@ -118,6 +139,9 @@ pub struct Hints {
 #[derive(Debug, Default)]
 pub struct Buffer {
     records: Records,
+    /// A flush asked for everything buffered (or a due take failed): the buffer stays due
+    /// until it is taken, so a retry does not wait for the interval again.
+    pub forced: bool,
 }
 
 impl Buffer {
@@ -149,13 +173,19 @@ impl Buffer {
 
     /// Whether a flush is due: the size reached, or the interval passed since the oldest record.
     pub fn due(&self, now_ms: i64, hints: Hints) -> bool {
-        !self.is_empty() && (self.bytes() >= hints.size_bytes || self.deadline_ms(hints).is_some_and(|d| now_ms >= d))
+        !self.is_empty() && (self.forced || self.bytes() >= hints.size_bytes || self.deadline_ms(hints).is_some_and(|d| now_ms >= d))
+    }
+
+    /// The lowest seq of any record buffered.
+    pub fn first_seq(&self) -> Option<u64> {
+        self.records.first_seq()
     }
 
     /// Takes the records of one object: from the oldest, until they reach `size_bytes`
     /// (at least one record; records are never split). Whole runs are moved; at most one
     /// is cut in two.
     pub fn take(&mut self, size_bytes: u64) -> Records {
+        self.forced = false;
         let mut taken = Records::default();
         while let Some(mut run) = self.records.pop_front_run() {
             if taken.bytes + run.bytes >= size_bytes {
@@ -164,6 +194,10 @@ impl Buffer {
                 let mut n = 0;
                 while bytes < size_bytes || (n == 0 && taken.is_empty()) {
                     bytes += run.records[n].len() as u64;
+                    n += 1;
+                }
+                // The records of one seq stay together.
+                while n < run.records.len() && run.seqs[n] == run.seqs[n - 1] {
                     n += 1;
                 }
                 if n < run.records.len() {
@@ -202,7 +236,7 @@ mod tests {
     }
 
     fn seqs(records: &Records) -> Vec<u64> {
-        records.runs.iter().flat_map(|r| r.first_seq..=r.last_seq()).collect()
+        records.runs.iter().flat_map(|r| r.seqs.iter().copied()).collect()
     }
 
     #[test]
@@ -266,12 +300,36 @@ mod tests {
         assert_eq!((seqs(&b.records), b.len(), b.bytes()), (vec![4, 5, 6, 7], 4, 12));
         b.restore(taken);
         assert_eq!((seqs(&b.records), b.len(), b.bytes()), (vec![1, 2, 3, 4, 5, 6, 7], 7, 21));
-        // A gap in seqs (a throttled record) starts a new run.
+        // A gap in seqs (a throttled record, another partition's) stays in the run.
         push(&mut b, 9, 8, 1);
-        assert_eq!(b.records.runs.len(), 4);
+        assert_eq!(b.records.runs.len(), 3);
+        assert_eq!(b.records.seq_ranges(), [(1, 7), (9, 9)]);
         let all = b.take(u64::MAX);
         assert_eq!((all.len(), all.bytes(), all.first_seq(), all.last_seq()), (8, 22, Some(1), Some(9)));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn records_of_one_seq_are_never_separated() {
+        let mut b = Buffer::default();
+        for seq in [1, 1, 1, 2, 2] {
+            push(&mut b, seq, 0, 4);
+        }
+        let taken = b.take(4);
+        assert_eq!(seqs(&taken), [1, 1, 1]);
+        assert_eq!(taken.seq_ranges(), [(1, 1)]);
+        assert_eq!(seqs(&b.records), [2, 2]);
+    }
+
+    #[test]
+    fn a_forced_buffer_is_due_until_taken() {
+        let mut b = Buffer::default();
+        push(&mut b, 1, 0, 1);
+        b.forced = true;
+        assert!(b.due(0, HINTS));
+        b.take(u64::MAX);
+        push(&mut b, 2, 0, 1);
+        assert!(!b.due(0, HINTS));
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum FirehoseError {
     ResourceInUse(String),
     LimitExceeded(String),
     ConcurrentModification(String),
+    /// A direct put into a stream whose records must come from CloudWatch Logs.
+    InvalidSource(String),
     /// Throttled or out of capacity (HTTP 500, retried by the SDKs).
     ServiceUnavailable(String),
     Internal,
@@ -38,6 +40,7 @@ impl FirehoseError {
             FirehoseError::ResourceInUse(_) => "ResourceInUseException",
             FirehoseError::LimitExceeded(_) => "LimitExceededException",
             FirehoseError::ConcurrentModification(_) => "ConcurrentModificationException",
+            FirehoseError::InvalidSource(_) => "InvalidSourceException",
             FirehoseError::ServiceUnavailable(_) => "ServiceUnavailableException",
             FirehoseError::Internal => "InternalFailure",
             FirehoseError::Auth(err) => match err {
@@ -77,6 +80,7 @@ impl FirehoseError {
             | FirehoseError::ResourceInUse(m)
             | FirehoseError::LimitExceeded(m)
             | FirehoseError::ConcurrentModification(m)
+            | FirehoseError::InvalidSource(m)
             | FirehoseError::ServiceUnavailable(m) => m,
         };
         text.into()

@@ -5,8 +5,11 @@
 pub mod api;
 pub mod buffer;
 pub mod compress;
+pub mod delivery;
 pub mod error;
 pub mod naming;
+pub mod pipeline;
+pub mod registry;
 pub mod stream;
 
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use crate::http::{Body, RequestCtx, full};
 use crate::server::State;
 use api::{S3Destination, Tag, Violations, check_stream_name, check_tags, not_emulated, parse};
 use error::{FirehoseError, Result};
+use registry::ChangeError;
 use stream::{DESTINATION_ID, Stream, StreamDef};
 
 /// The `X-Amz-Target` prefix of every Firehose operation.
@@ -103,6 +107,25 @@ fn not_found(name: &str, ctx: &RequestCtx) -> FirehoseError {
 
 fn find(state: &State, ctx: &RequestCtx, name: &str) -> Result<Arc<Stream>> {
     state.firehose.get(&ctx.account, &ctx.region, name).ok_or_else(|| not_found(name, ctx))
+}
+
+/// Changes a stream's definition through the registry's one serialised path.
+async fn change(
+    state: &Arc<State>,
+    ctx: &RequestCtx,
+    stream: Arc<Stream>,
+    change: impl FnOnce(&StreamDef) -> Result<Option<StreamDef>> + Send + 'static,
+) -> Result<()> {
+    let state2 = state.clone();
+    let name = stream.lock().def.name.clone();
+    let gone = not_found(&name, ctx);
+    blocking(move || match state2.firehose.change(&stream, change) {
+        Ok(()) => Ok(()),
+        Err(ChangeError::Refused(err)) => Err(err),
+        Err(ChangeError::Deleted) => Err(gone),
+        Err(ChangeError::Io(err)) => Err(err.into()),
+    })
+    .await
 }
 
 /// Runs blocking work (journal, store) off the async threads.
@@ -187,12 +210,6 @@ async fn create(state: &Arc<State>, ctx: &RequestCtx, input: CreateInput) -> Res
     for member in &ignored {
         tracing::warn!(stream = %name, member = %member, "--lenient: accepted but not emulated");
     }
-    if state.firehose.get(&ctx.account, &ctx.region, &name).is_some() {
-        return Err(FirehoseError::ResourceInUse(format!("Firehose {name} under accountId {} already exists", ctx.account)));
-    }
-    if state.firehose.count(&ctx.account, &ctx.region) >= STREAMS_MAX {
-        return Err(FirehoseError::LimitExceeded(format!("You have already consumed your firehose quota of {STREAMS_MAX} hoses.")));
-    }
     let encryption = match input.delivery_stream_encryption_configuration_input {
         Some(config) => Some(encryption_description(&config, true)?),
         None if stream_type == "DirectPut" => Some(json!({"Status": "DISABLED"})),
@@ -218,12 +235,24 @@ async fn create(state: &Arc<State>, ctx: &RequestCtx, input: CreateInput) -> Res
     };
     let arn = def.arn();
     let state2 = state.clone();
+    let account = ctx.account.clone();
     blocking(move || {
-        // Re-check under the registry so two concurrent creates cannot both succeed.
-        if state2.firehose.get(&def.account, &def.region, &def.name).is_some() {
-            return Err(FirehoseError::ResourceInUse(format!("Firehose {} under accountId {} already exists", def.name, def.account)));
+        let name = def.name.clone();
+        // Checked under the registry's change lock, so concurrent creates of one name
+        // cannot both succeed.
+        let refuse = |count: usize| match count {
+            usize::MAX => Some(FirehoseError::ResourceInUse(format!("Firehose {name} under accountId {account} already exists"))),
+            n if n >= STREAMS_MAX => {
+                Some(FirehoseError::LimitExceeded(format!("You have already consumed your firehose quota of {STREAMS_MAX} hoses.")))
+            }
+            _ => None,
+        };
+        match state2.firehose.create(def, refuse) {
+            Ok(()) => Ok(()),
+            Err(ChangeError::Refused(err)) => Err(err),
+            Err(ChangeError::Deleted) => Err(FirehoseError::Internal),
+            Err(ChangeError::Io(err)) => Err(err.into()),
         }
-        Ok(state2.firehose.create(def)?)
     })
     .await?;
     Ok(json!({ "DeliveryStreamARN": arn }))
@@ -431,10 +460,26 @@ impl RecordIds {
     }
 }
 
-/// Finds the stream for a put and checks that it takes direct puts.
-fn stream_for_put(state: &Arc<State>, ctx: &RequestCtx, name: &str) -> Result<(Arc<Stream>, bool)> {
+/// Where records come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// PutRecord and PutRecordBatch.
+    DirectPut,
+    /// A CloudWatch Logs subscription (firelake's `/_firelake/cloudwatch-logs`).
+    CloudWatchLogs,
+}
+
+/// Finds the stream for a put and checks that it takes records from `source`.
+fn stream_for_put(state: &Arc<State>, ctx: &RequestCtx, name: &str, source: Source) -> Result<(Arc<Stream>, bool)> {
     let stream = find(state, ctx, name)?;
     let s = stream.lock();
+    // AWS lets only CloudWatch Logs put into a stream that decompresses its records.
+    if source == Source::DirectPut && s.def.destination.has_processor("Decompression") {
+        return Err(FirehoseError::InvalidSource(format!(
+            "Put to Firehose failed for AccountId: {}, FirehoseName: {name} because the request is not originating from CloudWatch.",
+            ctx.account
+        )));
+    }
     if !s.def.active(crate::store::now_ms()) {
         return Err(FirehoseError::ResourceNotFound(format!("Firehose {name} is not active in {} account.", ctx.account)));
     }
@@ -466,10 +511,11 @@ async fn put_record(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> Result
         None => None,
     };
     v.finish()?;
-    let (stream, encrypted) = stream_for_put(state, ctx, &input.delivery_stream_name.unwrap_or_default())?;
-    let results = state.firehose.put(&stream, vec![data.unwrap_or_default()]).await?;
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let (stream, encrypted) = stream_for_put(state, ctx, &name, Source::DirectPut)?;
+    let results = state.firehose.put(&stream, vec![data.unwrap_or_default()]).await?.ok_or_else(|| not_found(&name, ctx))?;
     match results.first() {
-        Some(Ok(_)) => {
+        Some(Some(_)) => {
             let mut id = String::new();
             RecordIds::new().write(0, &mut id);
             Ok(json!({ "RecordId": id, "Encrypted": encrypted }))
@@ -505,9 +551,10 @@ async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> 
     if data.iter().map(Bytes::len).sum::<usize>() > BATCH_BYTES_MAX {
         return Err(FirehoseError::InvalidArgument("Records size exceeds 4 MB limit".to_owned()));
     }
-    let (stream, encrypted) = stream_for_put(state, ctx, &input.delivery_stream_name.unwrap_or_default())?;
-    let results = state.firehose.put(&stream, data).await?;
-    let failed = results.iter().filter(|r| r.is_err()).count();
+    let name = input.delivery_stream_name.unwrap_or_default();
+    let (stream, encrypted) = stream_for_put(state, ctx, &name, Source::DirectPut)?;
+    let results = state.firehose.put(&stream, data).await?.ok_or_else(|| not_found(&name, ctx))?;
+    let failed = results.iter().filter(|r| r.is_none()).count();
     let mut ids = RecordIds::new();
     let mut out = String::with_capacity(64 + results.len() * 240);
     out.push_str(&format!("{{\"FailedPutCount\":{failed},\"Encrypted\":{encrypted},\"RequestResponses\":["));
@@ -516,16 +563,33 @@ async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> 
             out.push(',');
         }
         match result {
-            Ok(_) => {
+            Some(_) => {
                 out.push_str("{\"RecordId\":\"");
                 ids.write(i, &mut out);
                 out.push_str("\"}");
             }
-            Err(_) => out.push_str("{\"ErrorCode\":\"ServiceUnavailableException\",\"ErrorMessage\":\"Slow down.\"}"),
+            None => out.push_str("{\"ErrorCode\":\"ServiceUnavailableException\",\"ErrorMessage\":\"Slow down.\"}"),
         }
     }
     out.push_str("]}");
     Ok(out)
+}
+
+/// Delivers one record as a CloudWatch Logs subscription would (the gzipped envelope
+/// as it is), for streams with Decompression, which refuse direct puts as AWS does.
+pub async fn put_from_cloudwatch_logs(state: &Arc<State>, ctx: &RequestCtx, name: &str, data: Bytes) -> Result<()> {
+    if data.len() > RECORD_BYTES_MAX {
+        return Err(FirehoseError::Validation(format!(
+            "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim={0} cap={0}]' at 'record.data' failed to satisfy constraint: Member must have length less than or equal to {RECORD_BYTES_MAX}",
+            data.len()
+        )));
+    }
+    let (stream, _) = stream_for_put(state, ctx, name, Source::CloudWatchLogs)?;
+    let results = state.firehose.put(&stream, vec![data]).await?.ok_or_else(|| not_found(name, ctx))?;
+    match results.first() {
+        Some(Some(_)) => Ok(()),
+        _ => Err(FirehoseError::ServiceUnavailable("Slow down.".to_owned())),
+    }
 }
 
 #[derive(Deserialize)]
@@ -575,53 +639,37 @@ async fn update_destination(state: &Arc<State>, ctx: &RequestCtx, input: UpdateI
             return Err(FirehoseError::InvalidArgument("Exactly one destination update is supported for a Firehose".to_owned()));
         }
     };
-    let def = {
-        let s = stream.lock();
-        if !s.def.active(crate::store::now_ms()) {
+    let lenient = state.firehose.settings.lenient;
+    let destination_id = input.destination_id.unwrap_or_default();
+    let given = input.current_delivery_stream_version_id.unwrap_or_default();
+    change(state, ctx, stream, move |current| {
+        if !current.active(crate::store::now_ms()) {
             return Err(FirehoseError::ResourceInUse(format!("Firehose {name} is not in the ACTIVE state.")));
         }
-        if input.destination_id.as_deref() != Some(DESTINATION_ID) {
-            return Err(FirehoseError::InvalidArgument(format!(
-                "Destination Id {} was not found for Firehose {name}.",
-                input.destination_id.unwrap_or_default()
-            )));
+        if destination_id != DESTINATION_ID {
+            return Err(FirehoseError::InvalidArgument(format!("Destination Id {destination_id} was not found for Firehose {name}.")));
         }
-        let current = s.def.version.to_string();
-        let given = input.current_delivery_stream_version_id.unwrap_or_default();
-        if given != current {
+        let version = current.version.to_string();
+        if given != version {
             return Err(FirehoseError::ConcurrentModification(format!(
-                "Cannot update firehose: {name} since the current version id: {current} and specified version id: {given} do not match"
+                "Cannot update firehose: {name} since the current version id: {version} and specified version id: {given} do not match"
             )));
         }
-        let mut def = s.def.clone();
-        let before = def.destination.clone();
-        if before.dynamic_partitioning_configuration.is_none() && update.dynamic_partitioning_configuration.is_some() {
-            return Err(FirehoseError::InvalidArgument(
-                "Dynamic partitioning can be enabled only when the delivery stream is created.".to_owned(),
-            ));
-        }
+        let mut def = current.clone();
         def.destination.merge(update);
-        let ignored = def.destination.check_semantics(state.firehose.settings.lenient, "ExtendedS3DestinationUpdate")?;
-        if def.destination == before {
+        let ignored = def.destination.check_semantics(lenient, "ExtendedS3DestinationUpdate")?;
+        S3Destination::check_update(&current.destination, &def.destination)?;
+        if def.destination == current.destination {
             // An update that changes nothing leaves the version and timestamp alone.
-            return Ok(json!({}));
+            return Ok(None);
         }
         def.version += 1;
         def.last_update_ms = Some(crate::store::now_ms());
-        def.ignored.extend(ignored.into_iter().filter(|i| !s.def.ignored.contains(i)));
-        def
-    };
-    save_def(state, stream, def).await?;
+        def.ignored.extend(ignored.into_iter().filter(|i| !current.ignored.contains(i)));
+        Ok(Some(def))
+    })
+    .await?;
     Ok(json!({}))
-}
-
-/// Saves a changed definition, then makes it the stream's.
-async fn save_def(state: &Arc<State>, stream: Arc<Stream>, def: StreamDef) -> Result<()> {
-    let state2 = state.clone();
-    let saved = def.clone();
-    blocking(move || Ok(state2.firehose.save(&saved)?)).await?;
-    state.firehose.redefine(&stream, def);
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -646,17 +694,20 @@ async fn tag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<Va
     v.finish()?;
     let name = input.delivery_stream_name.unwrap_or_default();
     let stream = find(state, ctx, &name)?;
-    let mut def = stream.lock().def.clone();
-    for tag in tags {
-        match def.tags.iter_mut().find(|t| t.key == tag.key) {
-            Some(existing) => existing.value = tag.value,
-            None => def.tags.push(tag),
+    change(state, ctx, stream, move |current| {
+        let mut def = current.clone();
+        for tag in tags {
+            match def.tags.iter_mut().find(|t| t.key == tag.key) {
+                Some(existing) => existing.value = tag.value,
+                None => def.tags.push(tag),
+            }
         }
-    }
-    if def.tags.len() > TAGS_MAX {
-        return Err(FirehoseError::LimitExceeded(format!("A delivery stream cannot have more than {TAGS_MAX} tags.")));
-    }
-    save_def(state, stream, def).await?;
+        if def.tags.len() > TAGS_MAX {
+            return Err(FirehoseError::LimitExceeded(format!("A delivery stream cannot have more than {TAGS_MAX} tags.")));
+        }
+        Ok(Some(def))
+    })
+    .await?;
     Ok(json!({}))
 }
 
@@ -674,9 +725,12 @@ async fn untag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<
     v.finish()?;
     let name = input.delivery_stream_name.unwrap_or_default();
     let stream = find(state, ctx, &name)?;
-    let mut def = stream.lock().def.clone();
-    def.tags.retain(|t| !keys.iter().any(|k| Some(k) == t.key.as_ref()));
-    save_def(state, stream, def).await?;
+    change(state, ctx, stream, move |current| {
+        let mut def = current.clone();
+        def.tags.retain(|t| !keys.iter().any(|k| Some(k) == t.key.as_ref()));
+        Ok(Some(def))
+    })
+    .await?;
     Ok(json!({}))
 }
 
@@ -710,24 +764,25 @@ async fn encryption(state: &Arc<State>, ctx: &RequestCtx, input: EncryptionInput
     v.finish()?;
     let name = input.delivery_stream_name.unwrap_or_default();
     let stream = find(state, ctx, &name)?;
-    let mut def = stream.lock().def.clone();
-    if def.stream_type != "DirectPut" {
-        return Err(FirehoseError::InvalidArgument(format!(
-            "Encryption is supported only for DirectPut delivery streams, not {}.",
-            def.stream_type
-        )));
-    }
-    def.encryption = Some(if enable {
-        encryption_description(
-            &input.delivery_stream_encryption_configuration_input.unwrap_or_else(|| json!({"KeyType": "AWS_OWNED_CMK"})),
-            true,
-        )?
-    } else {
-        let mut current = def.encryption.clone().unwrap_or_else(|| json!({}));
-        current["Status"] = json!("DISABLED");
-        current
-    });
-    save_def(state, stream, def).await?;
+    let config = input.delivery_stream_encryption_configuration_input;
+    change(state, ctx, stream, move |current| {
+        let mut def = current.clone();
+        if def.stream_type != "DirectPut" {
+            return Err(FirehoseError::InvalidArgument(format!(
+                "Encryption is supported only for DirectPut delivery streams, not {}.",
+                def.stream_type
+            )));
+        }
+        def.encryption = Some(if enable {
+            encryption_description(&config.unwrap_or_else(|| json!({"KeyType": "AWS_OWNED_CMK"})), true)?
+        } else {
+            let mut current = def.encryption.clone().unwrap_or_else(|| json!({}));
+            current["Status"] = json!("DISABLED");
+            current
+        });
+        Ok(Some(def))
+    })
+    .await?;
     Ok(json!({}))
 }
 

@@ -4,8 +4,8 @@
 //! A prefix without `!{...}` expressions gets `yyyy/MM/dd/HH/` appended, by plain
 //! concatenation (`logs` gives `logs2026/...`). A prefix with expressions is evaluated as
 //! written: `!{timestamp:<Java DateTimeFormatter pattern>}`, `!{firehose:random-string}`
-//! (11 characters, new for each occurrence) and, in an ErrorOutputPrefix only,
-//! `!{firehose:error-output-type}`.
+//! (11 characters, new for each occurrence), `!{partitionKeyFromQuery:k}` (a dynamic
+//! partition's key value) and, in an ErrorOutputPrefix only, `!{firehose:error-output-type}`.
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
@@ -17,6 +17,11 @@ pub enum Part {
     Timestamp(Vec<Field>),
     RandomString,
     ErrorOutputType,
+    /// `!{partitionKeyFromQuery:name}` (or `FromLambda`): a dynamic partition's key.
+    PartitionKey {
+        from_lambda: bool,
+        name: String,
+    },
 }
 
 /// One element of a Java DateTimeFormatter pattern: a letter repeated `width` times, or text.
@@ -51,8 +56,8 @@ pub fn parse_prefix(prefix: &str) -> Result<Vec<Part>, PrefixError> {
             ("timestamp", pattern) => Part::Timestamp(parse_pattern(pattern)?),
             ("firehose", "random-string") => Part::RandomString,
             ("firehose", "error-output-type") => Part::ErrorOutputType,
-            ("partitionKeyFromQuery" | "partitionKeyFromLambda", _) => {
-                return Err(PrefixError(format!("\"!{{{expression}}}\" needs dynamic partitioning, which firelake does not emulate")));
+            (source @ ("partitionKeyFromQuery" | "partitionKeyFromLambda"), name) if !name.is_empty() => {
+                Part::PartitionKey { from_lambda: source == "partitionKeyFromLambda", name: name.to_owned() }
             }
             _ => return Err(PrefixError(format!("Invalid expression \"!{{{expression}}}\": unknown namespace or value"))),
         });
@@ -191,6 +196,8 @@ pub struct KeyInputs<'a> {
     pub zone: Option<Tz>,
     pub uuid: &'a str,
     pub extension: &'a str,
+    /// The dynamic partition: key names and their values, in the same order.
+    pub partition: (&'a [String], &'a [String]),
 }
 
 /// The object key for `prefix` (already parsed). `random` gives each `random-string`.
@@ -207,6 +214,12 @@ pub fn object_key(parts: &[Part], inputs: &KeyInputs<'_>, error_output_type: Opt
             Part::Timestamp(fields) => key.push_str(&format_fields(fields, &at)),
             Part::RandomString => key.push_str(&random()),
             Part::ErrorOutputType => key.push_str(error_output_type.unwrap_or("processing-failed")),
+            Part::PartitionKey { name, .. } => {
+                let (names, values) = inputs.partition;
+                if let Some(value) = names.iter().position(|n| n == name).and_then(|i| values.get(i)) {
+                    key.push_str(value);
+                }
+            }
         }
     }
     if !has_expressions(parts) {
@@ -232,7 +245,10 @@ mod tests {
     #[track_caller]
     fn check(prefix: &str, zone: Option<Tz>, version: u64, extension: &str, expected: &str) {
         let parts = parse_prefix(prefix).unwrap();
-        let inputs = KeyInputs { stream: "test-stream", version, oldest_arrival_ms: AT, zone, uuid: UUID, extension };
+        let names = ["vin".to_owned()];
+        let values = ["WVW1".to_owned()];
+        let inputs =
+            KeyInputs { stream: "test-stream", version, oldest_arrival_ms: AT, zone, uuid: UUID, extension, partition: (&names, &values) };
         let mut n = 0;
         let key = object_key(&parts, &inputs, None, || {
             n += 1;
@@ -291,6 +307,17 @@ mod tests {
     }
 
     #[test]
+    fn partition_keys_take_their_values() {
+        check(
+            "vin=!{partitionKeyFromQuery:vin}/y=!{timestamp:yyyy}/",
+            None,
+            1,
+            ".gz",
+            "vin=WVW1/y=2020/test-stream-1-2020-11-06-04-57-58-303e3203-e31b-4c6a-bbcd-e2e801cce9cb.gz",
+        );
+    }
+
+    #[test]
     fn custom_time_zone_applies_to_prefix_and_suffix() {
         check(
             "",
@@ -334,7 +361,8 @@ mod tests {
         assert!(parse_prefix("!{nope:x}").is_err());
         assert!(parse_prefix("!{timestamp:qqq}").is_err());
         assert!(parse_prefix("!{timestamp:'open}").is_err());
-        assert!(parse_prefix("!{partitionKeyFromQuery:id}").is_err());
+        assert!(parse_prefix("!{partitionKeyFromQuery:}").is_err());
+        assert!(has_expressions(&parse_prefix("!{partitionKeyFromQuery:id}").unwrap()));
         assert!(!has_expressions(&parse_prefix("plain/").unwrap()));
         assert!(has_expressions(&parse_prefix("!{firehose:random-string}").unwrap()));
     }

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::Durability;
@@ -27,38 +26,25 @@ const SEGMENT_BYTES_MAX: u64 = 32 * 1024 * 1024;
 const ENTRY_BYTES_MAX: u32 = 8 * 1024 * 1024;
 
 const PUT: u8 = 1;
-const SEAL: u8 = 2;
-const DELIVERED: u8 = 3;
+/// Entries of firelake before 0.2 (a seal and a delivered mark of Firehose's), read and
+/// passed on as [`Entry::Legacy`].
+const LEGACY_SEAL: u8 = 2;
+const LEGACY_DELIVERED: u8 = 3;
+const NOTE: u8 = 4;
+const PUT_FLAGGED: u8 = 5;
 
-/// What a sealed batch will be written as: replaying the seal writes the same key with
-/// the same bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Seal {
-    pub first_seq: u64,
-    pub last_seq: u64,
-    pub bucket: String,
-    pub key: String,
-    pub compression: String,
-    pub zip_entry: String,
-    pub append_delimiter: bool,
-    pub content_type: String,
-    pub oldest_arrival_ms: i64,
-    pub records: u64,
-}
-
-/// One journal entry.
+/// One journal entry. The journal numbers records by seq and knows nothing else of them:
+/// what its owner needs besides (seals, delivered marks) is an opaque [`Entry::Note`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    Put {
-        seq: u64,
-        arrival_ms: i64,
-        data: Bytes,
-    },
-    Seal(Seal),
-    /// Every batch up to and including `last_seq` is delivered.
-    Delivered {
-        last_seq: u64,
-    },
+    /// An acknowledged record. `flags` are its owner's (for Firehose, decisions made when
+    /// the record arrived that replay must repeat).
+    Put { seq: u64, arrival_ms: i64, flags: u8, data: Bytes },
+    /// The owner's own entry; `max_seq` is the highest seq it refers to, so that a
+    /// segment is kept while any of its notes may still matter.
+    Note { max_seq: u64, payload: Bytes },
+    /// An entry an earlier firelake wrote, passed on as written (`kind` 2 or 3).
+    Legacy { kind: u8, max_seq: u64, payload: Bytes },
 }
 
 impl Entry {
@@ -66,19 +52,24 @@ impl Entry {
         let start = out.len();
         out.extend_from_slice(&[0; 8]);
         match self {
-            Entry::Put { seq, arrival_ms, data } => {
-                out.push(PUT);
+            Entry::Put { seq, arrival_ms, flags, data } => {
+                // Unflagged records keep the format every firelake reads.
+                out.push(if *flags == 0 { PUT } else { PUT_FLAGGED });
                 out.extend_from_slice(&seq.to_le_bytes());
                 out.extend_from_slice(&arrival_ms.to_le_bytes());
+                if *flags != 0 {
+                    out.push(*flags);
+                }
                 out.extend_from_slice(data);
             }
-            Entry::Seal(seal) => {
-                out.push(SEAL);
-                out.extend_from_slice(&serde_json::to_vec(seal).expect("a seal serialises"));
+            Entry::Note { max_seq, payload } => {
+                out.push(NOTE);
+                out.extend_from_slice(&max_seq.to_le_bytes());
+                out.extend_from_slice(payload);
             }
-            Entry::Delivered { last_seq } => {
-                out.push(DELIVERED);
-                out.extend_from_slice(&last_seq.to_le_bytes());
+            Entry::Legacy { kind, payload, .. } => {
+                out.push(*kind);
+                out.extend_from_slice(payload);
             }
         }
         let payload_len = (out.len() - start - 8) as u32;
@@ -89,15 +80,27 @@ impl Entry {
 
     fn decode(payload: &[u8]) -> Option<Entry> {
         let (&kind, rest) = payload.split_first()?;
-        let u64_at = |b: &[u8]| b.get(..8).map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")));
+        let u64_at = |b: &[u8]| b.get(..8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
         match kind {
             PUT => Some(Entry::Put {
                 seq: u64_at(rest)?,
                 arrival_ms: u64_at(rest.get(8..)?)? as i64,
+                flags: 0,
                 data: Bytes::copy_from_slice(rest.get(16..)?),
             }),
-            SEAL => serde_json::from_slice(rest).ok().map(Entry::Seal),
-            DELIVERED => Some(Entry::Delivered { last_seq: u64_at(rest)? }),
+            PUT_FLAGGED => Some(Entry::Put {
+                seq: u64_at(rest)?,
+                arrival_ms: u64_at(rest.get(8..)?)? as i64,
+                flags: *rest.get(16)?,
+                data: Bytes::copy_from_slice(rest.get(17..)?),
+            }),
+            NOTE => Some(Entry::Note { max_seq: u64_at(rest)?, payload: Bytes::copy_from_slice(rest.get(8..)?) }),
+            LEGACY_DELIVERED => Some(Entry::Legacy { kind, max_seq: u64_at(rest)?, payload: Bytes::copy_from_slice(rest) }),
+            LEGACY_SEAL => {
+                let seal: serde_json::Value = serde_json::from_slice(rest).ok()?;
+                let max_seq = seal.get("last_seq")?.as_u64()?;
+                Some(Entry::Legacy { kind, max_seq, payload: Bytes::copy_from_slice(rest) })
+            }
             _ => None,
         }
     }
@@ -106,23 +109,17 @@ impl Entry {
     fn max_seq(&self) -> u64 {
         match self {
             Entry::Put { seq, .. } => *seq,
-            Entry::Seal(seal) => seal.last_seq,
-            Entry::Delivered { last_seq } => *last_seq,
+            Entry::Note { max_seq, .. } | Entry::Legacy { max_seq, .. } => *max_seq,
         }
     }
 }
 
-/// What replay recovered: records not yet delivered, and the batches sealed for them.
+/// What replay read: every valid entry, in the order written, and the next seq.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// Undelivered records, by seq.
-    pub records: Vec<(u64, i64, Bytes)>,
-    /// Sealed, undelivered batches, in seal order.
-    pub seals: Vec<Seal>,
-    /// The next seq to hand out.
+    pub entries: Vec<Entry>,
+    /// The next seq to hand out: past every seq any entry refers to.
     pub next_seq: u64,
-    /// Every seq up to this one is delivered.
-    pub delivered: u64,
 }
 
 struct Segment {
@@ -188,7 +185,8 @@ impl Journal {
             segments.push(Segment { first_seq, path, max_seq });
             entries.extend(read);
         }
-        let recovered = recover(&entries);
+        let next_seq = entries.iter().map(Entry::max_seq).max().unwrap_or(0) + 1;
+        let recovered = Recovered { entries, next_seq };
         // Appends always go to a new segment, so a segment is never reopened for writing.
         let first = recovered.next_seq;
         let path = dir.join(format!("{first}.seg"));
@@ -201,7 +199,6 @@ impl Journal {
             writer: Arc::new(Mutex::new(Writer { file: Arc::new(file), bytes: 0, position: 0, segments, closed: Vec::new() })),
             synced: Arc::new(watch::Sender::new(Synced::default())),
         };
-        journal.truncate(recovered.delivered)?;
         Ok((journal, recovered))
     }
 
@@ -318,13 +315,14 @@ impl Journal {
         Ok(())
     }
 
-    /// Deletes closed segments whose every entry refers to delivered records. The files
-    /// are removed after the lock is released, so appends never wait on an unlink.
-    pub fn truncate(&self, delivered: u64) -> io::Result<()> {
+    /// Deletes the oldest closed segments whose every entry refers to seqs below
+    /// `needed_from` (the owner needs none of them again). The files are removed after
+    /// the lock is released, so appends never wait on an unlink.
+    pub fn truncate(&self, needed_from: u64) -> io::Result<()> {
         let removed: Vec<Segment> = {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             let open = writer.segments.len().saturating_sub(1);
-            let done = writer.segments[..open].iter().take_while(|s| s.max_seq <= delivered).count();
+            let done = writer.segments[..open].iter().take_while(|s| s.max_seq < needed_from).count();
             writer.segments.drain(..done).collect()
         };
         for segment in removed {
@@ -358,45 +356,20 @@ fn read_segment(path: &Path) -> io::Result<(Vec<Entry>, u64)> {
     Ok((entries, at as u64))
 }
 
-/// Folds replayed entries into what is still to deliver.
-fn recover(entries: &[Entry]) -> Recovered {
-    let delivered =
-        entries.iter().filter_map(|e| if let Entry::Delivered { last_seq } = e { Some(*last_seq) } else { None }).max().unwrap_or(0);
-    let mut recovered = Recovered { delivered, next_seq: delivered + 1, ..Recovered::default() };
-    for entry in entries {
-        recovered.next_seq = recovered.next_seq.max(entry.max_seq() + 1);
-        match entry {
-            Entry::Put { seq, arrival_ms, data } if *seq > delivered => recovered.records.push((*seq, *arrival_ms, data.clone())),
-            Entry::Seal(seal) if seal.last_seq > delivered => recovered.seals.push(seal.clone()),
-            _ => {}
-        }
-    }
-    recovered.records.sort_by_key(|(seq, _, _)| *seq);
-    recovered.records.dedup_by_key(|(seq, _, _)| *seq);
-    recovered
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn put(seq: u64) -> Entry {
-        Entry::Put { seq, arrival_ms: seq as i64 * 10, data: Bytes::from(format!("record {seq}")) }
+        Entry::Put { seq, arrival_ms: seq as i64 * 10, flags: (seq % 3) as u8, data: Bytes::from(format!("record {seq}")) }
     }
 
-    fn seal(first_seq: u64, last_seq: u64) -> Entry {
-        Entry::Seal(Seal {
-            first_seq,
-            last_seq,
-            bucket: "b".into(),
-            key: format!("k{first_seq}"),
-            compression: "GZIP".into(),
-            zip_entry: String::new(),
-            append_delimiter: false,
-            content_type: "application/octet-stream".into(),
-            oldest_arrival_ms: 0,
-            records: last_seq - first_seq + 1,
-        })
+    fn note(max_seq: u64) -> Entry {
+        Entry::Note { max_seq, payload: Bytes::from(format!("note {max_seq}")) }
+    }
+
+    fn seqs(recovered: &Recovered) -> Vec<u64> {
+        recovered.entries.iter().filter_map(|e| if let Entry::Put { seq, .. } = e { Some(*seq) } else { None }).collect()
     }
 
     fn open(dir: &Path) -> (Journal, Recovered) {
@@ -404,22 +377,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replays_what_is_not_delivered() {
+    async fn replays_every_entry_in_order() {
         let dir = tempfile::tempdir().unwrap();
+        let written = vec![put(1), put(2), put(3), note(2), note(0), put(4), note(4)];
         {
             let (journal, recovered) = open(dir.path());
             assert_eq!(recovered.next_seq, 1);
-            journal.append(&[put(1), put(2), put(3)]).await.unwrap();
-            journal.append(&[seal(1, 2)]).await.unwrap();
-            journal.append(&[Entry::Delivered { last_seq: 2 }]).await.unwrap();
-            journal.append(&[put(4), seal(3, 4)]).await.unwrap();
+            journal.append(&written[..3]).await.unwrap();
+            journal.append(&written[3..5]).await.unwrap();
+            journal.append(&written[5..]).await.unwrap();
         }
         let (_, recovered) = open(dir.path());
-        assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 4]);
-        assert_eq!(recovered.seals.len(), 1);
-        assert_eq!(recovered.seals[0].first_seq, 3);
+        assert_eq!(recovered.entries, written);
         assert_eq!(recovered.next_seq, 5);
-        assert_eq!(recovered.delivered, 2);
+    }
+
+    #[test]
+    fn entries_of_earlier_versions_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        let legacy_seal = Entry::Legacy { kind: LEGACY_SEAL, max_seq: 7, payload: Bytes::from_static(br#"{"first_seq":1,"last_seq":7}"#) };
+        let legacy_delivered = Entry::Legacy { kind: LEGACY_DELIVERED, max_seq: 7, payload: Bytes::copy_from_slice(&7u64.to_le_bytes()) };
+        for entry in [&legacy_seal, &legacy_delivered] {
+            entry.encode(&mut bytes);
+        }
+        fs::write(dir.path().join("1.seg"), bytes).unwrap();
+        let (_, recovered) = open(dir.path());
+        assert_eq!(recovered.entries, [legacy_seal, legacy_delivered]);
+        assert_eq!(recovered.next_seq, 8);
     }
 
     #[tokio::test]
@@ -433,29 +418,31 @@ mod tests {
         let len = fs::metadata(&segment).unwrap().len();
         OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 3).unwrap();
         let (journal, recovered) = open(dir.path());
-        assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [1]);
+        assert_eq!(seqs(&recovered), [1]);
         journal.append(&[put(2)]).await.unwrap();
         drop(journal);
         let (_, recovered) = open(dir.path());
-        assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(seqs(&recovered), [1, 2]);
     }
 
     #[tokio::test]
     async fn delivered_segments_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = open(dir.path());
-        journal.append(&[put(1), seal(1, 1)]).await.unwrap();
+        journal.append(&[put(1), note(1)]).await.unwrap();
         {
             let mut writer = journal.writer.lock().unwrap();
             journal.rotate(&mut writer, 2).unwrap();
         }
-        journal.append(&[Entry::Delivered { last_seq: 1 }, put(2)]).await.unwrap();
+        journal.append(&[note(0), put(2)]).await.unwrap();
         journal.truncate(1).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "seq 1 is still needed");
+        journal.truncate(2).unwrap();
         let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(names, ["2.seg"]);
         drop(journal);
         let (_, recovered) = open(dir.path());
-        assert_eq!(recovered.records.iter().map(|r| r.0).collect::<Vec<_>>(), [2]);
+        assert_eq!(seqs(&recovered), [2]);
     }
 
     /// Concurrent appenders across a segment rotation: every append returns (no lost
@@ -469,7 +456,7 @@ mod tests {
         let tasks: Vec<_> = (0..160u64)
             .map(|seq| {
                 let (journal, data) = (journal.clone(), record.clone());
-                tokio::spawn(async move { journal.append(&[Entry::Put { seq: seq + 1, arrival_ms: 0, data }]).await })
+                tokio::spawn(async move { journal.append(&[Entry::Put { seq: seq + 1, arrival_ms: 0, flags: 0, data }]).await })
             })
             .collect();
         for task in tasks {
@@ -478,7 +465,7 @@ mod tests {
         assert!(fs::read_dir(dir.path()).unwrap().count() >= 2, "40 MiB of appends rotate the 32 MiB segment");
         drop(journal);
         let (_, recovered) = open(dir.path());
-        let mut seqs: Vec<u64> = recovered.records.iter().map(|r| r.0).collect();
+        let mut seqs = seqs(&recovered);
         seqs.sort();
         assert_eq!(seqs, (1..=160).collect::<Vec<_>>());
     }
@@ -489,7 +476,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             fs::write(dir.path().join("1.seg"), bytes).unwrap();
             let (_, recovered) = open(dir.path());
-            assert!(recovered.records.is_empty());
+            assert!(recovered.entries.is_empty());
         }
     }
 }
