@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -13,9 +14,38 @@ use crate::server::State;
 
 /// How long `POST /_firelake/flush` waits for delivery.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest body of `POST /_firelake/cloudwatch-logs` read; the record limit itself
+/// (1,024,000 bytes) is Firehose's, checked as PutRecord checks it.
+const CLOUDWATCH_RECORD_BYTES_MAX: usize = 2 * 1024 * 1024;
 
-pub async fn handle(state: &State, ctx: &RequestCtx, parts: http::request::Parts, _body: Incoming) -> Response<Body> {
+pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
     match (&parts.method, parts.uri.path()) {
+        (&Method::POST, "/_firelake/cloudwatch-logs") => {
+            let query = crate::s3::router::Query::parse(parts.uri.query());
+            let Some(name) = query.get("stream") else {
+                return json(StatusCode::BAD_REQUEST, ctx, serde_json::json!({ "error": "name the delivery stream: ?stream=NAME" }));
+            };
+            let data = match crate::http::read_body_limited(body, CLOUDWATCH_RECORD_BYTES_MAX).await {
+                Ok(data) => data,
+                Err(err) => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        ctx,
+                        serde_json::json!({ "error": format!("the record could not be read: {err:?}") }),
+                    );
+                }
+            };
+            match crate::firehose::put_from_cloudwatch_logs(state, ctx, name, data).await {
+                Ok(()) => json(StatusCode::OK, ctx, serde_json::json!({ "accepted": 1 })),
+                Err(err) => err.to_response(ctx),
+            }
+        }
+        (method, path @ ("/_firelake/flush" | "/_firelake/reset" | "/_firelake/cloudwatch-logs")) if method != Method::POST => {
+            method_not_allowed(ctx, "POST", method, path)
+        }
+        (method, path @ ("/_firelake/streams" | "/_firelake/health")) if method != Method::GET => {
+            method_not_allowed(ctx, "GET", method, path)
+        }
         (&Method::POST, "/_firelake/flush") => {
             let query = crate::s3::router::Query::parse(parts.uri.query());
             let name = query.get("stream");
@@ -53,6 +83,13 @@ pub async fn handle(state: &State, ctx: &RequestCtx, parts: http::request::Parts
             json(StatusCode::NOT_FOUND, ctx, serde_json::json!({ "error": format!("no firelake endpoint {} {path}", parts.method) }))
         }
     }
+}
+
+fn method_not_allowed(ctx: &RequestCtx, allow: &str, method: &Method, path: &str) -> Response<Body> {
+    let mut response =
+        json(StatusCode::METHOD_NOT_ALLOWED, ctx, serde_json::json!({ "error": format!("{path} takes {allow}, not {method}") }));
+    response.headers_mut().insert("allow", http::HeaderValue::from_static(if allow == "POST" { "POST" } else { "GET" }));
+    response
 }
 
 /// Deletes every delivery stream (discarding its buffer), then every bucket.

@@ -657,8 +657,8 @@ async fn update_destination(state: &Arc<State>, ctx: &RequestCtx, input: UpdateI
         }
         let mut def = current.clone();
         def.destination.merge(update);
-        let ignored = def.destination.check_semantics(lenient, "ExtendedS3DestinationUpdate")?;
         S3Destination::check_update(&current.destination, &def.destination)?;
+        let ignored = def.destination.check_semantics(lenient, "ExtendedS3DestinationUpdate")?;
         if def.destination == current.destination {
             // An update that changes nothing leaves the version and timestamp alone.
             return Ok(None);
