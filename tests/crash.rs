@@ -197,3 +197,182 @@ fn kill_at_random_moments_loses_and_duplicates_nothing() {
     );
     assert!(acked.records.len() > 1000 && acked.objects.len() > 20, "too little load to prove anything");
 }
+
+const PIPELINE_STREAM: &str = "crash-partitioned";
+const BACKUP_BUCKET: &str = "crash-backup";
+
+/// Put records of two JSON sub-records each (de-aggregated, then partitioned by `k`),
+/// one in ten not JSON (to error output); answers the ids acknowledged.
+fn put_partitioned(addr: std::net::SocketAddr, round: usize, worker: usize, stop: &AtomicBool, acked: &Mutex<Vec<String>>) {
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let ids: Vec<String> = (0..40).map(|i| format!("p-{round}-{worker}-{n}-{i}")).collect();
+        n += 1;
+        let records: Vec<serde_json::Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let data = if i % 10 == 9 {
+                    format!("bad {id}\n")
+                } else {
+                    format!("{{\"k\":\"p{}\",\"id\":\"{id}-a\"}}{{\"k\":\"p{}\",\"id\":\"{id}-b\"}}\n", i % 17, (i + 5) % 17)
+                };
+                serde_json::json!({"Data": base64::engine::general_purpose::STANDARD.encode(data)})
+            })
+            .collect();
+        let body = serde_json::json!({"DeliveryStreamName": PIPELINE_STREAM, "Records": records}).to_string();
+        let Some(response) = try_request(addr, &firehose_request("PutRecordBatch", &body)) else { return };
+        if response.status != 200 {
+            continue;
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
+        let results = answer["RequestResponses"].as_array().expect("responses");
+        let mut acked = acked.lock().unwrap();
+        for (id, result) in ids.into_iter().zip(results) {
+            if result.get("RecordId").is_some() {
+                acked.push(id);
+            }
+        }
+    }
+}
+
+/// Every file under `dir`, with its path relative to `dir`.
+fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                files.push((relative, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files
+}
+
+/// A partitioned stream with de-aggregation, error output and S3 backup, killed while
+/// buffering and delivering: every acknowledged record's outputs are delivered exactly
+/// once, each sub-record in the object of its own partition, each bad record once as an
+/// error document, each record once in the backup.
+#[test]
+fn kills_during_partitioned_delivery_lose_and_duplicate_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut rng = rand::thread_rng();
+    for round in 0..KILLS / 2 {
+        let durability = if round % 2 == 0 { "fsync" } else { "none" };
+        let server = Server::start_in(&data, &["--log", "error", "--durability", durability, "--buffer-interval-cap", "0.1"]);
+        if round == 0 {
+            let mut conn = Conn::open(&server);
+            for bucket in [BUCKET, BACKUP_BUCKET] {
+                assert_eq!(conn.request(format!("PUT /{bucket} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes()).status, 200);
+            }
+            let processors = serde_json::json!([
+                {"Type": "RecordDeAggregation", "Parameters": [{"ParameterName": "SubRecordType", "ParameterValue": "JSON"}]},
+                {"Type": "MetadataExtraction", "Parameters": [
+                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{k: .k}"},
+                    {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+                {"Type": "AppendDelimiterToRecord"}
+            ]);
+            let create = serde_json::json!({
+                "DeliveryStreamName": PIPELINE_STREAM,
+                "ExtendedS3DestinationConfiguration": {
+                    "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": format!("arn:aws:s3:::{BUCKET}"),
+                    "Prefix": "parts/k=!{partitionKeyFromQuery:k}/", "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+                    "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+                    "DynamicPartitioningConfiguration": {"Enabled": true},
+                    "ProcessingConfiguration": {"Enabled": true, "Processors": processors},
+                    "S3BackupMode": "Enabled",
+                    "S3BackupConfiguration": {"RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                        "BucketARN": format!("arn:aws:s3:::{BACKUP_BUCKET}"), "Prefix": "raw/"}
+                }
+            });
+            let created = conn.request(&firehose_request("CreateDeliveryStream", &create.to_string()));
+            assert_eq!(created.status, 200, "{}", created.text());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|worker| {
+                let (stop, acked, addr) = (stop.clone(), acked.clone(), server.addr);
+                std::thread::spawn(move || put_partitioned(addr, round, worker, &stop, &acked))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(200..700)));
+        server.kill();
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.join().unwrap();
+        }
+    }
+    let server = Server::start_in(&data, &["--log", "error"]);
+    let flushed = server.flush(Some(PIPELINE_STREAM));
+    assert_eq!(flushed.status, 200, "{}", flushed.text());
+    let acked = acked.lock().unwrap();
+
+    let mut sub_records: HashMap<String, usize> = HashMap::new();
+    let mut errors: HashMap<String, usize> = HashMap::new();
+    let (mut data_objects, mut error_objects) = (0, 0);
+    for (key, bytes) in files_under(&server.data_dir.join(BUCKET)) {
+        let text = String::from_utf8(bytes).expect("delivered text");
+        if let Some(rest) = key.strip_prefix("parts/k=") {
+            data_objects += 1;
+            let partition = &rest[..rest.find('/').unwrap()];
+            for line in text.lines() {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("{key} is torn: {line:?}"));
+                assert_eq!(value["k"], partition, "{key} holds a record of another partition");
+                *sub_records.entry(value["id"].as_str().unwrap().to_owned()).or_default() += 1;
+            }
+        } else if key.starts_with("errors/processing-failed/") {
+            error_objects += 1;
+            for line in text.lines() {
+                let doc: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("{key} is torn: {line:?}"));
+                let raw = base64::engine::general_purpose::STANDARD.decode(doc["rawData"].as_str().unwrap()).unwrap();
+                let raw = String::from_utf8(raw).unwrap();
+                *errors.entry(raw.trim_end().trim_start_matches("bad ").to_owned()).or_default() += 1;
+            }
+        } else {
+            panic!("unexpected object {key}");
+        }
+    }
+    let mut backed_up: HashMap<String, usize> = HashMap::new();
+    for (key, bytes) in files_under(&server.data_dir.join(BACKUP_BUCKET)) {
+        assert!(key.starts_with("raw/"), "{key}");
+        for line in String::from_utf8(bytes).unwrap().lines() {
+            let id = if let Some(bad) = line.strip_prefix("bad ") {
+                bad.to_owned()
+            } else {
+                let first: serde_json::Value =
+                    serde_json::Deserializer::from_str(line).into_iter().next().unwrap().unwrap_or_else(|_| panic!("{key} is torn"));
+                first["id"].as_str().unwrap().trim_end_matches("-a").to_owned()
+            };
+            *backed_up.entry(id).or_default() += 1;
+        }
+    }
+    let many = |counts: &HashMap<String, usize>| counts.values().filter(|n| **n > 1).count();
+    assert_eq!((many(&sub_records), many(&errors), many(&backed_up)), (0, 0, 0), "something was delivered twice");
+    for id in acked.iter() {
+        let bad = id.ends_with("-9") || id.ends_with("-19") || id.ends_with("-29") || id.ends_with("-39");
+        if bad {
+            assert!(errors.contains_key(id), "the error document of acknowledged {id} is lost");
+        } else {
+            for half in ["a", "b"] {
+                assert!(sub_records.contains_key(&format!("{id}-{half}")), "acknowledged sub-record {id}-{half} is lost");
+            }
+        }
+        assert!(backed_up.contains_key(id), "the backup of acknowledged {id} is lost");
+    }
+    eprintln!(
+        "partitioned crash test: survived {} kills; {} acknowledged records: {} sub-records in {data_objects} data objects, {} error documents in {error_objects} error objects, {} backed up, each exactly once",
+        KILLS / 2,
+        acked.len(),
+        sub_records.len(),
+        errors.len(),
+        backed_up.len()
+    );
+    assert!(acked.len() > 1000 && data_objects > 17, "too little load to prove anything");
+}
