@@ -336,17 +336,18 @@ def test_concurrent_creates_of_one_name_make_one_stream(start_firelake, tmp_path
     fh = server.client("firehose")
     from botocore.exceptions import ClientError
 
-    def create(_):
+    def create(name):
         try:
-            fh.create_delivery_stream(DeliveryStreamName="dup", ExtendedS3DestinationConfiguration={"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt"})
+            fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt"})
             return "ok"
         except ClientError as err:
             return err.response["Error"]["Code"]
 
+    names = [f"dup{n}" for n in range(12)]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(create, range(8)))
-    assert results.count("ok") == 1 and results.count("ResourceInUseException") == 7, results
-    assert len(list((server.data_dir / ".firelake" / "streams").iterdir())) == 1
+        results = list(pool.map(create, [name for name in names for _ in range(6)]))
+    assert results.count("ok") == len(names) and results.count("ResourceInUseException") == 5 * len(names), results
+    assert len(list((server.data_dir / ".firelake" / "streams").iterdir())) == len(names)
 
 
 def test_deleted_streams_stay_deleted_after_racing_tags_and_a_restart(start_firelake, tmp_path):
@@ -380,19 +381,20 @@ def test_deleted_streams_stay_deleted_after_racing_tags_and_a_restart(start_fire
     assert again.client("firehose").list_delivery_streams()["DeliveryStreamNames"] == []
 
 
-def test_puts_racing_a_delete_leave_nothing_held(firelake, fh):
-    for n in range(6):
+def test_puts_racing_a_delete_leave_nothing_held(firelake):
+    fh = firelake.client("firehose", max_pool_connections=32)
+    for n in range(12):
         name = f"r{n}"
         fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::nobucket"})
 
         def put_loop(name=name):
-            for _ in range(200):
+            for _ in range(400):
                 try:
-                    fh.put_record_batch(DeliveryStreamName=name, Records=[{"Data": b"x" * 10000}] * 20)
+                    fh.put_record(DeliveryStreamName=name, Record={"Data": b"x" * 1000})
                 except Exception:
                     return
 
-        threads = [threading.Thread(target=put_loop) for _ in range(4)]
+        threads = [threading.Thread(target=put_loop) for _ in range(16)]
         for thread in threads:
             thread.start()
         time.sleep(0.1)
