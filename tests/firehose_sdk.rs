@@ -164,3 +164,76 @@ async fn tags_encryption_list_and_delete() {
     assert_eq!(err.code(), Some("ValidationException"));
     assert!(err.message().unwrap().contains("at 'records.1.member.data' failed to satisfy constraint"), "{:?}", err.message());
 }
+
+/// Dynamic partitioning by two jq keys through aws-sdk-firehose, read back through
+/// aws-sdk-s3: one object per partition under its evaluated prefix, holding exactly its
+/// records, and the records whose keys cannot be extracted as error documents.
+#[tokio::test]
+async fn dynamic_partitioning_through_the_rust_sdk() {
+    use aws_sdk_firehose::types::{DynamicPartitioningConfiguration, ProcessingConfiguration, Processor, ProcessorParameter};
+    use aws_sdk_firehose::types::{ProcessorParameterName, ProcessorType};
+
+    let server = Server::start();
+    let (fh, s3) = (server.firehose().await, server.s3().await);
+    s3.create_bucket().bucket("fleet").send().await.unwrap();
+    let parameter = |name, value: &str| ProcessorParameter::builder().parameter_name(name).parameter_value(value).build().unwrap();
+    let extraction = Processor::builder()
+        .r#type(ProcessorType::MetadataExtraction)
+        .parameters(parameter(ProcessorParameterName::MetadataExtractionQuery, "{make: .car.make, day: .ts[0:10]}"))
+        .parameters(parameter(ProcessorParameterName::JsonParsingEngine, "JQ-1.6"))
+        .build()
+        .unwrap();
+    let delimiter = Processor::builder().r#type(ProcessorType::AppendDelimiterToRecord).build().unwrap();
+    let config = destination("fleet")
+        .prefix("make=!{partitionKeyFromQuery:make}/day=!{partitionKeyFromQuery:day}/")
+        .error_output_prefix("errors/!{firehose:error-output-type}/")
+        .buffering_hints(BufferingHints::builder().size_in_mbs(64).interval_in_seconds(60).build())
+        .dynamic_partitioning_configuration(DynamicPartitioningConfiguration::builder().enabled(true).build())
+        .processing_configuration(ProcessingConfiguration::builder().enabled(true).processors(extraction).processors(delimiter).build())
+        .build()
+        .unwrap();
+    fh.create_delivery_stream().delivery_stream_name("parts").extended_s3_destination_configuration(config).send().await.unwrap();
+    let records = [
+        r#"{"car":{"make":"vw"},"ts":"2024-05-01T10:00:00Z","n":1}"#,
+        r#"{"car":{"make":"bmw"},"ts":"2024-05-01T11:00:00Z","n":2}"#,
+        r#"{"car":{"make":"vw"},"ts":"2024-05-02T10:00:00Z","n":3}"#,
+        r#"{"car":{"make":"vw"},"ts":"2024-05-01T12:00:00Z","n":4}"#,
+        r#"{"ts":"2024-05-01T12:00:00Z","n":5}"#,
+    ];
+    let batch: Vec<Record> = records.iter().map(|r| Record::builder().data(Blob::new(*r)).build().unwrap()).collect();
+    let put = fh.put_record_batch().delivery_stream_name("parts").set_records(Some(batch)).send().await.unwrap();
+    assert_eq!(put.failed_put_count(), 0);
+    assert_eq!(server.flush(Some("parts")).status, 200);
+    let mut by_partition = std::collections::BTreeMap::new();
+    for key in keys(&s3, "fleet").await {
+        let body = s3.get_object().bucket("fleet").key(&key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+        assert!(key.contains("/parts-1-"), "{key}");
+        by_partition.insert(key[..key.rfind('/').unwrap()].to_owned(), String::from_utf8(body.to_vec()).unwrap());
+    }
+    let errors = by_partition.remove("errors/partitioning-failed").expect("an error object");
+    let doc: serde_json::Value = serde_json::from_str(errors.trim_end()).unwrap();
+    assert_eq!(doc["errorCode"], "DynamicPartitioning.MetadataExtractionFailed");
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("make=bmw/day=2024-05-01", records[1].to_owned()),
+        ("make=vw/day=2024-05-01", format!("{}\n{}", records[0], records[3])),
+        ("make=vw/day=2024-05-02", records[2].to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(by_partition, expected);
+    let error = fh
+        .update_destination()
+        .delivery_stream_name("parts")
+        .current_delivery_stream_version_id("1")
+        .destination_id("destinationId-000000000001")
+        .extended_s3_destination_update(
+            ExtendedS3DestinationUpdate::builder()
+                .dynamic_partitioning_configuration(DynamicPartitioningConfiguration::builder().enabled(false).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some("InvalidArgumentException"));
+}
