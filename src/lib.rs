@@ -10,6 +10,7 @@
 //! - [`s3`]: the S3 REST-XML protocol: a pure router, one handler per operation, and
 //!   one error type rendered in one place.
 //! - [`firehose`]: the Firehose JSON protocol.
+//! - [`lambda`]: Lambda functions: the control API and invoking them.
 //! - [`admin`]: firelake's own endpoints under `/_firelake/`.
 //! - [`produce`]: `firelake produce`, a producer that sends through the AWS SDK.
 //! - [`init`]: the buckets and delivery streams an init file declares, created at start.
@@ -23,6 +24,7 @@ pub mod firehose;
 pub mod fuzzing;
 pub mod http;
 pub mod init;
+pub mod lambda;
 pub mod produce;
 pub mod s3;
 pub mod server;

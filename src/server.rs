@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::config::{Config, DEFAULT_HOST, HEADER_BYTES_MAX, SHUTDOWN_DRAIN_MS};
 use crate::firehose::registry::Firehose;
 use crate::http::{Body, RequestCtx};
+use crate::lambda::Lambda;
 use crate::store::Store;
 use crate::{admin, firehose, s3};
 
@@ -26,6 +27,7 @@ pub struct State {
     pub config: Config,
     pub store: Arc<Store>,
     pub firehose: Firehose,
+    pub lambda: Arc<Lambda>,
     pub started: Instant,
 }
 
@@ -68,10 +70,12 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let store =
         Store::open(&data_dir, config.durability).map_err(|err| format!("cannot use the data directory {}: {err}", data_dir.display()))?;
     let store = Arc::new(store);
-    let firehose = Firehose::start(store.clone(), config.firehose_settings())
+    let lambda =
+        Arc::new(Lambda::start(store.clone()).map_err(|err| format!("cannot load the Lambda functions in {}: {err}", data_dir.display()))?);
+    let firehose = Firehose::start(store.clone(), config.firehose_settings(), lambda.clone())
         .map_err(|err| format!("cannot load the delivery streams in {}: {err}", data_dir.display()))?;
     let listeners = bind(&config).await?;
-    let state = Arc::new(State { config, store, firehose, started: Instant::now() });
+    let state = Arc::new(State { config, store, firehose, lambda, started: Instant::now() });
     if let Some(path) = state.config.init.clone() {
         crate::init::apply(&state, &path).await?;
     }
@@ -81,6 +85,7 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result
     run(listeners, state.clone(), shutdown).await;
     tracing::info!("delivering what the delivery streams buffered");
     state.firehose.shutdown(Duration::from_millis(SHUTDOWN_DRAIN_MS)).await;
+    state.lambda.shutdown().await;
     drop(ephemeral);
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::firehose::compress::Compression;
 use crate::firehose::naming::{self, Part};
 use crate::firehose::pipeline::Dest;
 use crate::firehose::stream::{DeliveredObject, Note, Pending, RECENT_OBJECTS_MAX, Routing, Seal, Settings, Stream, StreamState, hints_of};
+use crate::lambda::Lambda;
 use crate::store::atomic::Staged;
 use crate::store::{Durability, ObjectMeta, Store, StoreError, now_ms};
 
@@ -79,6 +80,7 @@ pub async fn deliver(
     settings: Settings,
     mut shutdown: watch::Receiver<bool>,
     held_total: Arc<AtomicU64>,
+    _lambda: Arc<Lambda>,
 ) {
     let mut failures: u32 = 0;
     loop {

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::firehose::delivery::deliver;
 use crate::firehose::pipeline::Dest;
 use crate::firehose::stream::{Settings, Stream, StreamDef, hints_of};
+use crate::lambda::Lambda;
 use crate::store::{Store, now_ms};
 
 type Key = (String, String, String);
@@ -41,6 +42,8 @@ pub enum ChangeError<E> {
 pub struct Firehose {
     pub settings: Settings,
     store: Arc<Store>,
+    /// Runs the Lambda processors' functions.
+    lambda: Arc<Lambda>,
     streams: Mutex<BTreeMap<Key, Arc<Stream>>>,
     /// Held from reading a definition to saving its successor (blocking threads only).
     changes: Mutex<()>,
@@ -51,11 +54,12 @@ pub struct Firehose {
 
 impl Firehose {
     /// Loads every saved stream, replays its journal and starts its delivery task.
-    pub fn start(store: Arc<Store>, settings: Settings) -> std::io::Result<Firehose> {
+    pub fn start(store: Arc<Store>, settings: Settings, lambda: Arc<Lambda>) -> std::io::Result<Firehose> {
         let (shutdown, _) = watch::channel(false);
         let firehose = Firehose {
             settings,
             store: store.clone(),
+            lambda,
             streams: Mutex::new(BTreeMap::new()),
             changes: Mutex::new(()),
             held_total: Arc::new(AtomicU64::new(0)),
@@ -82,6 +86,7 @@ impl Firehose {
             self.settings.clone(),
             self.shutdown.subscribe(),
             self.held_total.clone(),
+            self.lambda.clone(),
         ));
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
         self.streams.lock().unwrap_or_else(|p| p.into_inner()).insert(key, stream);
