@@ -116,6 +116,11 @@ impl Records {
         self.runs.iter().flat_map(|r| r.records.iter())
     }
 
+    /// Every record with its seq and arrival time, in seq order.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, i64, &Bytes)> {
+        self.runs.iter().flat_map(|r| r.seqs.iter().zip(&r.records).map(move |(seq, data)| (*seq, r.arrival_ms, data)))
+    }
+
     /// The seqs the records came from, as inclusive ranges in order.
     pub fn seq_ranges(&self) -> Vec<(u64, u64)> {
         let mut ranges: Vec<(u64, u64)> = Vec::new();

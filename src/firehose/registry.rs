@@ -268,17 +268,18 @@ impl Firehose {
             .map(|stream| {
                 let state = stream.lock();
                 let destination = &state.def.destination;
-                let data_hints = hints_of(destination, &Dest::Data(Vec::new()), &self.settings);
+                let data_hints = hints_of(destination, &state.pipeline, &Dest::Data(Vec::new()), &self.settings);
                 let buffers: Vec<Value> = state
                     .buffers
                     .iter()
                     .filter(|(_, b)| !b.is_empty())
                     .map(|(dest, buffer)| {
-                        let hints = hints_of(destination, dest, &self.settings);
+                        let hints = hints_of(destination, &state.pipeline, dest, &self.settings);
                         let (kind, name) = match dest {
                             Dest::Data(values) => ("data", values.join("/")),
                             Dest::Error(kind) => ("error", kind.clone()),
                             Dest::Backup => ("backup", String::new()),
+                            Dest::Lambda => ("lambda", String::new()),
                         };
                         serde_json::json!({
                             "kind": kind,
@@ -310,6 +311,7 @@ impl Firehose {
                     "size_hint_bytes": data_hints.size_bytes,
                     "delivered_objects": state.delivered_objects,
                     "failed_records": state.failed_records,
+                    "lambda_invocations": state.lambda_invocations,
                     "recent_objects": state.recent,
                     "last_error": state.last_error,
                     "ignored": state.def.ignored,

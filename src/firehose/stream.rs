@@ -20,7 +20,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::firehose::api::{S3Destination, Tag};
 use crate::firehose::buffer::{Buffer, Hints, Records};
-use crate::firehose::pipeline::{ACTIVE_PARTITIONS_MAX, Dest, Pipeline};
+use crate::firehose::pipeline::{ACTIVE_PARTITIONS_MAX, Dest, Outcome, Pipeline};
 use crate::store::journal::{Entry, Journal, Recovered};
 
 /// The destination ID AWS gives the one destination of every stream.
@@ -161,7 +161,15 @@ impl Seal {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Note {
     Seal(Seal),
-    Delivered { seal: u64 },
+    Delivered {
+        seal: u64,
+    },
+    /// The Lambda processor's answers for every sub-record of these seqs, journaled
+    /// before any of their outputs is buffered: the one input of routing that is not a
+    /// function of the records.
+    Processed {
+        outcomes: Vec<(u64, Vec<Outcome>)>,
+    },
 }
 
 impl Note {
@@ -169,6 +177,7 @@ impl Note {
         let max_seq = match self {
             Note::Seal(seal) => seal.max_seq(),
             Note::Delivered { .. } => 0,
+            Note::Processed { outcomes } => outcomes.iter().map(|(seq, _)| *seq).max().unwrap_or(0),
         };
         Entry::Note { max_seq, payload: Bytes::from(serde_json::to_vec(self).unwrap_or_default()) }
     }
@@ -212,6 +221,8 @@ pub struct StreamState {
     pub delivered_objects: BTreeMap<&'static str, u64>,
     /// Records routed to error output, by error-output type.
     pub failed_records: BTreeMap<String, u64>,
+    /// Lambda processor invocations, by how they ended ("ok", "with failures").
+    pub lambda_invocations: BTreeMap<&'static str, u64>,
 }
 
 impl StreamState {
@@ -247,6 +258,7 @@ impl Stream {
         let mut raw: BTreeMap<u64, (i64, u8, Bytes)> = BTreeMap::new();
         let mut seals: Vec<Seal> = Vec::new();
         let mut delivered: HashSet<u64> = HashSet::new();
+        let mut processed: HashMap<u64, Vec<Outcome>> = HashMap::new();
         let mut legacy_delivered = 0u64;
         for entry in recovered.entries {
             match entry {
@@ -258,6 +270,7 @@ impl Stream {
                     Ok(Note::Delivered { seal }) => {
                         delivered.insert(seal);
                     }
+                    Ok(Note::Processed { outcomes }) => processed.extend(outcomes),
                     Err(err) => tracing::error!(stream = %def.name, %err, "skipping an unreadable journal note"),
                 },
                 Entry::Legacy { kind: 2, payload, .. } => match legacy_seal(&payload) {
@@ -304,7 +317,8 @@ impl Stream {
                     records.push(seq, *arrival_ms, data.clone());
                     continue;
                 }
-                for (dest, bytes) in routed.route(data, *arrival_ms, flags & FLAG_OVERFLOW != 0) {
+                let outcomes = processed.get(&seq).map(Vec::as_slice);
+                for (dest, bytes) in routed.route(data, *arrival_ms, flags & FLAG_OVERFLOW != 0, outcomes) {
                     if dest == seal.dest {
                         records.push(seq, *arrival_ms, bytes);
                     }
@@ -320,7 +334,8 @@ impl Stream {
                 Some(routing) => pipeline_of(routing)?,
                 None => pipeline.clone(),
             };
-            for (dest, bytes) in routed.route(data, *arrival_ms, flags & FLAG_OVERFLOW != 0) {
+            let outcomes = processed.get(&seq).map(Vec::as_slice);
+            for (dest, bytes) in routed.route(data, *arrival_ms, flags & FLAG_OVERFLOW != 0, outcomes) {
                 if !done.contains(&dest) {
                     held += bytes.len() as u64;
                     buffers.entry(dest).or_default().push(seq, *arrival_ms, bytes);
@@ -350,6 +365,7 @@ impl Stream {
             deleted: false,
             delivered_objects: BTreeMap::new(),
             failed_records: BTreeMap::new(),
+            lambda_invocations: BTreeMap::new(),
         };
         let needed_from = state.needed_from();
         journal.truncate(needed_from)?;
@@ -366,7 +382,7 @@ impl Stream {
     pub fn put(&self, records: Vec<Bytes>, now_ms: i64, settings: &Settings, held_total: &AtomicU64) -> std::io::Result<Put> {
         let pipeline = self.lock().pipeline.clone();
         let routed: Option<Vec<Vec<(Dest, Bytes)>>> =
-            (!pipeline.is_identity()).then(|| records.iter().map(|data| pipeline.route(data, now_ms, false)).collect());
+            (!pipeline.is_identity()).then(|| records.iter().map(|data| pipeline.route(data, now_ms, false, None)).collect());
         let mut state = self.lock();
         if state.deleted {
             return Ok(Put { results: Vec::new(), position: None, wake: false, deleted: true });
@@ -402,7 +418,7 @@ impl Stream {
                 let distinct: HashSet<&Vec<String>> = opens.into_iter().collect();
                 if active + distinct.len() > ACTIVE_PARTITIONS_MAX {
                     flags |= FLAG_OVERFLOW;
-                    out = pipeline.route(&data, now_ms, true);
+                    out = pipeline.route(&data, now_ms, true, None);
                 } else {
                     active += distinct.len();
                     new_partitions.extend(distinct.into_iter().cloned());
@@ -428,16 +444,18 @@ impl Stream {
         let position = self.journal.write(&entries)?;
         state.next_seq += entries.len() as u64;
         let mut full = false;
-        let hints = state.def.destination.hints();
+        let hints = hints_of(&state.def.destination, &pipeline, &Dest::Data(Vec::new()), settings);
+        let lambda_hints = hints_of(&state.def.destination, &pipeline, &Dest::Lambda, settings);
         for (entry, out) in entries.into_iter().zip(outputs) {
             let Entry::Put { seq, arrival_ms, data, .. } = entry else { continue };
             for (dest, bytes) in out {
                 if let Dest::Error(kind) = &dest {
                     *state.failed_records.entry(kind.clone()).or_default() += 1;
                 }
+                let size = if dest == Dest::Lambda { lambda_hints.size_bytes } else { hints.size_bytes };
                 let buffer = state.buffers.entry(dest).or_default();
                 buffer.push(seq, arrival_ms, bytes);
-                full |= buffer.bytes() >= hints.size_bytes;
+                full |= buffer.bytes() >= size;
             }
             if backup {
                 state.buffers.entry(Dest::Backup).or_default().push(seq, arrival_ms, data);
@@ -496,12 +514,16 @@ fn legacy_seal(payload: &[u8]) -> Option<Seal> {
     })
 }
 
-/// The hints a buffer works with: the backup's own for the backup, else the
-/// destination's; with --buffer-interval-cap applied, and a size that fits under the
+/// The hints a buffer works with: the backup's own for the backup, the Lambda
+/// processor's for records waiting for it, else the destination's; with --buffer-interval-cap applied, and a size that fits under the
 /// stream's byte cap (so a small cap still lets size flushes happen).
-pub fn hints_of(destination: &S3Destination, dest: &Dest, settings: &Settings) -> Hints {
+pub fn hints_of(destination: &S3Destination, pipeline: &Pipeline, dest: &Dest, settings: &Settings) -> Hints {
     let mut hints = match dest {
         Dest::Backup => destination.backup().map(|b| b.hints()).unwrap_or_else(|| destination.hints()),
+        Dest::Lambda => match &pipeline.lambda {
+            Some(stage) => Hints { size_bytes: stage.size_bytes, interval_ms: stage.interval_ms },
+            None => destination.hints(),
+        },
         _ => destination.hints(),
     };
     if let Some(cap) = settings.interval_cap_ms {

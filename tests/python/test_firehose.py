@@ -113,9 +113,8 @@ def test_errors_have_aws_types_and_messages(firelake, fh):
     code, message, _ = error_of(create, fh=fh, name="expr", Prefix="!{timestamp:yyyy}/")
     assert code == "InvalidArgumentException"
     assert message == "Ths supplied prefix(es) do not satisfy the following constraint: ErrorOutputPrefix cannot be null or empty when Prefix contains expressions"
-    code, message, _ = error_of(create, fh=fh, name="lambda", ProcessingConfiguration={"Enabled": True, "Processors": [
-        {"Type": "Lambda", "Parameters": [{"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:000000000000:function:f"}]}]})
-    assert code == "InvalidArgumentException" and "ProcessingConfiguration.Processors[Lambda]" in message and "--lenient" in message
+    code, message, _ = error_of(create, fh=fh, name="conversion", DataFormatConversionConfiguration={"Enabled": True})
+    assert code == "InvalidArgumentException" and "DataFormatConversionConfiguration" in message and "--lenient" in message
     code, message, _ = error_of(fh.create_delivery_stream, DeliveryStreamName="kinesis", DeliveryStreamType="KinesisStreamAsSource",
                                 KinesisStreamSourceConfiguration={"KinesisStreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/s", "RoleARN": ROLE},
                                 ExtendedS3DestinationConfiguration={"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt"})
@@ -452,11 +451,10 @@ def test_streams_and_buffers_survive_a_kill(start_firelake, tmp_path):
 def test_lenient_accepts_and_reports_what_it_ignores(start_firelake):
     server = start_firelake("--lenient")
     fh = server.client("firehose")
-    create(fh, "l", ProcessingConfiguration={"Enabled": True, "Processors": [
-        {"Type": "Lambda", "Parameters": [{"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:000000000000:function:f"}]}]})
+    create(fh, "l", DataFormatConversionConfiguration={"Enabled": True, "SchemaConfiguration": {"DatabaseName": "db", "TableName": "t"}})
     d = fh.describe_delivery_stream(DeliveryStreamName="l")["DeliveryStreamDescription"]
-    assert d["Destinations"][0]["ExtendedS3DestinationDescription"]["ProcessingConfiguration"]["Processors"][0]["Type"] == "Lambda"
-    assert streams_status(server)["l"]["ignored"] == ["ExtendedS3DestinationConfiguration.ProcessingConfiguration.Processors[Lambda]"]
+    assert d["Destinations"][0]["ExtendedS3DestinationDescription"]["DataFormatConversionConfiguration"]["SchemaConfiguration"]["TableName"] == "t"
+    assert streams_status(server)["l"]["ignored"] == ["ExtendedS3DestinationConfiguration.DataFormatConversionConfiguration"]
 
 
 def test_create_delay_keeps_streams_creating(start_firelake):

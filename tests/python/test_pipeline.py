@@ -409,3 +409,36 @@ def test_flush_needs_post(firelake):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"{firelake.endpoint}/_firelake/flush", timeout=10)
     assert err.value.code == 405 and err.value.headers["Allow"] == "POST"
+
+
+def test_a_lambda_that_cannot_be_invoked_sends_records_to_error_output_after_the_retries(start_firelake):
+    server = start_firelake("--buffer-interval-cap", "0.2")
+    fh, s3 = server.client("firehose"), server.client("s3")
+    s3.create_bucket(Bucket="bkt")
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:absent"
+    fh.create_delivery_stream(DeliveryStreamName="lam", ExtendedS3DestinationConfiguration={
+        "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt", "Prefix": "ok/", "ErrorOutputPrefix": "failed/",
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+            {"ParameterName": "LambdaArn", "ParameterValue": arn},
+            {"ParameterName": "NumberOfRetries", "ParameterValue": "1"},
+            {"ParameterName": "BufferIntervalInSeconds", "ParameterValue": "0"}]}]}})
+    fh.put_record_batch(DeliveryStreamName="lam", Records=[{"Data": b"one"}, {"Data": b"two"}])
+    assert flush(server, "lam")[0] == 200
+    objects = everything(s3)
+    [key] = objects
+    assert key.startswith("failed/") and "/lam-1-" in key, key
+    docs = [json.loads(line) for line in objects[key].splitlines()]
+    assert [base64.b64decode(d["rawData"]) for d in docs] == [b"one", b"two"]
+    for doc in docs:
+        assert doc["errorCode"] == "Lambda.FunctionNotFound" and doc["attemptsMade"] == 2 and doc["lambdaARN"] == arn
+        assert list(doc)[-1] == "lambdaARN" and doc["attemptEndingTimestamp"] >= doc["arrivalTimestamp"]
+    assert streams_status(server)["lam"]["lambda_invocations"] == {"with failures": 1}
+    for bad, text in [("2.9.9", "NumberOfRetries"), ("arn:aws:s3:::x", "LambdaArn")]:
+        name = "LambdaArn" if bad.startswith("arn") else "NumberOfRetries"
+        params = [{"ParameterName": "LambdaArn", "ParameterValue": arn if name != "LambdaArn" else bad}]
+        if name == "NumberOfRetries":
+            params.append({"ParameterName": "NumberOfRetries", "ParameterValue": bad})
+        code, message = error_of(fh.create_delivery_stream, DeliveryStreamName="bad", ExtendedS3DestinationConfiguration={
+            "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt",
+            "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": params}]}})
+        assert code == "InvalidArgumentException" and text in message, message

@@ -2,14 +2,17 @@
 //! CloudWatchLogProcessing -> RecordDeAggregation -> (Lambda) -> MetadataExtraction ->
 //! AppendDelimiterToRecord (applied when an object is written) -> compression.
 //!
-//! [`Pipeline::route`] is pure: the same record, arrival time and overflow flag always
-//! give the same outputs, which is what lets recovery rebuild a sealed object from the
-//! journaled raw records. Each output goes to a [`Dest`]: a data partition, or an
-//! error-output type whose bytes are AWS's JSON error document for the record.
+//! [`Pipeline::route`] is pure: the same record, arrival time, overflow flag and Lambda
+//! outcomes always give the same outputs, which is what lets recovery rebuild a sealed
+//! object from the journaled raw records (and the journaled Lambda responses, the one
+//! part that is not a function of the record). Each output goes to a [`Dest`]: a data
+//! partition, an error-output type whose bytes are AWS's JSON error document for the
+//! record, or, before its Lambda has run, the Lambda stage's own buffer.
 
 pub mod cloudwatch;
 pub mod deaggregate;
 pub mod jq;
+pub mod lambda;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -40,7 +43,63 @@ pub enum Dest {
     Error(String),
     /// The S3 backup: the record as it was put.
     Backup,
+    /// Waiting for the Lambda processor: the record after the processors before it.
+    Lambda,
 }
+
+/// What the Lambda processor made of one record, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// `Ok`: the record is replaced by `data`; `keys` feed `!{partitionKeyFromLambda:k}`.
+    Ok {
+        #[serde(with = "base64_bytes")]
+        data: Bytes,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys: Vec<(String, String)>,
+        /// The record would have opened a partition beyond the active-partition limit.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        overflow: bool,
+    },
+    Dropped,
+    Failed {
+        code: String,
+        message: String,
+        attempts: u32,
+        ending_ms: i64,
+    },
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map(Bytes::from).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The Lambda processor's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaStage {
+    pub arn: String,
+    /// Attempts beyond the first.
+    pub retries: u32,
+    pub size_bytes: u64,
+    pub interval_ms: i64,
+}
+
+/// Lambda processor defaults and ranges (AWS's).
+const LAMBDA_RETRIES_DEFAULT: u32 = 3;
+const LAMBDA_RETRIES_MAX: u32 = 300;
+const LAMBDA_BUFFER_MB_DEFAULT: f64 = 1.0;
+const LAMBDA_INTERVAL_S_DEFAULT: i64 = 60;
 
 /// The processors a stream runs, compiled from its configuration.
 #[derive(Debug, Default)]
@@ -49,8 +108,9 @@ pub struct Pipeline {
     extract_messages: bool,
     deaggregate: Option<SubRecordType>,
     query: Option<Query>,
-    /// The names of the partition keys the Prefix uses, in order.
-    partition_keys: Vec<String>,
+    pub lambda: Option<LambdaStage>,
+    /// The partition keys the Prefix uses, in order: (from Lambda, name).
+    partition_keys: Vec<(bool, String)>,
 }
 
 fn parameter<'a>(processor: &'a crate::firehose::api::Processor, name: &str) -> Option<&'a str> {
@@ -60,8 +120,8 @@ fn parameter<'a>(processor: &'a crate::firehose::api::Processor, name: &str) -> 
 }
 
 /// The processor types firelake runs.
-pub const SUPPORTED_PROCESSORS: [&str; 5] =
-    ["RecordDeAggregation", "Decompression", "CloudWatchLogProcessing", "MetadataExtraction", "AppendDelimiterToRecord"];
+pub const SUPPORTED_PROCESSORS: [&str; 6] =
+    ["RecordDeAggregation", "Decompression", "CloudWatchLogProcessing", "Lambda", "MetadataExtraction", "AppendDelimiterToRecord"];
 
 impl Pipeline {
     /// Compiles a destination's processors (the jq query included); the error is the
@@ -73,10 +133,10 @@ impl Pipeline {
         if dynamic {
             let parts = naming::parse_prefix(destination.prefix.as_deref().unwrap_or_default()).map_err(|e| e.0)?;
             for part in parts {
-                if let Part::PartitionKey { name, .. } = part
-                    && !pipeline.partition_keys.contains(&name)
+                if let Part::PartitionKey { name, from_lambda } = part
+                    && !pipeline.partition_keys.contains(&(from_lambda, name.clone()))
                 {
-                    pipeline.partition_keys.push(name);
+                    pipeline.partition_keys.push((from_lambda, name));
                 }
             }
         }
@@ -117,6 +177,41 @@ impl Pipeline {
                         }
                     });
                 }
+                "Lambda" => {
+                    let arn = parameter(processor, "LambdaArn").ok_or("the Lambda processor needs a LambdaArn")?;
+                    if !arn.starts_with("arn:") || !arn.contains(":lambda:") || !arn.contains(":function:") {
+                        return Err(format!("LambdaArn {arn} is not the ARN of a Lambda function"));
+                    }
+                    let retries = match parameter(processor, "NumberOfRetries") {
+                        None => LAMBDA_RETRIES_DEFAULT,
+                        Some(text) => text
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|n| *n <= LAMBDA_RETRIES_MAX)
+                            .ok_or_else(|| format!("NumberOfRetries must be a number from 0 to {LAMBDA_RETRIES_MAX}, not {text}"))?,
+                    };
+                    let size_mb = match parameter(processor, "BufferSizeInMBs") {
+                        None => LAMBDA_BUFFER_MB_DEFAULT,
+                        Some(text) => text
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|mb| (0.2..=3.0).contains(mb))
+                            .ok_or_else(|| format!("BufferSizeInMBs of the Lambda processor must be from 0.2 to 3, not {text}"))?,
+                    };
+                    let interval_s =
+                        match parameter(processor, "BufferIntervalInSeconds") {
+                            None => LAMBDA_INTERVAL_S_DEFAULT,
+                            Some(text) => text.parse::<i64>().ok().filter(|s| (0..=900).contains(s)).ok_or_else(|| {
+                                format!("BufferIntervalInSeconds of the Lambda processor must be from 0 to 900, not {text}")
+                            })?,
+                        };
+                    pipeline.lambda = Some(LambdaStage {
+                        arn: arn.to_owned(),
+                        retries,
+                        size_bytes: (size_mb * 1024.0 * 1024.0) as u64,
+                        interval_ms: interval_s * 1000,
+                    });
+                }
                 "MetadataExtraction" => {
                     let engine = parameter(processor, "JsonParsingEngine").unwrap_or("JQ-1.6");
                     if engine != "JQ-1.6" {
@@ -135,18 +230,21 @@ impl Pipeline {
 
     /// Whether every record goes to the one data partition as it is.
     pub fn is_identity(&self) -> bool {
-        !self.decompress && !self.extract_messages && self.deaggregate.is_none() && self.partition_keys.is_empty()
+        !self.decompress && !self.extract_messages && self.deaggregate.is_none() && self.partition_keys.is_empty() && self.lambda.is_none()
     }
 
-    /// Whether records are partitioned by key.
+    /// Whether records are partitioned by key at put (with a Lambda processor they are
+    /// partitioned when its answer comes).
     pub fn partitioned(&self) -> bool {
-        !self.partition_keys.is_empty()
+        !self.partition_keys.is_empty() && self.lambda.is_none()
     }
 
-    /// The outputs of one record, in order. Pure.
-    pub fn route(&self, data: &Bytes, arrival_ms: i64, overflow: bool) -> Vec<(Dest, Bytes)> {
+    /// The outputs of one record, in order. Pure. With a Lambda processor, `outcomes`
+    /// are its journaled answers for the record's sub-records; without them the
+    /// sub-records go to [`Dest::Lambda`].
+    pub fn route(&self, data: &Bytes, arrival_ms: i64, overflow: bool, outcomes: Option<&[Outcome]>) -> Vec<(Dest, Bytes)> {
         let fail = |kind: &str, code: &str, message: &str, raw: &[u8]| {
-            (Dest::Error(kind.to_owned()), error_document(arrival_ms, code, message, raw))
+            (Dest::Error(kind.to_owned()), error_document(arrival_ms, code, message, raw, None))
         };
         let mut records = vec![data.clone()];
         if self.decompress {
@@ -172,37 +270,80 @@ impl Pipeline {
             records = split;
         }
         let mut out = Vec::with_capacity(records.len());
+        if let Some(stage) = &self.lambda {
+            let Some(outcomes) = outcomes else {
+                return records.into_iter().map(|r| (Dest::Lambda, r)).collect();
+            };
+            for (record, outcome) in records.into_iter().zip(outcomes) {
+                out.extend(self.after_lambda(stage, &record, outcome, arrival_ms));
+            }
+            return out;
+        }
         for record in records {
-            if !self.partitioned() {
-                out.push((Dest::Data(Vec::new()), record));
-                continue;
-            }
-            match self.partition_of(&record) {
-                Ok(_) if overflow => out.push(fail(
-                    ACTIVE_PARTITION_EXCEEDED,
-                    "DynamicPartitioning.ActivePartitionsLimitExceeded",
-                    &format!("The delivery stream already has {ACTIVE_PARTITIONS_MAX} active partitions"),
-                    &record,
-                )),
-                Ok(partition) => out.push((Dest::Data(partition), record)),
-                Err(why) => out.push(fail(PARTITIONING_FAILED, "DynamicPartitioning.MetadataExtractionFailed", &why, &record)),
-            }
+            out.push(self.partition(record, &[], overflow, arrival_ms));
         }
         out
     }
 
-    /// The partition of a record: the values of the keys the Prefix uses.
-    fn partition_of(&self, record: &[u8]) -> Result<Vec<String>, String> {
-        let Some(query) = &self.query else {
-            return Err("The delivery stream has no MetadataExtraction query".to_owned());
+    /// The output of a record the Lambda processor answered for: none when Dropped.
+    pub fn after_lambda(&self, stage: &LambdaStage, record: &[u8], outcome: &Outcome, arrival_ms: i64) -> Option<(Dest, Bytes)> {
+        match outcome {
+            Outcome::Dropped => None,
+            Outcome::Failed { code, message, attempts, ending_ms } => {
+                let doc = error_document(arrival_ms, code, message, record, Some((&stage.arn, *attempts, *ending_ms)));
+                Some((Dest::Error(PROCESSING_FAILED.to_owned()), doc))
+            }
+            Outcome::Ok { data, keys, overflow } => Some(self.partition(data.clone(), keys, *overflow, arrival_ms)),
+        }
+    }
+
+    /// Whether data outputs are partitioned (by the query or the Lambda's keys).
+    pub fn has_partition_keys(&self) -> bool {
+        !self.partition_keys.is_empty()
+    }
+
+    /// The data partition of a processed record, or its error document.
+    fn partition(&self, record: Bytes, lambda_keys: &[(String, String)], overflow: bool, arrival_ms: i64) -> (Dest, Bytes) {
+        if self.partition_keys.is_empty() {
+            return (Dest::Data(Vec::new()), record);
+        }
+        let fail = |kind: &str, code: &str, message: &str| {
+            (Dest::Error(kind.to_owned()), error_document(arrival_ms, code, message, &record, None))
         };
-        let keys = query.extract(record).map_err(|e| e.0)?;
+        match self.partition_of(&record, lambda_keys) {
+            Ok(_) if overflow => fail(
+                ACTIVE_PARTITION_EXCEEDED,
+                "DynamicPartitioning.ActivePartitionsLimitExceeded",
+                &format!("The delivery stream already has {ACTIVE_PARTITIONS_MAX} active partitions"),
+            ),
+            Ok(partition) => (Dest::Data(partition), record),
+            Err(why) => fail(PARTITIONING_FAILED, "DynamicPartitioning.MetadataExtractionFailed", &why),
+        }
+    }
+
+    /// The partition of a record: the values of the keys the Prefix uses, from the jq
+    /// query or the Lambda's `metadata.partitionKeys`.
+    pub fn partition_of(&self, record: &[u8], lambda_keys: &[(String, String)]) -> Result<Vec<String>, String> {
+        let query_keys = match &self.query {
+            Some(query) if self.partition_keys.iter().any(|(from_lambda, _)| !from_lambda) => query.extract(record).map_err(|e| e.0)?,
+            _ => Vec::new(),
+        };
         self.partition_keys
             .iter()
-            .map(|name| match keys.iter().find(|(k, _)| k == name) {
-                Some((_, Some(value))) => Ok(value.clone()),
-                Some((_, None)) => Err(format!("The partition key {name} has no value that can name a partition")),
-                None => Err(format!("The partition key {name} was not found in the JQ query output")),
+            .map(|(from_lambda, name)| {
+                if *from_lambda {
+                    return lambda_keys
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                        .ok_or_else(|| format!("The partition key {name} was not found in the Lambda's partitionKeys"));
+                }
+                match query_keys.iter().find(|(k, _)| k == name) {
+                    Some((_, Some(value))) => Ok(value.clone()),
+                    Some((_, None)) => Err(format!("The partition key {name} has no value that can name a partition")),
+                    None if self.query.is_none() => Err("The delivery stream has no MetadataExtraction query".to_owned()),
+                    None => Err(format!("The partition key {name} was not found in the JQ query output")),
+                }
             })
             .collect()
     }
@@ -211,17 +352,23 @@ impl Pipeline {
 /// Partitions of one stream that may hold records at once (AWS's default quota).
 pub const ACTIVE_PARTITIONS_MAX: usize = 500;
 
-/// AWS's error document for a record that failed processing, with its LF.
-/// `attemptEndingTimestamp` is the arrival: firelake's processors run as the record arrives.
-pub fn error_document(arrival_ms: i64, code: &str, message: &str, raw: &[u8]) -> Bytes {
+/// AWS's error document for a record that failed processing, with its LF. For a
+/// Lambda failure, `lambda` is (its ARN, attempts made, when the last one ended); for the
+/// other processors, which run as the record arrives, one attempt ending at the arrival.
+pub fn error_document(arrival_ms: i64, code: &str, message: &str, raw: &[u8], lambda: Option<(&str, u32, i64)>) -> Bytes {
+    let (attempts, ending_ms) = lambda.map_or((1, arrival_ms), |(_, attempts, ending)| (attempts, ending));
     // Written by hand: AWS's member order, which a JSON map would sort.
     let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut line = format!(
-        "{{\"attemptsMade\":1,\"arrivalTimestamp\":{arrival_ms},\"errorCode\":{},\"errorMessage\":{},\"attemptEndingTimestamp\":{arrival_ms},\"rawData\":\"{}\"}}",
+        "{{\"attemptsMade\":{attempts},\"arrivalTimestamp\":{arrival_ms},\"errorCode\":{},\"errorMessage\":{},\"attemptEndingTimestamp\":{ending_ms},\"rawData\":\"{}\"",
         text(code),
         text(message),
         BASE64.encode(raw)
     );
+    if let Some((arn, _, _)) = lambda {
+        line.push_str(&format!(",\"lambdaARN\":{}", text(arn)));
+    }
+    line.push('}');
     line.push('\n');
     Bytes::from(line)
 }
@@ -255,15 +402,15 @@ mod tests {
             vec![("MetadataExtraction", vec![("MetadataExtractionQuery", "{vin: .vin, other: .x}"), ("JsonParsingEngine", "JQ-1.6")])],
         );
         let pipeline = Pipeline::compile(&dest).unwrap();
-        let out = pipeline.route(&Bytes::from_static(br#"{"vin":"A1","x":2}"#), 5, false);
+        let out = pipeline.route(&Bytes::from_static(br#"{"vin":"A1","x":2}"#), 5, false, None);
         assert_eq!(out, [(Dest::Data(vec!["A1".into()]), Bytes::from_static(br#"{"vin":"A1","x":2}"#))]);
-        let out = pipeline.route(&Bytes::from_static(b"nope"), 5, false);
+        let out = pipeline.route(&Bytes::from_static(b"nope"), 5, false, None);
         assert_eq!(out[0].0, Dest::Error(PARTITIONING_FAILED.into()));
         let doc: Value = serde_json::from_slice(&out[0].1).unwrap();
         assert_eq!(doc["errorCode"], "DynamicPartitioning.MetadataExtractionFailed");
         assert_eq!(doc["rawData"], BASE64.encode("nope"));
         assert_eq!(doc["arrivalTimestamp"], 5);
-        let out = pipeline.route(&Bytes::from_static(br#"{"vin":"A1"}"#), 5, true);
+        let out = pipeline.route(&Bytes::from_static(br#"{"vin":"A1"}"#), 5, true, None);
         assert_eq!(out[0].0, Dest::Error(ACTIVE_PARTITION_EXCEEDED.into()));
     }
 
@@ -277,7 +424,7 @@ mod tests {
             ],
         );
         let pipeline = Pipeline::compile(&dest).unwrap();
-        let out = pipeline.route(&Bytes::from_static(b"{\"k\":\"a\"}{\"k\":\"b\"}{\"j\":1}"), 1, false);
+        let out = pipeline.route(&Bytes::from_static(b"{\"k\":\"a\"}{\"k\":\"b\"}{\"j\":1}"), 1, false, None);
         let dests: Vec<&Dest> = out.iter().map(|(d, _)| d).collect();
         assert_eq!(dests, [&Dest::Data(vec!["a".into()]), &Dest::Data(vec!["b".into()]), &Dest::Error(PARTITIONING_FAILED.into())]);
     }
