@@ -30,6 +30,16 @@ async fn signed_sdk_requests_pass_and_wrong_secrets_are_refused() {
     let vhost = common::s3_client_as(&format!("http://localhost:{}", server.port()), false, KEY, SECRET).await;
     vhost.head_object().bucket("strict").key("dir/a b+c.txt").send().await.unwrap();
 
+    // A streaming body: the SDK signs its chunks and CRC32 trailer (see tests/s3_sdk.rs).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streamed.bin");
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&path, &payload).unwrap();
+    let body = ByteStream::from_path(&path).await.unwrap();
+    let crc32 = aws_sdk_s3::types::ChecksumAlgorithm::Crc32;
+    s3.put_object().bucket("strict").key("streamed.bin").body(body).checksum_algorithm(crc32).send().await.unwrap();
+    assert_eq!(std::fs::read(server.data_dir.join("strict/streamed.bin")).unwrap(), payload);
+
     let wrong = common::s3_client_as(&server.endpoint(), true, KEY, "not-the-secret").await;
     let err = wrong.put_object().bucket("strict").key("forged").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
     assert_eq!(err.into_service_error().meta().code(), Some("SignatureDoesNotMatch"));
