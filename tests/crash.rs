@@ -103,7 +103,8 @@ fn put_objects(addr: std::net::SocketAddr, round: usize, stop: &AtomicBool, acke
         let refuse = n % 4 == 1;
         let key = if refuse { format!("refused/{round}/{n}") } else { key };
         n += 1;
-        let len = rng.gen_range(0..300_000);
+        // Refused bodies are small: they are there to exercise the guard, not to load the disk.
+        let len = rng.gen_range(0..if refuse { 16_384 } else { 300_000 });
         let mut bytes = vec![0u8; len];
         rng.fill(&mut bytes[..]);
         let crc = firelake::s3::checksum::of(firelake::s3::checksum::Algorithm::Crc32, if refuse { b"other" } else { &bytes });

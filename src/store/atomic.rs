@@ -98,8 +98,9 @@ mod fault {
     use std::sync::OnceLock;
     use std::time::Duration;
 
-    /// How long a published file stays torn: long enough for a random kill to land in it.
-    const TORN_MS: u64 = 30;
+    /// How long a published file stays torn: long enough that one of the crash test's 20
+    /// random kills is all but certain to land in it.
+    const TORN_MS: u64 = 100;
 
     pub(super) fn torn_publish() -> bool {
         static ON: OnceLock<bool> = OnceLock::new();
