@@ -73,7 +73,14 @@ for _ in $(seq 60); do
   [ "$(docker inspect --format '{{.State.Health.Status}}' "$container")" = healthy ] && break
   sleep 1
 done
-echo "docker-check: container is $(docker inspect --format '{{.State.Health.Status}}' "$container"), running as $(docker inspect --format '{{.Config.User}}' "$container")"
+health=$(docker inspect --format '{{.State.Health.Status}}' "$container")
+echo "docker-check: container is $health, running as $(docker inspect --format '{{.Config.User}}' "$container")"
+# Waiting is not enough: a container that never became healthy fails the check here.
+if [ "$health" != healthy ]; then
+  docker logs "$container" 2>&1 | tail -20
+  echo "docker-check: the container did not become healthy within 60 s" >&2
+  exit 1
+fi
 docker image inspect firelake:local --format 'docker-check: image firelake:local is {{.Size}} bytes'
 
 # The walk-through creates its own stream, so it gets a name beside the init file's.

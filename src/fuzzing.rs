@@ -79,15 +79,27 @@ fn fuzz_now() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid time")
 }
 
-/// A signature chain from a request signed with [`FUZZ_SECRET`] in 2026.
-fn chunk_signing() -> crate::auth::ChunkSigning {
-    let date = "20260101T000000Z";
-    let scope = "20260101/us-east-1/s3/aws4_request";
+const FUZZ_DATE: &str = "20260101T000000Z";
+const FUZZ_SCOPE: &str = "20260101/us-east-1/s3/aws4_request";
+
+/// The seed signature of the request [`chunk_signing`] verifies: the first link of the
+/// chain its chunks are signed along.
+fn fuzz_seed_signature() -> String {
+    let (date, scope) = (FUZZ_DATE, FUZZ_SCOPE);
     let mode = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
     let canonical =
         format!("PUT\n/b/k\n\nhost:h\nx-amz-content-sha256:{mode}\nx-amz-date:{date}\n\nhost;x-amz-content-sha256;x-amz-date\n{mode}");
-    let key = crate::sigv4::signing_key(FUZZ_SECRET, "20260101", "us-east-1", "s3");
-    let signature = crate::sigv4::signature(&key, &crate::sigv4::string_to_sign(date, scope, &canonical));
+    crate::sigv4::signature(&fuzz_signing_key(), &crate::sigv4::string_to_sign(date, scope, &canonical))
+}
+
+fn fuzz_signing_key() -> Vec<u8> {
+    crate::sigv4::signing_key(FUZZ_SECRET, "20260101", "us-east-1", "s3")
+}
+
+/// A signature chain from a request signed with [`FUZZ_SECRET`] in 2026.
+fn chunk_signing() -> crate::auth::ChunkSigning {
+    let (date, scope, mode) = (FUZZ_DATE, FUZZ_SCOPE, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER");
+    let signature = fuzz_seed_signature();
     let auth =
         format!("AWS4-HMAC-SHA256 Credential=AKIDFUZZ/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}");
     let request = http::Request::builder()
@@ -225,5 +237,86 @@ mod tests {
         fn keys_round_trip(key in "\\PC{1,200}|[./%+a]{1,30}") {
             key_mapping(&key);
         }
+
+        #[test]
+        fn aws_chunked_never_panics(body in proptest::collection::vec(any::<u8>(), 0..600), piece in 0usize..80) {
+            aws_chunked(&body, piece);
+        }
+
+        #[test]
+        fn aws_chunked_framing_shaped(
+            body in "([0-9a-fA-F]{1,5}(;chunk-signature=[0-9a-f]{0,64})?\r?\n[a-z]{0,12}\r?\n?|0\r\n|x-amz-[a-z-]{1,20}:[A-Za-z0-9+/=]{0,12}\r\n|\r\n){0,8}",
+            piece in 1usize..40,
+        ) {
+            aws_chunked(body.as_bytes(), piece);
+        }
+
+        /// Correctly signed bodies (chunk signatures and a signed trailer along the chain
+        /// that [`aws_chunked`] checks), fed whole or with one byte changed: the entry point
+        /// reaches the trailer signature check, and a changed data byte is refused.
+        #[test]
+        fn aws_chunked_signed_bodies(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..4),
+            crc in "[A-Za-z0-9+/]{6}==",
+            piece in 1usize..80,
+            flip in proptest::option::of((any::<proptest::sample::Index>(), 1u8..=255)),
+        ) {
+            let (mut body, data_ranges) = signed_body(&chunks, &crc);
+            let payload: Vec<u8> = chunks.concat();
+            match flip {
+                None => {
+                    let (decoded, result) = decode_signed(&body, piece);
+                    prop_assert_eq!(result, Ok(()), "a correctly signed body is refused");
+                    prop_assert_eq!(decoded, payload);
+                }
+                Some((at, change)) => {
+                    let at = at.index(body.len());
+                    body[at] ^= change;
+                    if data_ranges.iter().any(|r| r.contains(&at)) {
+                        let (_, result) = decode_signed(&body, piece);
+                        prop_assert!(result.is_err(), "a changed data byte at {} passed the chunk signatures", at);
+                    }
+                }
+            }
+            aws_chunked(&body, piece);
+        }
+    }
+
+    /// `chunks` as an aws-chunked body signed as [`chunk_signing`] expects, with the
+    /// trailer `x-amz-checksum-crc32:<crc>` and its signature; answers the body and where
+    /// each chunk's data lies in it.
+    fn signed_body(chunks: &[Vec<u8>], crc: &str) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+        use crate::sigv4;
+        let key = fuzz_signing_key();
+        let mut previous = fuzz_seed_signature();
+        let (mut body, mut data) = (Vec::new(), Vec::new());
+        for chunk in chunks.iter().map(Vec::as_slice).chain(std::iter::once(&b""[..])) {
+            let sts = sigv4::chunk_string_to_sign(FUZZ_DATE, FUZZ_SCOPE, &previous, &sigv4::sha256_hex(chunk));
+            previous = sigv4::signature(&key, &sts);
+            body.extend_from_slice(format!("{:x};chunk-signature={previous}\r\n", chunk.len()).as_bytes());
+            data.push(body.len()..body.len() + chunk.len());
+            body.extend_from_slice(chunk);
+            if !chunk.is_empty() {
+                body.extend_from_slice(b"\r\n");
+            }
+        }
+        let trailer = format!("x-amz-checksum-crc32:{crc}\n");
+        let sts = sigv4::trailer_string_to_sign(FUZZ_DATE, FUZZ_SCOPE, &previous, &sigv4::sha256_hex(trailer.as_bytes()));
+        let signature = sigv4::signature(&key, &sts);
+        body.extend_from_slice(format!("x-amz-checksum-crc32:{crc}\r\nx-amz-trailer-signature:{signature}\r\n\r\n").as_bytes());
+        (body, data)
+    }
+
+    /// Decodes `body` in pieces, checking signatures; answers the payload and the outcome.
+    fn decode_signed(body: &[u8], piece: usize) -> (Vec<u8>, Result<(), String>) {
+        let mut decoder = Decoder::new(Some(chunk_signing()));
+        let mut out = Vec::new();
+        for chunk in body.chunks(piece) {
+            if let Err(err) = decoder.push(Bytes::copy_from_slice(chunk), &mut |b| out.extend_from_slice(&b)) {
+                return (out, Err(format!("{err:?}")));
+            }
+        }
+        let result = decoder.finish().map_err(|err| format!("{err:?}"));
+        (out, result)
     }
 }

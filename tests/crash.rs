@@ -1,15 +1,22 @@
 //! Kills a real firelake with SIGKILL at random moments while PutRecordBatch and
 //! PutObject requests are in flight, restarts it on the same data directory, and checks
-//! that every acknowledged record is delivered exactly once and every acknowledged
-//! object is intact, with no temp file left behind. Rounds alternate `--durability fsync`
-//! and `none`: a killed process loses nothing with either, because what is acknowledged
-//! has been written to the kernel (fsync only matters to a power cut).
+//! that every acknowledged record is delivered exactly once and that every object holds
+//! exactly the bytes one PUT sent for its key, judged by what this test sent, never by
+//! what the server reports (its ETag is derived from the bytes on disk when the metadata
+//! does not match them, so "ETag == md5(body)" holds for a torn file too). Rounds
+//! alternate `--durability fsync` and `none`: a killed process loses nothing with either,
+//! because what is acknowledged has been written to the kernel (fsync only matters to a
+//! power cut).
+//!
+//! That these checks can fail is shown with a test-only fault that publishes files before
+//! all their bytes are written (`src/store/atomic.rs`):
+//! `FIRELAKE_FAULT=torn-publish cargo test --features fault-injection --test crash` fails.
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +28,12 @@ use rand::Rng;
 const KILLS: usize = 20;
 const STREAM: &str = "crash-stream";
 const BUCKET: &str = "crash-bucket";
+/// Keys listed per page: small, so that the check walks many pages.
+const LIST_PAGE_KEYS: usize = 100;
+/// Temp files a kill can leave: one PutObject in flight (its data and, where xattrs are
+/// refused, its metadata file) and one delivery (the same two). Every other staged file
+/// was renamed into place or deleted by its guard.
+const TEMPS_AT_KILL_MAX: usize = 4;
 
 #[derive(Default)]
 struct Acked {
@@ -30,6 +43,14 @@ struct Acked {
     /// Key to the MD5s of PUTs cut off by a kill after that acknowledgement: a PUT whose
     /// answer never arrived may or may not have replaced the object, never half-way.
     unanswered: BTreeMap<String, Vec<String>>,
+    /// Key to the MD5 of every body a PUT sent for it, answered or not: an object may hold
+    /// only one of these.
+    sent: BTreeMap<String, BTreeSet<String>>,
+    /// The bodies of the PUTs of this round that got no answer: what a temp file left by
+    /// the kill may hold the beginning of.
+    cut_off: Vec<Vec<u8>>,
+    /// PUTs refused for a wrong checksum: each staged a temp file that its guard must delete.
+    refused: usize,
 }
 
 fn firehose_request(target: &str, body: &str) -> Vec<u8> {
@@ -78,25 +99,95 @@ fn put_objects(addr: std::net::SocketAddr, round: usize, stop: &AtomicBool, acke
     while !stop.load(Ordering::Relaxed) {
         // A few keys are written again and again, so replacements are killed too.
         let key = if n % 3 == 0 { format!("shared/{}", n % 5) } else { format!("objects/{round}/{n}") };
+        // Every fourth PUT carries a wrong checksum: refused, and never to be published.
+        let refuse = n % 4 == 1;
+        let key = if refuse { format!("refused/{round}/{n}") } else { key };
         n += 1;
-        let len = rng.gen_range(0..300_000);
+        // Refused bodies are small: they are there to exercise the guard, not to load the disk.
+        let len = rng.gen_range(0..if refuse { 16_384 } else { 300_000 });
         let mut bytes = vec![0u8; len];
         rng.fill(&mut bytes[..]);
-        let crc = firelake::s3::checksum::of(firelake::s3::checksum::Algorithm::Crc32, &bytes);
+        let crc = firelake::s3::checksum::of(firelake::s3::checksum::Algorithm::Crc32, if refuse { b"other" } else { &bytes });
         let mut request =
             format!("PUT /{BUCKET}/{key} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-amz-checksum-crc32: {crc}\r\nContent-Length: {len}\r\n\r\n")
                 .into_bytes();
         request.extend_from_slice(&bytes);
+        let md5 = common::md5_hex(&bytes);
+        if !refuse {
+            // Recorded before sending: the server may publish it and die before answering.
+            acked.lock().unwrap().sent.entry(key.clone()).or_default().insert(md5.clone());
+        }
         let Some(response) = try_request(addr, &request) else {
-            acked.lock().unwrap().unanswered.entry(key).or_default().push(common::md5_hex(&bytes));
+            let mut acked = acked.lock().unwrap();
+            if !refuse {
+                acked.unanswered.entry(key).or_default().push(md5);
+            }
+            acked.cut_off.push(bytes);
             return;
         };
-        if response.status == 200 {
-            let mut acked = acked.lock().unwrap();
+        let mut acked = acked.lock().unwrap();
+        if refuse {
+            assert_eq!(response.status, 400, "a PUT with a wrong checksum was not refused: {}", response.text());
+            acked.refused += 1;
+        } else if response.status == 200 {
             acked.unanswered.remove(&key);
-            acked.objects.insert(key, common::md5_hex(&bytes));
+            acked.objects.insert(key, md5);
         }
     }
+}
+
+/// What the kill left in `.firelake/tmp`, checked before a restart sweeps it. A temp file
+/// of a write the kill cut off legitimately remains; so each must be a staging file that
+/// was never published: at most [`TEMPS_AT_KILL_MAX`] of them (a refused or answered PUT
+/// whose guard failed to delete its temp file adds one more per round and soon exceeds
+/// it), each holding the beginning of a PUT cut off in this round, a gzip delivery, a
+/// metadata document, or nothing yet. A temp file holding anything else (an acknowledged
+/// or refused body) was staged by a write that finished and should have taken it away.
+fn check_temps_at_kill(data: &Path, round: usize, cut_off: &[Vec<u8>]) -> Vec<PathBuf> {
+    let tmp = data.join(".firelake/tmp");
+    let mut temps = Vec::new();
+    for entry in std::fs::read_dir(&tmp).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let cut_off_put = cut_off.iter().any(|body| body.starts_with(&bytes));
+        let delivery = bytes.starts_with(&[0x1f, 0x8b, 0x08]) || [0x1f, 0x8b, 0x08].starts_with(&bytes);
+        let metadata = bytes.starts_with(b"{\"") || b"{\"".starts_with(&bytes);
+        assert!(
+            bytes.is_empty() || cut_off_put || delivery || metadata,
+            "round {round}: the temp file {} ({} bytes) belongs to no write the kill cut off",
+            path.display(),
+            bytes.len()
+        );
+        temps.push(path);
+    }
+    assert!(temps.len() <= TEMPS_AT_KILL_MAX, "round {round}: {} temp files left by one kill, more than could be in flight", temps.len());
+    temps
+}
+
+/// Walks every page of a ListObjectsV2 of the whole bucket; answers the keys and the
+/// number of pages.
+fn list_all(conn: &mut Conn) -> (Vec<String>, usize) {
+    let (mut keys, mut pages) = (Vec::new(), 0);
+    let mut token: Option<String> = None;
+    loop {
+        let continuation = token.as_ref().map(|t| format!("&continuation-token={t}")).unwrap_or_default();
+        let response = conn
+            .request(format!("GET /{BUCKET}?list-type=2&max-keys={LIST_PAGE_KEYS}{continuation} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        assert_eq!(response.status, 200, "{}", response.text());
+        let page = response.text();
+        let before = keys.len();
+        keys.extend(page.split("<Key>").skip(1).map(|s| s[..s.find("</Key>").unwrap()].to_owned()));
+        assert!(keys.len() - before <= LIST_PAGE_KEYS, "a page longer than max-keys");
+        pages += 1;
+        token = page.split("<NextContinuationToken>").nth(1).map(|s| s[..s.find("</NextContinuationToken>").unwrap()].to_owned());
+        if page.contains("<IsTruncated>false</IsTruncated>") {
+            assert!(token.is_none(), "the last page has a continuation token");
+            break;
+        }
+        assert!(token.is_some(), "a truncated page without a continuation token");
+    }
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "the pages are not in key order or repeat a key");
+    (keys, pages)
 }
 
 fn delivered_lines(dir: &Path) -> Vec<String> {
@@ -123,6 +214,7 @@ fn kill_at_random_moments_loses_and_duplicates_nothing() {
     let data = temp.path().join("data");
     let acked = Arc::new(Mutex::new(Acked::default()));
     let mut rng = rand::thread_rng();
+    let (mut temps_at_kills, mut temps_at_last_kill) = (0, Vec::new());
     for round in 0..KILLS {
         let durability = if round % 2 == 0 { "fsync" } else { "none" };
         let server = Server::start_in(&data, &["--log", "error", "--durability", durability]);
@@ -152,12 +244,37 @@ fn kill_at_random_moments_loses_and_duplicates_nothing() {
         for worker in workers {
             worker.join().unwrap();
         }
+        // Before the next start sweeps them.
+        let cut_off = std::mem::take(&mut acked.lock().unwrap().cut_off);
+        temps_at_last_kill = check_temps_at_kill(&data, round, &cut_off);
+        temps_at_kills += temps_at_last_kill.len();
     }
+    let acked = acked.lock().unwrap();
+    // Objects that do not hold what they should; reported together at the end, so that a
+    // failure shows every kind of damage at once.
+    let mut damaged: Vec<String> = Vec::new();
+    // Before start-up repairs anything: every acknowledged object is in place on disk with
+    // the bytes of a PUT sent for it (its keys are plain paths, see README "How objects
+    // are stored").
+    for (key, md5) in &acked.objects {
+        let Ok(bytes) = std::fs::read(data.join(BUCKET).join(key)) else {
+            damaged.push(format!("{key}: acknowledged, missing on disk after the kills"));
+            continue;
+        };
+        let held = common::md5_hex(&bytes);
+        let unanswered = acked.unanswered.get(key).map(Vec::as_slice).unwrap_or_default();
+        if &held != md5 && !unanswered.contains(&held) {
+            damaged.push(format!("{key}: on disk after the kills, {} bytes that no PUT sent (acknowledged before)", bytes.len()));
+        }
+    }
+
     let server = Server::start_in(&data, &["--log", "error"]);
-    assert_eq!(std::fs::read_dir(server.data_dir.join(".firelake/tmp")).unwrap().count(), 0, "temp files were left behind");
+    // The sweep, right after start: a replayed delivery may already be staging a new temp
+    // file, so what must be gone is what the last kill left.
+    let unswept: Vec<_> = temps_at_last_kill.iter().filter(|path| path.exists()).collect();
+    assert!(unswept.is_empty(), "start-up did not sweep the temp files {unswept:?}");
     let flushed = server.flush(Some(STREAM));
     assert_eq!(flushed.status, 200, "{}", flushed.text());
-    let acked = acked.lock().unwrap();
 
     let lines = delivered_lines(&server.data_dir.join(BUCKET).join("delivered"));
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -170,32 +287,60 @@ fn kill_at_random_moments_loses_and_duplicates_nothing() {
     assert!(lost.is_empty(), "{} acknowledged records lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
 
     let mut conn = Conn::open(&server);
-    for (key, md5) in &acked.objects {
-        let response = conn.request(format!("GET /{BUCKET}/{key} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
-        assert_eq!(response.status, 200, "acknowledged object {key} is missing");
-        let held = common::md5_hex(&response.body);
-        let unanswered = acked.unanswered.get(key).map(Vec::as_slice).unwrap_or_default();
-        assert!(
-            &held == md5 || unanswered.contains(&held),
-            "{key} holds neither the bytes last acknowledged nor those of a PUT cut off since"
-        );
-        assert_eq!(response.header("etag"), Some(format!("\"{held}\"").as_str()), "{key}: ETag disagrees with the bytes");
+    let (listed, pages) = list_all(&mut conn);
+    let listed_set: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+    for key in acked.objects.keys() {
+        if !listed_set.contains(key.as_str()) {
+            damaged.push(format!("{key}: acknowledged, not listed"));
+        }
     }
-    // Every object, acknowledged or not, has bytes that agree with its ETag.
-    let listing = conn.request(format!("GET /{BUCKET}?list-type=2&prefix=objects/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).text();
-    let mut checked = 0;
-    for key in listing.split("<Key>").skip(1).map(|s| &s[..s.find("</Key>").unwrap()]) {
-        let response = conn.request(format!("GET /{BUCKET}/{key} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
-        assert_eq!(response.header("etag"), Some(format!("\"{}\"", common::md5_hex(&response.body)).as_str()), "{key} is torn");
+    // Every listed object, acknowledged or not, holds exactly the bytes of one PUT sent for
+    // its key: never a prefix, a mix, or bytes nobody sent (a refused PUT's, say).
+    let (mut checked, mut never_acked) = (0, 0);
+    for key in listed.iter().filter(|k| !k.starts_with("delivered/")) {
         checked += 1;
+        let Some(sent) = acked.sent.get(key) else {
+            damaged.push(format!("{key}: listed, but no PUT that may be published was sent for it"));
+            continue;
+        };
+        let response = conn.request(format!("GET /{BUCKET}/{key} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        if response.status != 200 {
+            damaged.push(format!("{key}: listed, GET answers {}", response.status));
+            continue;
+        }
+        let held = common::md5_hex(&response.body);
+        let acknowledged = acked.objects.get(key);
+        never_acked += usize::from(acknowledged.is_none());
+        if !sent.contains(&held) {
+            let how = if acknowledged.is_some() { "acknowledged before" } else { "never acknowledged" };
+            damaged.push(format!("{key}: served {} bytes that no PUT sent for it ({how}): torn", response.body.len()));
+        } else if let Some(md5) = acknowledged {
+            let unanswered = acked.unanswered.get(key).map(Vec::as_slice).unwrap_or_default();
+            if &held != md5 && !unanswered.contains(&held) {
+                damaged.push(format!("{key}: served the bytes of a PUT older than the last acknowledged one"));
+            }
+        }
+        // Secondary: the ETag agrees (it would for a torn file too, hence the checks above).
+        if response.header("etag") != Some(format!("\"{held}\"").as_str()) {
+            damaged.push(format!("{key}: ETag {:?} disagrees with the bytes", response.header("etag")));
+        }
     }
+    // Nothing is in flight now (the flush delivered everything): no write left a temp file.
+    let temps: Vec<_> = std::fs::read_dir(server.data_dir.join(".firelake/tmp")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(temps.is_empty(), "temp files remain with no write in flight: {temps:?}");
+    assert!(damaged.is_empty(), "{} damaged objects:\n{}", damaged.len(), damaged.join("\n"));
     eprintln!(
-        "crash test: survived {KILLS} kills; {} acknowledged records delivered exactly once ({} lines delivered); {} acknowledged objects and {checked} listed objects intact",
+        "crash test: survived {KILLS} kills; {} acknowledged records delivered exactly once ({} lines delivered); \
+         {checked} objects listed over {pages} pages, each holding the bytes of a PUT sent for it ({} acknowledged, \
+         {never_acked} from PUTs cut off before their answer); {} PUTs refused; {temps_at_kills} temp files left by the kills, \
+         each a never-published staging file, swept at start",
         acked.records.len(),
         lines.len(),
-        acked.objects.len()
+        acked.objects.len(),
+        acked.refused,
     );
-    assert!(acked.records.len() > 1000 && acked.objects.len() > 20, "too little load to prove anything");
+    assert!(acked.records.len() > 1000 && acked.objects.len() > 20 && acked.refused > 5, "too little load to prove anything");
+    assert!(pages > 1, "too few objects to walk more than one page");
 }
 
 const PIPELINE_STREAM: &str = "crash-partitioned";

@@ -52,15 +52,28 @@ async fn streaming_upload_with_trailer_stores_only_the_payload() {
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&path, &payload).unwrap();
     // A streaming body makes the SDK send aws-chunked with a CRC32 trailer, even over http.
+    let sent = SentHeaders::default();
     let put = s3
         .put_object()
         .bucket("bkt")
         .key("from-path.bin")
         .body(ByteStream::from_path(&path).await.unwrap())
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .customize()
+        .interceptor(sent.clone())
         .send()
         .await
         .unwrap();
+    let sent = sent.0.lock().unwrap().clone();
+    let header = |name: &str| sent.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    // This SDK (aws-sdk-s3 1.157) signs every chunk and the trailer, even over http.
+    assert_eq!(header("x-amz-content-sha256"), Some("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"), "{sent:?}");
+    assert!(header("content-encoding").is_some_and(|e| e.split(',').any(|e| e.trim() == "aws-chunked")), "{sent:?}");
+    assert_eq!(header("x-amz-trailer"), Some("x-amz-checksum-crc32"), "{sent:?}");
+    assert_eq!(header("x-amz-decoded-content-length"), Some(payload.len().to_string().as_str()), "{sent:?}");
+    // The framing is on the wire: the body sent is longer than the payload it carries.
+    let wire_len: usize = header("content-length").expect("a content-length").parse().unwrap();
+    assert!(wire_len > payload.len(), "{sent:?}");
     assert_eq!(put.e_tag(), Some(format!("\"{}\"", md5_hex(&payload)).as_str()));
     assert!(put.checksum_crc32().is_some());
     assert_eq!(std::fs::read(server.data_dir.join("bkt/from-path.bin")).unwrap(), payload);
@@ -69,7 +82,28 @@ async fn streaming_upload_with_trailer_stores_only_the_payload() {
     let got =
         s3.get_object().bucket("bkt").key("from-path.bin").checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.unwrap();
     assert_eq!(got.checksum_crc32(), put.checksum_crc32());
-    assert_eq!(got.body.collect().await.unwrap().into_bytes().len(), payload.len());
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), &payload[..]);
+}
+
+/// The headers of the last request the SDK transmitted (after signing, as they go on the wire).
+#[derive(Debug, Clone, Default)]
+struct SentHeaders(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl aws_sdk_s3::config::Intercept for SentHeaders {
+    fn name(&self) -> &'static str {
+        "SentHeaders"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let headers = context.request().headers().iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
+        *self.0.lock().unwrap() = headers;
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -166,7 +200,8 @@ async fn multipart_upload_has_aws_etag() {
     s3.create_bucket().bucket("bkt").send().await.unwrap();
     let create = s3.create_multipart_upload().bucket("bkt").key("big").send().await.unwrap();
     let upload_id = create.upload_id().unwrap();
-    let part1 = vec![1u8; 5 * 1024 * 1024];
+    // Not one repeated byte: a part stored out of place or twice would show.
+    let part1: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect();
     let part2 = b"tail".to_vec();
     let mut completed = Vec::new();
     for (n, part) in [(1, &part1), (2, &part2)] {
@@ -201,8 +236,10 @@ async fn multipart_upload_has_aws_etag() {
     md5s.extend(hex::decode(md5_hex(&part2)).unwrap());
     assert_eq!(done.e_tag(), Some(format!("\"{}-2\"", md5_hex(&md5s)).as_str()));
     let on_disk = std::fs::read(server.data_dir.join("bkt/big")).unwrap();
-    assert_eq!(on_disk.len(), part1.len() + part2.len());
-    assert_eq!(&on_disk[part1.len()..], b"tail");
+    let whole = [&part1[..], &part2[..]].concat();
+    assert!(on_disk == whole, "the object is not part 1 then part 2 ({} bytes on disk)", on_disk.len());
+    let got = s3.get_object().bucket("bkt").key("big").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes() == whole, "GET does not answer part 1 then part 2");
     // The upload's parts are gone once it completes.
     let err = s3.list_parts().bucket("bkt").key("big").upload_id(upload_id).send().await.unwrap_err();
     assert_eq!(err.into_service_error().meta().code(), Some("NoSuchUpload"));

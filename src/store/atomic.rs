@@ -12,19 +12,32 @@ use std::sync::{Arc, Mutex};
 
 use super::Durability;
 
+// The fault below must never reach a release build: it would publish torn files.
+#[cfg(all(feature = "fault-injection", not(debug_assertions)))]
+compile_error!("the `fault-injection` feature is for test builds only and cannot be enabled in a release build");
+
 /// A temp file that will become an object, a part or a metadata file.
 #[derive(Debug)]
 pub struct Staged {
     file: File,
     path: PathBuf,
     committed: bool,
+    /// Under the test-only fault: the bytes held back from the publish, and their offset.
+    #[cfg(feature = "fault-injection")]
+    held_back: Option<(u64, Vec<u8>)>,
 }
 
 impl Staged {
     pub(super) fn create(tmp_dir: &Path) -> io::Result<Staged> {
         let path = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
         let file = OpenOptions::new().write(true).read(true).create_new(true).open(&path)?;
-        Ok(Staged { file, path, committed: false })
+        Ok(Staged {
+            file,
+            path,
+            committed: false,
+            #[cfg(feature = "fault-injection")]
+            held_back: None,
+        })
     }
 
     pub fn file(&mut self) -> &mut File {
@@ -38,6 +51,10 @@ impl Staged {
     /// Makes the bytes durable (when asked to) before the rename that publishes them.
     pub(super) fn sync(&mut self, durability: Durability) -> io::Result<()> {
         self.file.flush()?;
+        #[cfg(feature = "fault-injection")]
+        if fault::torn_publish() {
+            self.held_back = Some(fault::hold_back_tail(&mut self.file)?);
+        }
         if durability == Durability::Fsync {
             // fdatasync: the bytes and the length, which is all a reader of the file needs.
             self.file.sync_data()?;
@@ -48,13 +65,61 @@ impl Staged {
     /// Records that the caller renamed the temp file away, so drop leaves it alone.
     pub(super) fn mark_committed(&mut self) {
         self.committed = true;
+        #[cfg(feature = "fault-injection")]
+        if let Some((offset, tail)) = self.held_back.take() {
+            fault::write_tail_late(&self.file, offset, &tail);
+        }
     }
 
     /// Renames the temp file to `dest`; the caller fsyncs `dest`'s folder.
     pub(super) fn rename_to(mut self, dest: &Path) -> io::Result<()> {
         fs::rename(&self.path, dest)?;
-        self.committed = true;
+        self.mark_committed();
         Ok(())
+    }
+}
+
+/// A test-only fault that tears published files, so that the crash test can show it
+/// notices a torn object. Compiled in only with the `fault-injection` feature, which
+/// refuses to build without debug assertions (so never in a release build), and active
+/// only when the process also has `FIRELAKE_FAULT=torn-publish` in its environment.
+///
+/// The fault publishes a staged file before all its bytes are written: [`Staged::sync`]
+/// cuts the file to half its length and keeps the other half, the rename publishes that
+/// half, and [`Staged::mark_committed`] writes the rest through the still-open file after
+/// a pause. Without a crash every file ends complete (only its metadata goes stale, so
+/// the ETag is derived from the bytes); a SIGKILL in the pause leaves the published file
+/// torn, as a rename before the last write would.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use std::fs::File;
+    use std::io::{self, Read, Seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    /// How long a published file stays torn: long enough that one of the crash test's 20
+    /// random kills is all but certain to land in it.
+    const TORN_MS: u64 = 100;
+
+    pub(super) fn torn_publish() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var("FIRELAKE_FAULT").is_ok_and(|v| v == "torn-publish"))
+    }
+
+    /// Cuts `file` to half its length; answers the offset and bytes cut off.
+    pub(super) fn hold_back_tail(file: &mut File) -> io::Result<(u64, Vec<u8>)> {
+        let half = file.metadata()?.len() / 2;
+        file.seek(SeekFrom::Start(half))?;
+        let mut tail = Vec::new();
+        file.read_to_end(&mut tail)?;
+        file.set_len(half)?;
+        Ok((half, tail))
+    }
+
+    pub(super) fn write_tail_late(file: &File, offset: u64, tail: &[u8]) {
+        std::thread::sleep(Duration::from_millis(TORN_MS));
+        file.write_all_at(tail, offset).expect("fault injection: writing the held-back bytes");
     }
 }
 

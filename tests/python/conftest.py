@@ -10,6 +10,17 @@ from botocore.config import Config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = os.environ.get("FIRELAKE_BIN", str(ROOT / "target" / "debug" / "firelake"))
+# CI provides every precondition (.ci/run sets CI=true): there a missing one is a failure.
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require(present, what):
+    """Skips the test when `what` is missing, or fails it in CI, which must provide it."""
+    if present:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must provide {what}", pytrace=False)
+    pytest.skip(f"needs {what}")
 
 
 class Firelake:

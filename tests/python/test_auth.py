@@ -1,7 +1,9 @@
 """`--auth strict` with boto3, the AWS CLI and presigned URLs: what is signed with a
 configured key passes, anything else gets the AWS error, and secrets never reach the logs."""
 import os
+import pathlib
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -12,6 +14,8 @@ from botocore.exceptions import ClientError
 
 from conftest import BINARY, flush
 
+# The pinned CLI of the test venv, not whichever `aws` is first on PATH.
+AWS = str(pathlib.Path(sys.executable).with_name("aws"))
 KEY, SECRET = "AKIDWORKSHOP01", "wJalrXUtnFEMI/firelake+strict"
 KEYS = f"{KEY}:{SECRET},AKIDSECOND:second-secret"
 
@@ -119,12 +123,12 @@ def test_the_aws_cli_signs_with_the_configured_key(strict, tmp_path):
            "AWS_ENDPOINT_URL": strict.endpoint, "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
     source = tmp_path / "note.txt"
     source.write_text("from the cli\n")
-    subprocess.run(["aws", "s3", "mb", "s3://cli-bucket"], env=env, check=True, capture_output=True)
-    subprocess.run(["aws", "s3", "cp", str(source), "s3://cli-bucket/note.txt"], env=env, check=True, capture_output=True)
+    subprocess.run([AWS, "s3", "mb", "s3://cli-bucket"], env=env, check=True, capture_output=True)
+    subprocess.run([AWS, "s3", "cp", str(source), "s3://cli-bucket/note.txt"], env=env, check=True, capture_output=True)
     assert (strict.data_dir / "cli-bucket" / "note.txt").read_text() == "from the cli\n"
-    done = subprocess.run(["aws", "firehose", "list-delivery-streams"], env=env, capture_output=True, text=True)
+    done = subprocess.run([AWS, "firehose", "list-delivery-streams"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    wrong = subprocess.run(["aws", "s3", "ls", "s3://cli-bucket"], env={**env, "AWS_SECRET_ACCESS_KEY": "wrong"},
+    wrong = subprocess.run([AWS, "s3", "ls", "s3://cli-bucket"], env={**env, "AWS_SECRET_ACCESS_KEY": "wrong"},
                            capture_output=True, text=True)
     assert wrong.returncode != 0 and "SignatureDoesNotMatch" in wrong.stderr
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import flush, streams_status
+from conftest import flush, require, streams_status
 
 ROLE = "arn:aws:iam::000000000000:role/firehose"
 
@@ -77,8 +77,7 @@ def test_backpressure_throttles_the_stuck_stream_not_the_healthy_one(start_firel
 @pytest.fixture
 def small_disk(tmp_path):
     """A real, small ext4 file system on a loop device (tmpfs would not do: its fsync does nothing)."""
-    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
-        pytest.skip("needs root and mkfs.ext4 to loop-mount a file system")
+    require(os.geteuid() == 0 and shutil.which("mkfs.ext4") is not None, "root and mkfs.ext4 to loop-mount a file system")
     image, mount = tmp_path / "disk.img", tmp_path / "disk"
     mount.mkdir()
     subprocess.run(["dd", "if=/dev/zero", f"of={image}", "bs=1M", "count=32", "status=none"], check=True)

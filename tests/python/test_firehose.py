@@ -14,7 +14,7 @@ import zipfile
 
 import cramjam
 import pytest
-from conftest import flush, streams_status
+from conftest import flush, require, streams_status
 
 AWS = str(pathlib.Path(sys.executable).with_name("aws"))
 ROLE = "arn:aws:iam::000000000000:role/firehose"
@@ -50,8 +50,7 @@ def fh(firelake):
 
 def test_course_walkthrough_script(firelake):
     script = SHARED / "acceptance" / "seed_scenario.py"
-    if not script.exists():
-        pytest.skip(f"{script} is not here (it is beside the repository in CI)")
+    require(script.exists(), f"{script} (the shared course material, beside the repository)")
     result = subprocess.run([sys.executable, str(script), "--endpoint", firelake.endpoint, "--strict-keys", "--flush", "--expect-objects", "1"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -6,7 +6,7 @@
 //! Each scenario prints one JSON line with its figures.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -155,6 +155,19 @@ where
     F: Fn(Conn, usize, Arc<AtomicBool>) -> Fut,
     Fut: std::future::Future<Output = Vec<f64>> + Send + 'static,
 {
+    let (mut latencies, elapsed) = timed_calls(args, work).await;
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (latencies.len(), latencies, elapsed)
+}
+
+/// Runs `work(worker, i)` on `workers` connections for `seconds`; returns what every
+/// worker's calls gave and the seconds elapsed.
+async fn timed_calls<T, F, Fut>(args: &Args, work: F) -> (Vec<T>, f64)
+where
+    T: Send + 'static,
+    F: Fn(Conn, usize, Arc<AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = Vec<T>> + Send + 'static,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for worker in 0..args.workers {
@@ -164,13 +177,36 @@ where
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
+    let mut calls = Vec::new();
     for handle in handles {
-        latencies.extend(handle.await.unwrap());
+        calls.extend(handle.await.unwrap());
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (latencies.len(), latencies, elapsed)
+    (calls, start.elapsed().as_secs_f64())
+}
+
+/// One PutRecordBatch call: how long it took and how many of its records were refused.
+#[derive(Debug, Clone, Copy)]
+struct BatchCall {
+    ms: f64,
+    failed_records: usize,
+}
+
+/// The figures of a PutRecordBatch run. Only accepted records count towards the rates, and
+/// the latency percentiles cover only the calls whose every record was accepted: a call
+/// throttled with "Slow down." answers at once, and would make the tail look better than
+/// the puts that did the work. How many calls and records were throttled is reported.
+fn put_record_batch_report(calls: &[BatchCall], batch: usize, record_bytes: usize, elapsed: f64) -> serde_json::Value {
+    let failed: usize = calls.iter().map(|c| c.failed_records).sum();
+    let mut accepted_ms: Vec<f64> = calls.iter().filter(|c| c.failed_records == 0).map(|c| c.ms).collect();
+    accepted_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let throttled_calls = calls.len() - accepted_ms.len();
+    let records_per_s = (calls.len() * batch - failed) as f64 / elapsed;
+    serde_json::json!({
+        "scenario": "put-record-batch", "calls_per_s": calls.len() as f64 / elapsed, "records_per_s": records_per_s,
+        "calls": calls.len(), "throttled_calls": throttled_calls, "failed_records": failed,
+        "payload_mb_per_s": records_per_s * record_bytes as f64 / 1e6,
+        "p50_ms": percentile(&accepted_ms, 0.5), "p99_ms": percentile(&accepted_ms, 0.99),
+    })
 }
 
 #[tokio::main]
@@ -291,12 +327,11 @@ async fn main() {
             let records: Vec<serde_json::Value> = (0..args.batch).map(|_| serde_json::json!({"Data": record})).collect();
             let body = Bytes::from(serde_json::json!({"DeliveryStreamName": args.stream, "Records": records}).to_string());
             let per_worker_interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.workers as f64 / args.rate));
-            let failed = Arc::new(AtomicUsize::new(0));
             let workers = args.workers as u32;
-            let (calls, lat, elapsed) = timed(&args, |mut conn, worker, stop| {
-                let (body, failed) = (body.clone(), failed.clone());
+            let (calls, elapsed) = timed_calls(&args, |mut conn, worker, stop| {
+                let body = body.clone();
                 async move {
-                    let mut lat = Vec::new();
+                    let mut calls = Vec::new();
                     // At a set rate the workers take turns, evenly spaced: a steady load,
                     // not bursts of `workers` calls at once.
                     let mut next = Instant::now() + per_worker_interval.map_or(Duration::ZERO, |i| i * worker as u32 / workers);
@@ -306,22 +341,17 @@ async fn main() {
                             next += interval;
                         }
                         let t = Instant::now();
-                        failed.fetch_add(conn.put_record_batch(body.clone()).await, Ordering::Relaxed);
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        let failed_records = conn.put_record_batch(body.clone()).await;
+                        calls.push(BatchCall { ms: t.elapsed().as_secs_f64() * 1000.0, failed_records });
                     }
-                    lat
+                    calls
                 }
             })
             .await;
-            // Only records the server accepted count; throttled ones ("Slow down.") do not.
-            let failed = failed.load(Ordering::Relaxed);
-            let records_per_s = (calls * args.batch - failed) as f64 / elapsed;
-            serde_json::json!({
-                "scenario": "put-record-batch", "calls_per_s": calls as f64 / elapsed, "records_per_s": records_per_s,
-                "failed_records": failed,
-                "payload_mb_per_s": records_per_s * args.record_bytes as f64 / 1e6,
-                "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "workers": args.workers, "rate": args.rate,
-            })
+            let mut report = put_record_batch_report(&calls, args.batch, args.record_bytes, elapsed);
+            report["workers"] = args.workers.into();
+            report["rate"] = args.rate.into();
+            report
         }
     };
     println!("{report}");
@@ -368,5 +398,20 @@ mod tests {
         assert_eq!(super::failed_put_count(br#"{"FailedPutCount":3,"Encrypted":false,"RequestResponses":[]}"#), Some(3));
         assert_eq!(super::failed_put_count(br#"{"FailedPutCount": 0, "Encrypted": false}"#), Some(0));
         assert_eq!(super::failed_put_count(b"<ListAllMyBucketsResult/>"), None);
+    }
+
+    #[test]
+    fn throttled_calls_are_counted_and_left_out_of_the_percentiles() {
+        use super::BatchCall;
+        // Three accepted calls, and two throttled ones that answered at once.
+        let calls = [(5.0, 0), (0.1, 500), (6.0, 0), (0.2, 3), (7.0, 0)].map(|(ms, failed_records)| BatchCall { ms, failed_records });
+        let report = super::put_record_batch_report(&calls, 500, 100, 2.0);
+        assert_eq!(report["calls"], 5);
+        assert_eq!(report["throttled_calls"], 2);
+        assert_eq!(report["failed_records"], 503);
+        assert_eq!(report["records_per_s"], (5.0 * 500.0 - 503.0) / 2.0);
+        assert_eq!(report["calls_per_s"], 2.5);
+        assert_eq!(report["p50_ms"], 6.0);
+        assert_eq!(report["p99_ms"], 7.0);
     }
 }
