@@ -219,6 +219,44 @@ def firehose_round(kind, seconds):
     return out
 
 
+def setup_partitioned(endpoint, name):
+    import boto3
+    kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    s3, fh = boto3.client("s3", **kw), boto3.client("firehose", **kw)
+    s3.create_bucket(Bucket="bench-fh")
+    fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={
+        "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::bench-fh",
+        "Prefix": "vin=!{partitionKeyFromQuery:vin}/", "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 900},
+        "DynamicPartitioningConfiguration": {"Enabled": True},
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "MetadataExtraction", "Parameters": [
+            {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{vin: .vin}"},
+            {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]}})
+    return s3
+
+
+PARTITION_KINDS = ("unpartitioned", "partitioned")
+
+
+def partition_round(kind, seconds):
+    """500 JSON telematics records of 100 vehicles per PutRecordBatch, into a stream
+    partitioned by `{vin: .vin}` or an unpartitioned one; then everything is flushed."""
+    server = Server("firelake", durability=DURABILITY)
+    try:
+        s3 = setup_partitioned(server.endpoint, "load") if kind == "partitioned" else setup_stream(server.endpoint, "load", 64, 900)
+        t = time.perf_counter()
+        run = loadgen(server.endpoint, "put-record-batch", "--stream", "load", "--batch", "500", "--record-bytes", "120",
+                      "--vehicles", "100", "--seconds", str(seconds), "--workers", "8")
+        urllib.request.urlopen(urllib.request.Request(f"{server.endpoint}/_firelake/flush", data=b"", method="POST"), timeout=300).read()
+        elapsed = time.perf_counter() - t
+        objects = sum(len(p.get("Contents", [])) for p in s3.get_paginator("list_objects_v2").paginate(Bucket="bench-fh"))
+        return {"ingest-records-per-s": run["records_per_s"], "p99-ms": run["p99_ms"],
+                "delivered-records-per-s": run["accepted_records"] / elapsed, "objects": objects,
+                "throttled-records": run["failed_records"]}
+    finally:
+        server.stop()
+
+
 JOURNAL_CAP_MB = 1024
 
 
@@ -271,7 +309,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--only", choices=["s3", "firehose", "durability"], default=None)
+    ap.add_argument("--only", choices=["s3", "firehose", "durability", "partitioning"], default=None)
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "firelake", "-p", "firelake-loadgen"], cwd=ROOT, check=True)
     shutil.rmtree(DATA, ignore_errors=True)
@@ -297,6 +335,18 @@ def main():
         print(f"| firelake durable 64 MiB PUT / min(dd, md5sum) | {med['firelake']['put-large'] / floor * 100:.0f}% |")
         print(f"| ready after start: exec to first health 200, empty data dir (median of 10) | {start:.1f} ms |")
         print(f"| idle RSS after start (median of 3) | {rss:.1f} MB |")
+        print("\nraw rounds:", json.dumps(results))
+    if args.only in (None, "partitioning"):
+        results = interleaved(PARTITION_KINDS, partition_round, args.rounds, args.seconds)
+        med = {kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for kind, runs in results.items()}
+        u, p = med["unpartitioned"], med["partitioned"]
+        print(f"\n| 500 telematics records (100 vehicles) per PutRecordBatch, --durability {DURABILITY} | unpartitioned | partitioned by `{{vin: .vin}}` | partitioned / unpartitioned |")
+        print("|---|---|---|---|")
+        for key in ("ingest-records-per-s", "delivered-records-per-s"):
+            print(f"| {key} | {u[key]:,.0f} | {p[key]:,.0f} | {p[key] / u[key] * 100:.0f}% |")
+        print(f"| p99 ms at peak | {u['p99-ms']:.1f} | {p['p99-ms']:.1f} | |")
+        print(f"| objects delivered | {u['objects']:.0f} | {p['objects']:.0f} | |")
+        print(f"| throttled records | {u['throttled-records']:.0f} | {p['throttled-records']:.0f} | |")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "firehose"):
         results = interleaved(FIREHOSE_KINDS, firehose_round, args.rounds, args.seconds)

@@ -53,6 +53,10 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 100)]
     record_bytes: usize,
+    /// PutRecordBatch: send JSON telematics records (`{"vin": ..., ...}`, padded to about
+    /// `--record-bytes`) of this many vehicles, in turn, instead of opaque bytes.
+    #[arg(long, default_value_t = 0)]
+    vehicles: usize,
     /// PutRecordBatch: target calls per second across all workers (0 = as fast as possible).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
@@ -204,6 +208,7 @@ fn put_record_batch_report(calls: &[BatchCall], batch: usize, record_bytes: usiz
     serde_json::json!({
         "scenario": "put-record-batch", "calls_per_s": calls.len() as f64 / elapsed, "records_per_s": records_per_s,
         "calls": calls.len(), "throttled_calls": throttled_calls, "failed_records": failed,
+        "accepted_records": calls.len() * batch - failed,
         "payload_mb_per_s": records_per_s * record_bytes as f64 / 1e6,
         "p50_ms": percentile(&accepted_ms, 0.5), "p99_ms": percentile(&accepted_ms, 0.99),
     })
@@ -323,8 +328,23 @@ async fn main() {
             serde_json::json!({"scenario": "list", "keys": 10_000, "ms_median": median(&mut times), "runs": times})
         }
         Scenario::PutRecordBatch => {
-            let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![b'r'; args.record_bytes]);
-            let records: Vec<serde_json::Value> = (0..args.batch).map(|_| serde_json::json!({"Data": record})).collect();
+            let encode = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+            let records: Vec<serde_json::Value> = (0..args.batch)
+                .map(|i| {
+                    if args.vehicles == 0 {
+                        return serde_json::json!({"Data": encode(&vec![b'r'; args.record_bytes])});
+                    }
+                    let mut record = format!(
+                        r#"{{"vin":"VIN{:05}","ts":"2026-12-01T10:00:{:02}Z","lat":52.52,"lon":13.40,"speed":{}"#,
+                        i % args.vehicles,
+                        i % 60,
+                        i % 130
+                    );
+                    let pad = args.record_bytes.saturating_sub(record.len() + 10);
+                    record.push_str(&format!(r#","pad":"{}"}}"#, "x".repeat(pad)));
+                    serde_json::json!({"Data": encode(record.as_bytes())})
+                })
+                .collect();
             let body = Bytes::from(serde_json::json!({"DeliveryStreamName": args.stream, "Records": records}).to_string());
             let per_worker_interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.workers as f64 / args.rate));
             let workers = args.workers as u32;
