@@ -101,7 +101,7 @@ pub struct ServeArgs {
     /// A JSON file of buckets and delivery streams to create at start, before serving (see fixtures/workshop.json).
     #[arg(long, env = "FIRELAKE_INIT")]
     pub init: Option<PathBuf>,
-    /// Most undelivered bytes all delivery streams hold together.
+    /// Most undelivered MiB all delivery streams hold together before puts are throttled ("Slow down.").
     #[arg(long, env = "FIRELAKE_TOTAL_BUFFER_MAX_MB", default_value_t = DEFAULT_TOTAL_BUFFER_MB)]
     pub total_buffer_max_mb: u64,
     /// `off` accepts any credentials; `strict` verifies SigV4 signatures (headers, presigned URLs, chunks) against the access keys.

@@ -175,12 +175,20 @@ async fn produce(args: ProduceArgs) -> Result<u64, String> {
                     pending.iter().zip(answer.request_responses()).filter(|(_, r)| r.error_code().is_some()).map(|(d, _)| *d).collect()
                 }
                 Err(err) => {
-                    let err = aws_sdk_firehose::error::DisplayErrorContext(err);
+                    // Only throttling and trouble reaching the server can pass by waiting;
+                    // a missing stream or a refused request fails at once, in one line.
+                    if let Some(code) = aws_sdk_firehose::error::ProvideErrorMetadata::code(&err)
+                        && !RETRYABLE_CODES.contains(&code)
+                    {
+                        bar.abandon();
+                        let message = aws_sdk_firehose::error::ProvideErrorMetadata::message(&err).unwrap_or_default();
+                        return Err(format!("PutRecordBatch to {} failed: {code}: {message}", args.stream));
+                    }
                     if attempt >= ATTEMPTS_MAX {
                         bar.abandon();
-                        return Err(format!("PutRecordBatch to {} failed: {err}", args.stream));
+                        return Err(format!("PutRecordBatch to {} failed after {attempt} attempts: {}", args.stream, one_line(&err)));
                     }
-                    bar.set_message(format!("retrying: {err}"));
+                    bar.set_message(format!("retrying: {}", one_line(&err)));
                     pending.clone()
                 }
             };
@@ -208,6 +216,18 @@ async fn produce(args: ProduceArgs) -> Result<u64, String> {
         sent as f64 / secs.max(1e-9)
     );
     Ok(failed)
+}
+
+/// Firehose errors that waiting can cure.
+const RETRYABLE_CODES: [&str; 4] = ["ServiceUnavailableException", "ThrottlingException", "InternalFailure", "LimitExceededException"];
+
+/// An SDK error as one readable line: its innermost cause, not the whole Debug structure.
+fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string().lines().next().unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]

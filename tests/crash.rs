@@ -330,7 +330,8 @@ fn kill_at_random_moments_loses_and_duplicates_nothing() {
     assert!(temps.is_empty(), "temp files remain with no write in flight: {temps:?}");
     assert!(damaged.is_empty(), "{} damaged objects:\n{}", damaged.len(), damaged.join("\n"));
     eprintln!(
-        "crash test: survived {KILLS} kills; {} acknowledged records delivered exactly once ({} lines delivered); \
+        "crash test: survived {KILLS} kills; {} acknowledged records delivered exactly once ({} lines delivered: the \
+         rest are records of puts cut off by a kill after they were journaled, delivered once, never acknowledged); \
          {checked} objects listed over {pages} pages, each holding the bytes of a PUT sent for it ({} acknowledged, \
          {never_acked} from PUTs cut off before their answer); {} PUTs refused; {temps_at_kills} temp files left by the kills, \
          each a never-published staging file, swept at start",
@@ -512,7 +513,7 @@ fn kills_during_partitioned_delivery_lose_and_duplicate_nothing() {
         assert!(backed_up.contains_key(id), "the backup of acknowledged {id} is lost");
     }
     eprintln!(
-        "partitioned crash test: survived {} kills; {} acknowledged records: {} sub-records in {data_objects} data objects, {} error documents in {error_objects} error objects, {} backed up, each exactly once",
+        "partitioned crash test: survived {} kills; {} acknowledged records: {} sub-records in {data_objects} data objects, {} error documents in {error_objects} error objects, {} backed up, each exactly once (counts above the acknowledged are records of puts cut off by a kill after they were journaled)",
         KILLS / 2,
         acked.len(),
         sub_records.len(),

@@ -55,7 +55,7 @@ pub use atomic::Staged;
 pub enum Durability {
     /// fsync every object, metadata file and folder change before answering.
     Fsync,
-    /// No fsync calls: a killed process loses nothing, a power cut may.
+    /// No fsync calls: a killed process loses nothing; a power cut may lose the last writes.
     None,
 }
 

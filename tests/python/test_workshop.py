@@ -103,3 +103,25 @@ def test_produce_reads_aws_endpoint_url(start_firelake):
 def streams_status_of(server):
     from conftest import streams_status
     return streams_status(server)["gps-delivery-stream"]
+
+
+def test_produce_fails_at_once_on_a_missing_stream_in_one_line(start_firelake):
+    server = start_firelake()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "AWS_EC2_METADATA_DISABLED": "true"}
+    started = time.time()
+    result = subprocess.run([BINARY, "produce", "--stream", "nope", "--records", "10", "--endpoint-url", server.endpoint, "--quiet"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert time.time() - started < 5, "a missing stream was retried"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ResourceNotFoundException" in lines[0] and "nope" in lines[0], result.stderr
+
+
+def test_logs_have_no_colour_codes_when_not_at_a_terminal(start_firelake, tmp_path):
+    log = open(tmp_path / "stderr.log", "w")
+    server = start_firelake(stderr=log, env={"RUST_LOG": "info"})
+    server.client("s3").create_bucket(Bucket="plain")
+    server.stop()
+    log.close()
+    text = (tmp_path / "stderr.log").read_text()
+    assert "INFO" in text and "\x1b[" not in text
