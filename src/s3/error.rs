@@ -3,7 +3,7 @@
 
 use hyper::{Response, StatusCode};
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, S3Refusal};
 use crate::http::{Body, RequestCtx, empty, full};
 use crate::s3::xml::Xml;
 use crate::store::StoreError;
@@ -71,6 +71,7 @@ codes! {
     PreconditionFailed = 412,
     ReplicationConfigurationNotFoundError = 404,
     RequestTimeTooSkewed = 403,
+    RequestTimeout = 400,
     ServiceUnavailable = 503,
     SignatureDoesNotMatch = 403,
     XAmzContentSHA256Mismatch = 400,
@@ -170,6 +171,18 @@ impl S3Error {
         xml.leaf("HostId", &crate::http::host_id());
         xml.close("Error");
         builder.header("content-type", "application/xml").body(full(xml.finish())).expect("valid response")
+    }
+}
+
+impl From<S3Refusal> for S3Error {
+    fn from(refusal: S3Refusal) -> S3Error {
+        match refusal {
+            S3Refusal::Auth(err) => S3Error::from(err),
+            S3Refusal::HeadersNotSigned(names) => {
+                S3Error::new(Code::AccessDenied, "There were headers present in the request which were not signed")
+                    .with("HeadersNotSigned", names.join(", "))
+            }
+        }
     }
 }
 

@@ -200,7 +200,7 @@ struct CompletedPart {
 
 pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
     let upload = load_upload(state, bucket, key, upload_id).await?;
-    let bytes = read_small_body(body).await?;
+    let bytes = read_small_body(req, body).await?;
     let request: CompleteMultipartUpload = parse_xml(&bytes)?;
     if request.parts.is_empty() {
         return Err(S3Error::malformed_xml());

@@ -428,7 +428,7 @@ fn check_small_body_digest(req: &Req, bytes: &[u8], required: bool) -> Result<()
 
 pub async fn delete_objects(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
-    let bytes = read_small_body(body).await?;
+    let bytes = read_small_body(req, body).await?;
     check_small_body_digest(req, &bytes, true)?;
     let delete: Delete = parse_xml(&bytes)?;
     if delete.objects.is_empty() || delete.objects.len() > 1000 {
@@ -727,9 +727,9 @@ async fn set_object_tags(state: &Arc<State>, bucket: &str, key: &str, tags: Vec<
     }
 }
 
-pub async fn put_object_tagging(state: &Arc<State>, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn put_object_tagging(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
-    let bytes = read_small_body(body).await?;
+    let bytes = read_small_body(req, body).await?;
     let tags = parse_tagging(&bytes, OBJECT_TAGS_MAX)?;
     set_object_tags(state, bucket, key, tags).await?;
     Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))

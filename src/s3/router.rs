@@ -266,6 +266,11 @@ impl Query {
         self.0.iter().any(|(n, _)| n == name)
     }
 
+    /// Every name and value, in request order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     /// Names that select a sub-resource (everything but arguments and presigning fields).
     fn sub_resources(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|(n, _)| n.as_str()).filter(|n| !ARGUMENTS.contains(n) && !n.starts_with("X-Amz-") && !n.starts_with("x-amz-"))
