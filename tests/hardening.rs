@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use aws_sdk_s3::primitives::ByteStream;
 use common::{Conn, RawResponse, Server};
 use firelake::sigv4;
@@ -376,4 +378,180 @@ fn a_firehose_query_signature_without_expiry_is_held_to_the_clock_skew() {
     let response = send(old);
     assert_eq!(response.status, 400, "{}", response.text());
     assert!(response.text().contains("InvalidSignatureException") && response.text().contains("Signature expired"), "{}", response.text());
+}
+
+// ---- races on the same names ----
+
+/// An S3 client that never retries, so that a 500 reaches the test instead of hiding
+/// behind the SDK's retries.
+async fn no_retries(server: &Server) -> aws_sdk_s3::Client {
+    let client = server.s3().await;
+    let config = client.config().to_builder().retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()).build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// The HTTP status and error code of an SDK call's outcome (200 for any success).
+fn outcome<T, E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug>(
+    result: &Result<T, aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> (u16, String) {
+    match result {
+        Ok(_) => (200, String::new()),
+        Err(aws_sdk_s3::error::SdkError::ServiceError(err)) => {
+            (err.raw().status().as_u16(), err.err().code().unwrap_or_default().to_owned())
+        }
+        Err(aws_sdk_s3::error::SdkError::ResponseError(err)) => (err.raw().status().as_u16(), String::new()),
+        Err(other) => panic!("no answer: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn complete_racing_abort_answers_one_or_the_other_and_means_it() {
+    let server = Server::start();
+    let s3 = no_retries(&server).await;
+    s3.create_bucket().bucket("race").send().await.unwrap();
+    let big = vec![b'p'; 5 * 1024 * 1024];
+    for round in 0..16 {
+        let key = format!("mp{round}");
+        let id = s3.create_multipart_upload().bucket("race").key(&key).send().await.unwrap().upload_id().unwrap().to_owned();
+        let mut parts = Vec::new();
+        for (number, body) in [(1, big.clone()), (2, b"tail".to_vec())] {
+            let part = s3
+                .upload_part()
+                .bucket("race")
+                .key(&key)
+                .upload_id(&id)
+                .part_number(number)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .unwrap();
+            parts.push(aws_sdk_s3::types::CompletedPart::builder().part_number(number).e_tag(part.e_tag().unwrap()).build());
+        }
+        let done = aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+        let complete = s3.complete_multipart_upload().bucket("race").key(&key).upload_id(&id).multipart_upload(done).send();
+        let abort = async {
+            tokio::time::sleep(Duration::from_millis(round % 4)).await;
+            s3.abort_multipart_upload().bucket("race").key(&key).upload_id(&id).send().await
+        };
+        let (completed, aborted) = tokio::join!(complete, abort);
+        let (completed, aborted) = (outcome(&completed), outcome(&aborted));
+        let exists = s3.head_object().bucket("race").key(&key).send().await.is_ok();
+        match (&completed, &aborted) {
+            ((200, _), (404, code)) if code == "NoSuchUpload" => assert!(exists, "round {round}: completed, yet no object"),
+            ((404, code), (200, _)) if code == "NoSuchUpload" => assert!(!exists, "round {round}: aborted, yet an object"),
+            other => panic!("round {round}: complete and abort answered {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn upload_part_racing_abort_answers_no_such_upload() {
+    let server = Server::start();
+    let s3 = no_retries(&server).await;
+    s3.create_bucket().bucket("race").send().await.unwrap();
+    let body = vec![b'q'; 2 * 1024 * 1024];
+    for round in 0..16 {
+        let id = s3.create_multipart_upload().bucket("race").key("k").send().await.unwrap().upload_id().unwrap().to_owned();
+        let part = s3.upload_part().bucket("race").key("k").upload_id(&id).part_number(1).body(ByteStream::from(body.clone())).send();
+        let abort = s3.abort_multipart_upload().bucket("race").key("k").upload_id(&id).send();
+        let (part, abort) = tokio::join!(part, abort);
+        let (part, abort) = (outcome(&part), outcome(&abort));
+        assert!(part == (200, String::new()) || part == (404, "NoSuchUpload".to_owned()), "round {round}: UploadPart answered {part:?}");
+        assert_eq!(abort, (200, String::new()), "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn put_racing_delete_bucket_answers_no_such_bucket() {
+    let server = Server::start();
+    let s3 = no_retries(&server).await;
+    for round in 0..10 {
+        let bucket = format!("race-{round}");
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let puts = (0..8).map(|i| {
+            let (s3, bucket) = (s3.clone(), bucket.clone());
+            let key = if i % 2 == 0 { format!("k{i}") } else { format!("a/b/k{i}") };
+            tokio::spawn(async move {
+                let result = s3.put_object().bucket(&bucket).key(&key).body(ByteStream::from_static(b"x")).send().await;
+                (key, outcome(&result))
+            })
+        });
+        let puts: Vec<_> = puts.collect();
+        let deleted = outcome(&s3.delete_bucket().bucket(&bucket).send().await);
+        let mut stored = Vec::new();
+        for put in puts {
+            let (key, answer) = put.await.unwrap();
+            match answer.0 {
+                200 => stored.push(key),
+                404 => assert_eq!(answer.1, "NoSuchBucket", "round {round}"),
+                _ => panic!("round {round}: PUT {key} answered {answer:?}"),
+            }
+        }
+        match deleted {
+            (200, _) => {
+                assert!(stored.is_empty(), "round {round}: the bucket was deleted, yet {stored:?} were stored");
+                assert!(s3.head_bucket().bucket(&bucket).send().await.is_err());
+            }
+            (409, code) if code == "BucketNotEmpty" => {
+                for key in &stored {
+                    s3.head_object().bucket(&bucket).key(key).send().await.unwrap_or_else(|err| panic!("round {round}: {key}: {err:?}"));
+                }
+            }
+            other => panic!("round {round}: DeleteBucket answered {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_key_and_its_folder_race_without_errors() {
+    let server = Server::start();
+    let s3 = no_retries(&server).await;
+    s3.create_bucket().bucket("tree").send().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    let workers = (0..8).map(|worker| {
+        let s3 = s3.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            let mut n = 0u32;
+            while tokio::time::Instant::now() < deadline {
+                n += 1;
+                let key = if (n + worker) % 2 == 0 { "k" } else { "k/child" };
+                let answer = match (n + worker) % 5 {
+                    0 => outcome(&s3.put_object().bucket("tree").key(key).body(ByteStream::from_static(b"v")).send().await),
+                    1 => outcome(&s3.delete_object().bucket("tree").key(key).send().await),
+                    2 => outcome(
+                        &s3.copy_object()
+                            .bucket("tree")
+                            .key(key)
+                            .copy_source(format!("tree/{}", if key == "k" { "k/child" } else { "k" }))
+                            .send()
+                            .await,
+                    ),
+                    3 => outcome(&s3.list_objects_v2().bucket("tree").send().await),
+                    _ => outcome(&s3.get_object().bucket("tree").key(key).send().await),
+                };
+                answers.push(answer);
+            }
+            answers
+        })
+    });
+    let mut counts = std::collections::BTreeMap::new();
+    for worker in workers.collect::<Vec<_>>() {
+        for answer in worker.await.unwrap() {
+            *counts.entry(answer).or_insert(0) += 1;
+        }
+    }
+    assert!(counts.keys().all(|(status, _)| *status < 500), "{counts:?}");
+    assert!(counts.contains_key(&(200, String::new())), "{counts:?}");
+
+    // A 204 for DELETE `a` means `a` is gone, even when PUT `a/b` moves it meanwhile.
+    for round in 0..20 {
+        s3.put_object().bucket("tree").key("a").body(ByteStream::from_static(b"a")).send().await.unwrap();
+        let delete = s3.delete_object().bucket("tree").key("a").send();
+        let put = s3.put_object().bucket("tree").key("a/b").body(ByteStream::from_static(b"b")).send();
+        let (delete, put) = tokio::join!(delete, put);
+        assert_eq!((outcome(&delete), outcome(&put)), ((200, String::new()), (200, String::new())), "round {round}");
+        assert!(s3.head_object().bucket("tree").key("a").send().await.is_err(), "round {round}: `a` survived its DELETE");
+        s3.delete_object().bucket("tree").key("a/b").send().await.unwrap();
+    }
 }
