@@ -555,3 +555,84 @@ async fn a_key_and_its_folder_race_without_errors() {
         s3.delete_object().bucket("tree").key("a/b").send().await.unwrap();
     }
 }
+
+// ---- the data directory is a user's folder ----
+
+#[tokio::test]
+async fn symbolic_links_in_the_data_directory_are_never_followed() {
+    use std::os::unix::fs::symlink;
+    let server = Server::start();
+    let s3 = no_retries(&server).await;
+    s3.create_bucket().bucket("links").send().await.unwrap();
+    s3.put_object().bucket("links").key("real").body(ByteStream::from_static(b"real")).send().await.unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"outside").unwrap();
+    let bucket_dir = server.data_dir.join("links");
+    symlink(outside.path(), bucket_dir.join("out")).unwrap();
+    symlink(outside.path().join("secret"), bucket_dir.join("file-link")).unwrap();
+    symlink(outside.path(), server.data_dir.join("linked-bucket")).unwrap();
+
+    // Nothing is read through a link: not a folder, not a file, not a bucket.
+    assert_eq!(outcome(&s3.get_object().bucket("links").key("out/secret").send().await), (404, "NoSuchKey".into()));
+    assert_eq!(outcome(&s3.get_object().bucket("links").key("file-link").send().await), (404, "NoSuchKey".into()));
+    assert_eq!(outcome(&s3.get_object().bucket("linked-bucket").key("secret").send().await), (404, "NoSuchBucket".into()));
+    let copy = s3.copy_object().bucket("links").key("copied").copy_source("links/out/secret").send().await;
+    assert_eq!(outcome(&copy), (404, "NoSuchKey".into()));
+    // Nothing is written through (or over) a link.
+    for key in ["out/new", "file-link", "out/deeper/new"] {
+        let put = s3.put_object().bucket("links").key(key).body(ByteStream::from_static(b"written")).send().await;
+        assert_eq!(outcome(&put), (403, "AccessDenied".into()), "PUT {key}");
+    }
+    assert_eq!(outcome(&s3.put_object().bucket("linked-bucket").key("new").body(ByteStream::from_static(b"x")).send().await).0, 404);
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+    assert_eq!(std::fs::read(outside.path().join("secret")).unwrap(), b"outside");
+    // Nothing is deleted through a link, and the links themselves stay.
+    for key in ["out/secret", "file-link"] {
+        assert_eq!(outcome(&s3.delete_object().bucket("links").key(key).send().await), (200, String::new()));
+    }
+    let delete = s3
+        .delete_objects()
+        .bucket("links")
+        .delete(
+            aws_sdk_s3::types::Delete::builder()
+                .objects(aws_sdk_s3::types::ObjectIdentifier::builder().key("out/secret").build().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await;
+    assert_eq!(outcome(&delete), (200, String::new()));
+    assert!(outside.path().join("secret").exists());
+    assert!(std::fs::symlink_metadata(bucket_dir.join("file-link")).unwrap().file_type().is_symlink());
+    // Listings show the real objects only, and no linked bucket.
+    let listed = s3.list_objects_v2().bucket("links").send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["real"]);
+    let listed = s3.list_objects_v2().bucket("links").prefix("out/").send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0));
+    let buckets = s3.list_buckets().send().await.unwrap();
+    let names: Vec<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
+    assert_eq!(names, ["links"]);
+    assert_eq!(outcome(&s3.create_bucket().bucket("linked-bucket").send().await), (409, "BucketAlreadyExists".into()));
+}
+
+#[tokio::test]
+async fn links_back_into_the_bucket_do_not_make_a_listing_loop() {
+    use std::os::unix::fs::symlink;
+    let server = Server::start();
+    let s3 = no_retries(&server).await;
+    s3.create_bucket().bucket("loop").send().await.unwrap();
+    s3.put_object().bucket("loop").key("dir/x").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let dir = server.data_dir.join("loop");
+    symlink(".", dir.join("a")).unwrap();
+    symlink(".", dir.join("b")).unwrap();
+    symlink("..", dir.join("dir/up")).unwrap();
+    for prefix in ["", "a/", "dir/"] {
+        let listed = tokio::time::timeout(Duration::from_secs(10), s3.list_objects_v2().bucket("loop").prefix(prefix).send())
+            .await
+            .unwrap_or_else(|_| panic!("listing {prefix:?} did not answer within 10 s"))
+            .unwrap();
+        let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, if prefix == "a/" { vec![] } else { vec!["dir/x"] }, "prefix {prefix:?}");
+    }
+}

@@ -84,6 +84,13 @@ pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, req: &Req, body
         tags: None,
     };
     let created = blocking(state, move |store| store.create_bucket(&info)).await??;
+    if let Created::Blocked = created {
+        return Err(S3Error::new(
+            Code::BucketAlreadyExists,
+            "The requested bucket name is not available: something that is not a bucket folder has this name in the data directory.",
+        )
+        .with("BucketName", bucket));
+    }
     if let Created::Existing(existing) = created {
         if !existing.owner.is_empty() && existing.owner != ctx.account {
             return Err(S3Error::new(

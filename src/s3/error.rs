@@ -245,6 +245,10 @@ impl From<StoreError> for S3Error {
             StoreError::BucketNotEmpty => S3Error::new(Code::BucketNotEmpty, "The bucket you tried to delete is not empty"),
             StoreError::NoSuchUpload => S3Error::no_such_upload(""),
             StoreError::KeyTooLong => S3Error::new(Code::KeyTooLongError, "Your key is too long"),
+            StoreError::Link(path) => S3Error::new(
+                Code::AccessDenied,
+                format!("firelake does not write through or over the symbolic link {} in its data directory", path.display()),
+            ),
             StoreError::Io(err) => S3Error::from(err),
         }
     }

@@ -67,6 +67,9 @@ pub enum StoreError {
     NoSuchUpload,
     /// The key cannot be stored here (too long for a path on this file system).
     KeyTooLong,
+    /// The key's path meets a symbolic link (this path, inside the bucket's folder):
+    /// firelake never writes through one, nor replaces one.
+    Link(PathBuf),
     Io(io::Error),
 }
 
@@ -83,6 +86,7 @@ impl std::fmt::Display for StoreError {
             StoreError::BucketNotEmpty => f.write_str("bucket not empty"),
             StoreError::NoSuchUpload => f.write_str("no such upload"),
             StoreError::KeyTooLong => f.write_str("key too long for this file system"),
+            StoreError::Link(path) => write!(f, "{} is a symbolic link", path.display()),
             StoreError::Io(err) => write!(f, "{err}"),
         }
     }
@@ -156,6 +160,9 @@ pub struct Listed {
 pub enum Created {
     New,
     Existing(BucketInfo),
+    /// Something that is not a bucket (a file, a symbolic link) has the bucket's name in
+    /// the data directory.
+    Blocked,
 }
 
 const STRIPES: usize = 64;
@@ -285,7 +292,8 @@ impl Store {
             return Ok(None);
         }
         let dir = self.bucket_dir(name);
-        let meta = match fs::metadata(&dir) {
+        // A symbolic link is not a bucket, even to a folder: nothing is read through it.
+        let meta = match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => meta,
             Ok(_) => return Ok(None),
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -313,7 +321,7 @@ impl Store {
         if !valid_bucket_name(name) {
             return Ok(false);
         }
-        match fs::metadata(self.bucket_dir(name)) {
+        match fs::symlink_metadata(self.bucket_dir(name)) {
             Ok(meta) => Ok(meta.is_dir()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(err) => Err(err),
@@ -325,8 +333,11 @@ impl Store {
         if let Some(existing) = self.bucket(&info.name)? {
             return Ok(Created::Existing(existing));
         }
-        self.write_bucket(info)?;
         let dir = self.bucket_dir(&info.name);
+        if fs::symlink_metadata(&dir).is_ok() {
+            return Ok(Created::Blocked);
+        }
+        self.write_bucket(info)?;
         fs::create_dir(&dir)?;
         self.syncs.sync_parent(&dir)?;
         Ok(Created::New)
@@ -417,18 +428,42 @@ impl Store {
 
     /// Opens the object's data file: the plain path, or the folder object when the plain
     /// path is a folder.
+    /// Nothing is read through a symbolic link: a link on the way, or as the file, is no object.
     fn open_data(&self, bucket: &str, key: &str) -> Result<Option<(File, fs::Metadata)>> {
         let (plain, folder_object) = self.object_paths(bucket, key)?;
         for path in [plain, folder_object] {
-            match File::open(&path) {
+            if self.link_above(bucket, &path)?.is_some() {
+                continue;
+            }
+            match open_no_follow(&path) {
                 Ok(file) => {
                     let meta = file.metadata()?;
                     if meta.is_file() {
                         return Ok(Some((file, meta)));
                     }
                 }
-                Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {}
+                Err(err) if gone(&err) || is_link_error(&err) => {}
                 Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first symbolic link among the folders between the bucket's folder and `path`
+    /// (both excluded; the bucket's folder is never a link, see [`Store::bucket_exists`]).
+    /// A folder that does not exist ends the search: nothing below it exists either.
+    fn link_above(&self, bucket: &str, path: &Path) -> io::Result<Option<PathBuf>> {
+        let bucket_dir = self.bucket_dir(bucket);
+        let Some(parent) = path.parent() else { return Ok(None) };
+        let Ok(relative) = parent.strip_prefix(&bucket_dir) else { return Ok(None) };
+        let mut folder = bucket_dir;
+        for component in relative.components() {
+            folder.push(component);
+            match fs::symlink_metadata(&folder) {
+                Ok(meta) if meta.file_type().is_symlink() => return Ok(Some(folder)),
+                Ok(_) => {}
+                Err(err) if gone(&err) => return Ok(None),
+                Err(err) => return Err(err),
             }
         }
         Ok(None)
@@ -458,7 +493,7 @@ impl Store {
         // Since the walk the file may have gone, or become a folder (`a` moved to `a/%%`).
         let mut file = match open_no_follow(&listed.path) {
             Ok(file) => file,
-            Err(err) if gone(&err) => return Ok(None),
+            Err(err) if gone(&err) || is_link_error(&err) => return Ok(None),
             Err(err) => return Err(err.into()),
         };
         let stat = file.metadata()?;
@@ -598,13 +633,16 @@ impl Store {
         let bucket_dir = self.bucket_dir(bucket);
         // Racing deletes may remove a folder this write just made; a few tries settle it.
         for _ in 0..8 {
-            let dest = if plain.is_dir() { folder_object } else { plain };
-            let parent = dest.parent().expect("object paths are inside the bucket folder");
-            if let Err(err) = self.make_folders(&bucket_dir, parent) {
-                if err.kind() == io::ErrorKind::NotFound {
-                    continue;
-                }
-                return Err(err.into());
+            let plain_type = fs::symlink_metadata(plain).map(|m| m.file_type());
+            let dest = if plain_type.as_ref().is_ok_and(|t| t.is_dir()) { folder_object } else { plain };
+            let Some(parent) = dest.parent() else { return Err(io::Error::other("an object path has no folder").into()) };
+            match self.make_folders(&bucket_dir, parent) {
+                Err(StoreError::Io(err)) if err.kind() == io::ErrorKind::NotFound => continue,
+                other => other?,
+            }
+            // A link where the object goes is the user's, and stays.
+            if fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(StoreError::Link(dest.to_path_buf()));
             }
             match fs::rename(staged.path(), dest) {
                 Ok(()) => {
@@ -634,22 +672,27 @@ impl Store {
     /// Creates the folders from `bucket_dir` down to `folder`. Where an object's file
     /// stands in the way (`a` when writing `a/b`), that object moves into the new
     /// folder as its folder object (`a/%%`).
-    fn make_folders(&self, bucket_dir: &Path, folder: &Path) -> io::Result<()> {
-        if folder.is_dir() {
-            return Ok(());
-        }
+    /// A symbolic link on the way refuses the write: nothing is written through one.
+    fn make_folders(&self, bucket_dir: &Path, folder: &Path) -> Result {
         let relative = folder.strip_prefix(bucket_dir).map_err(io::Error::other)?;
         let mut path = bucket_dir.to_path_buf();
         for component in relative.components() {
             path.push(component);
-            match fs::create_dir(&path) {
-                Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                    if !path.is_dir() {
-                        self.relocate_into_folder(&path)?;
-                    }
-                }
-                Err(err) => return Err(err),
+            let existing = match fs::symlink_metadata(&path) {
+                Ok(meta) => Some(meta.file_type()),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+                Err(err) => return Err(err.into()),
+            };
+            match existing {
+                Some(kind) if kind.is_dir() => {}
+                Some(kind) if kind.is_symlink() => return Err(StoreError::Link(path)),
+                Some(_) => self.relocate_into_folder(&path)?,
+                None => match fs::create_dir(&path) {
+                    Ok(()) => {}
+                    // Made meanwhile by hand; the next try looks at it.
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return Err(io::Error::from(io::ErrorKind::NotFound).into()),
+                    Err(err) => return Err(err.into()),
+                },
             }
         }
         Ok(())
@@ -718,8 +761,12 @@ impl Store {
             // between the look and the unlink (and leave `a` behind a 204).
             let _guard = self.bucket_lock(bucket);
             for path in [&plain, &folder_object] {
+                // Only files are objects: a link (or anything through one) is left alone.
+                if self.link_above(bucket, path)?.is_some() {
+                    continue;
+                }
                 match fs::symlink_metadata(path) {
-                    Ok(meta) if !meta.is_dir() => {
+                    Ok(meta) if meta.is_file() => {
                         fs::remove_file(path)?;
                         deleted = Some(self.prune_folders(bucket, path));
                         break;
@@ -852,8 +899,18 @@ impl Store {
             }
         }
         let mut out = Vec::new();
+        // Symbolic links are not followed, and a folder is walked once (a bind mount of a
+        // folder inside itself would otherwise never end).
+        let mut walked = std::collections::HashSet::new();
+        if fs::symlink_metadata(&start).is_ok_and(|m| m.file_type().is_symlink()) || self.link_above(bucket, &start.join("x"))?.is_some() {
+            return Ok(out);
+        }
         let mut stack: Vec<(PathBuf, Vec<String>)> = vec![(start, start_components)];
         while let Some((dir, components)) = stack.pop() {
+            match fs::symlink_metadata(&dir) {
+                Ok(meta) if meta.is_dir() && walked.insert((meta.dev(), meta.ino())) => {}
+                _ => continue,
+            }
             let entries = match fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
@@ -862,13 +919,11 @@ impl Store {
             for entry in entries {
                 let entry = entry?;
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-                let mut file_type = entry.file_type()?;
-                if file_type.is_symlink() {
-                    match fs::metadata(entry.path()) {
-                        Ok(meta) => file_type = meta.file_type(),
-                        Err(_) => continue,
-                    }
-                }
+                let file_type = match entry.file_type() {
+                    Ok(file_type) => file_type,
+                    Err(err) if gone(&err) => continue,
+                    Err(err) => return Err(err.into()),
+                };
                 let mut child = components.clone();
                 child.push(name);
                 if file_type.is_dir() {
@@ -924,6 +979,11 @@ impl Drop for KeyGuard<'_> {
 /// Whether an error opening a path means it is not (or no longer) there as a file.
 fn gone(err: &io::Error) -> bool {
     matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory)
+}
+
+/// Whether opening with `O_NOFOLLOW` met a symbolic link.
+fn is_link_error(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
 }
 
 /// Opens `path` for reading, refusing (with `ELOOP`) when `path` itself is a symbolic link.
