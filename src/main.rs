@@ -24,7 +24,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    firelake::server::raise_open_file_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(config.blocking_threads_max).enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("firelake: cannot start the runtime: {err}");

@@ -515,7 +515,7 @@ async fn a_key_and_its_folder_race_without_errors() {
             let mut n = 0u32;
             while tokio::time::Instant::now() < deadline {
                 n += 1;
-                let key = if (n + worker) % 2 == 0 { "k" } else { "k/child" };
+                let key = if (n + worker).is_multiple_of(2) { "k" } else { "k/child" };
                 let answer = match (n + worker) % 5 {
                     0 => outcome(&s3.put_object().bucket("tree").key(key).body(ByteStream::from_static(b"v")).send().await),
                     1 => outcome(&s3.delete_object().bucket("tree").key(key).send().await),
@@ -628,11 +628,183 @@ async fn links_back_into_the_bucket_do_not_make_a_listing_loop() {
     symlink(".", dir.join("b")).unwrap();
     symlink("..", dir.join("dir/up")).unwrap();
     for prefix in ["", "a/", "dir/"] {
-        let listed = tokio::time::timeout(Duration::from_secs(10), s3.list_objects_v2().bucket("loop").prefix(prefix).send())
-            .await
-            .unwrap_or_else(|_| panic!("listing {prefix:?} did not answer within 10 s"))
-            .unwrap();
+        let Ok(listed) = tokio::time::timeout(Duration::from_secs(10), s3.list_objects_v2().bucket("loop").prefix(prefix).send()).await
+        else {
+            panic!("listing {prefix:?} did not answer within 10 s");
+        };
+        let listed = listed.unwrap();
         let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
         assert_eq!(keys, if prefix == "a/" { vec![] } else { vec!["dir/x"] }, "prefix {prefix:?}");
     }
+}
+
+// ---- clients that stall or never read ----
+
+const BIG_BYTES: usize = 16 * 1024 * 1024;
+
+/// The server's resident memory, in bytes.
+fn rss_bytes(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// A bucket `big` with a 16 MiB object `object` and a 6-byte `small`, through raw PUTs.
+fn big_and_small(server: &Server) {
+    let mut conn = Conn::open(server);
+    assert_eq!(conn.request(b"PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").status, 200);
+    let mut put = format!("PUT /big/object HTTP/1.1\r\nHost: x\r\nContent-Length: {BIG_BYTES}\r\n\r\n").into_bytes();
+    put.resize(put.len() + BIG_BYTES, b'o');
+    assert_eq!(conn.request(&put).status, 200);
+    assert_eq!(conn.request(b"PUT /big/small HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsmall!").status, 200);
+}
+
+/// Connections that ask for the big object and never read a byte of the answer.
+fn stalled_downloads(server: &Server, count: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    (0..count)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+            stream.write_all(b"GET /big/object HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            stream
+        })
+        .collect()
+}
+
+#[test]
+fn stalled_downloads_hold_no_thread_and_a_new_client_is_answered() {
+    let server = Server::start_with(&["--blocking-threads", "4"]);
+    big_and_small(&server);
+    let stalled = stalled_downloads(&server, 16);
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let mut conn = Conn::open(&server);
+    let response = common::try_read_response(
+        &mut {
+            conn.send(b"GET /big/small HTTP/1.1\r\nHost: x\r\n\r\n");
+            conn.reader
+        },
+        false,
+    );
+    let response = response.unwrap_or_else(|err| panic!("no answer after {:?} beside 16 stalled downloads: {err}", started.elapsed()));
+    assert_eq!((response.status, response.text()), (200, "small!".to_owned()));
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    drop(stalled);
+}
+
+#[test]
+fn stalled_downloads_keep_memory_bounded() {
+    let server = Server::start();
+    big_and_small(&server);
+    let before = rss_bytes(&server);
+    let stalled = stalled_downloads(&server, 32);
+    std::thread::sleep(Duration::from_secs(2));
+    let grown = rss_bytes(&server).saturating_sub(before);
+    assert!(grown < 40 * 1024 * 1024, "32 stalled downloads grew the server by {} MiB", grown / 1024 / 1024);
+    drop(stalled);
+}
+
+#[test]
+fn a_client_that_never_reads_is_cut_after_the_send_timeout() {
+    use std::io::Read;
+    let server = Server::start_with(&["--send-timeout", "1"]);
+    big_and_small(&server);
+    let mut stalled = stalled_downloads(&server, 1).remove(0);
+    std::thread::sleep(Duration::from_secs(3));
+    stalled.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = loop {
+        match stalled.read(&mut buf) {
+            Ok(0) => break "closed",
+            Ok(n) => received += n,
+            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break "still open",
+            Err(_) => break "reset",
+        }
+    };
+    assert_ne!(ended, "still open", "received {received} bytes");
+    assert!(received < BIG_BYTES, "the whole object arrived ({received} bytes) after 3 s of not reading");
+    // The server goes on serving.
+    let response = Conn::open(&server).request(b"GET /big/small HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.status, 200);
+}
+
+#[test]
+fn a_stalled_upload_is_refused_with_request_timeout() {
+    let server = Server::start_with(&["--body-timeout", "1"]);
+    let mut conn = Conn::open(&server);
+    assert_eq!(conn.request(b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").status, 200);
+    let started = std::time::Instant::now();
+    let response = Conn::open(&server).request(b"PUT /slow/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nten bytes!");
+    assert_refused(&response, 400, "RequestTimeout");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(!server.data_dir.join("slow/k").exists());
+    // A large streamed body and an XML body stall the same way.
+    let response = Conn::open(&server).request(b"PUT /slow/k HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\nten bytes!");
+    assert_refused(&response, 400, "RequestTimeout");
+    let response = Conn::open(&server).request(b"PUT /slow?tagging HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n<Tagging>");
+    assert_refused(&response, 400, "RequestTimeout");
+    // Firehose bodies too.
+    let response = Conn::open(&server).request(
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Firehose_20150804.ListDeliveryStreams\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 100\r\n\r\n{",
+    );
+    assert_eq!(response.status, 400, "{}", response.text());
+}
+
+#[test]
+fn connections_beyond_the_cap_are_answered_at_once() {
+    use std::io::Write;
+    let server = Server::start_with(&["--max-connections", "4", "--body-timeout", "30"]);
+    big_and_small(&server);
+    // Let the setup's connection end and give back its slot.
+    std::thread::sleep(Duration::from_millis(300));
+    // Four uploads that send their headers and one byte, then wait.
+    let mut slow: Vec<std::net::TcpStream> = (0..4)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+            stream.write_all(format!("PUT /big/slow{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\na").as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    stream.write_all(b"GET /big/small HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let response = common::try_read_response(&mut std::io::BufReader::new(stream), false)
+        .unwrap_or_else(|err| panic!("no answer beyond the cap after {:?}: {err}", started.elapsed()));
+    assert_refused(&response, 503, "SlowDown");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    // Once the uploads finish, new clients are served again.
+    for (i, stream) in slow.iter_mut().enumerate() {
+        stream.write_all(b"b").unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let response = common::read_response(&mut std::io::BufReader::new(stream.try_clone().unwrap()), false);
+        assert_eq!(response.status, 200, "upload {i}");
+    }
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(200));
+    let response = Conn::open(&server).request(b"GET /big/small HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((response.status, response.text()), (200, "small!".to_owned()));
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    use std::io::BufRead;
+    let hard = std::process::Command::new("sh").args(["-c", "ulimit -Hn"]).output().unwrap();
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_owned();
+    if hard == "unlimited" || hard.parse::<u64>().is_ok_and(|h| h <= 256) {
+        return; // Nothing to raise, or nothing to lower first.
+    }
+    // The shell lowers the soft limit, then becomes firelake.
+    let script = format!("ulimit -Sn 256 && exec {} --port 0 --ephemeral", env!("CARGO_BIN_EXE_firelake"));
+    let mut child = std::process::Command::new("sh").args(["-c", &script]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let row = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!((fields[3], fields[4]), (hard.as_str(), hard.as_str()), "{row}");
 }
