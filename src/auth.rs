@@ -469,12 +469,23 @@ fn verify_v2_query(
     if now > expires_at {
         return Err(AuthError::Expired { expires_secs: None, expired_at: expires_at, server_time: now });
     }
-    let header = |name: &str| parts.headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned()).unwrap_or_default();
+    // A header may travel as a query parameter instead (botocore moves `x-amz-*`,
+    // Content-Type and Content-MD5 there when it presigns); the signature covers it alike.
+    let header = |name: &str| match parts.headers.get(name) {
+        Some(value) => String::from_utf8_lossy(value.as_bytes()).trim().to_owned(),
+        None => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()).unwrap_or_default(),
+    };
     let mut amz: Vec<(String, String)> = Vec::new();
     for name in parts.headers.keys().filter(|n| n.as_str().starts_with("x-amz-")) {
         let values: Vec<String> =
             parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned()).collect();
         amz.push((name.as_str().to_owned(), values.join(",")));
+    }
+    for (name, value) in pairs {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("x-amz-") && !parts.headers.contains_key(lower.as_str()) && !amz.iter().any(|(n, _)| *n == lower) {
+            amz.push((lower, value.trim().to_owned()));
+        }
     }
     amz.sort();
     let mut resource = match vhost_bucket {

@@ -98,13 +98,15 @@ const PRESIGN_PARAMETERS: [&str; 7] = [
     "x-amz-security-token",
 ];
 
-/// A SigV4 presigned URL may carry `x-amz-*` headers as query parameters, which its
-/// signature covers (AWS allows this for headers such as `x-amz-acl` and `x-amz-meta-*`):
-/// they act as the headers, unless a header of that name was sent (and then it was
-/// signed, or the request was refused).
+/// A presigned URL may carry `x-amz-*` headers as query parameters, which its signature
+/// covers (AWS allows this for headers such as `x-amz-acl` and `x-amz-meta-*`, and boto3
+/// puts them there when it presigns with SigV2): they act as the headers, unless a header
+/// of that name was sent (and then it was signed, or the request was refused).
 fn lift_presigned_headers(parts: &mut http::request::Parts) {
     let query = router::Query::parse(parts.uri.query());
-    if !(query.has("X-Amz-Signature") && query.has("X-Amz-Credential")) {
+    let v4 = query.has("X-Amz-Signature") && query.has("X-Amz-Credential");
+    let v2 = query.has("AWSAccessKeyId") && query.has("Signature");
+    if !(v4 || v2) {
         return;
     }
     for (name, value) in query.pairs() {
