@@ -808,3 +808,39 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
     let fields: Vec<&str> = row.split_whitespace().collect();
     assert_eq!((fields[3], fields[4]), (hard.as_str(), hard.as_str()), "{row}");
 }
+
+#[tokio::test]
+async fn sdk_presigned_requests_still_verify() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    let server = strict(&[]);
+    let s3 = strict_client(&server).await;
+    s3.create_bucket().bucket("presigned").send().await.unwrap();
+    let config = PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
+    let put = s3
+        .put_object()
+        .bucket("presigned")
+        .key("k")
+        .metadata("team", "red")
+        .content_type("text/plain")
+        .presigned(config.clone())
+        .await
+        .unwrap();
+    let uri: http::Uri = put.uri().parse().unwrap();
+    let mut request = format!("PUT {} HTTP/1.1\r\nHost: {}\r\n", uri.path_and_query().unwrap(), server.addr);
+    for (name, value) in put.headers() {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Content-Length: 5\r\n\r\nhello");
+    let response = Conn::open(&server).request(request.as_bytes());
+    assert_eq!(response.status, 200, "{}", response.text());
+    let get = s3.get_object().bucket("presigned").key("k").presigned(config).await.unwrap();
+    let uri: http::Uri = get.uri().parse().unwrap();
+    let mut request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", uri.path_and_query().unwrap(), server.addr);
+    for (name, value) in get.headers() {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let response = Conn::open(&server).request(request.as_bytes());
+    assert_eq!((response.status, response.text()), (200, "hello".to_owned()));
+    assert_eq!(response.header("x-amz-meta-team"), Some("red"));
+}
