@@ -465,19 +465,28 @@ async fn upload_part_racing_abort_answers_no_such_upload() {
 async fn put_racing_delete_bucket_answers_no_such_bucket() {
     let server = Server::start();
     let s3 = no_retries(&server).await;
-    for round in 0..10 {
+    for round in 0..16u64 {
         let bucket = format!("race-{round}");
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
         let puts = (0..8).map(|i| {
             let (s3, bucket) = (s3.clone(), bucket.clone());
             let key = if i % 2 == 0 { format!("k{i}") } else { format!("a/b/k{i}") };
             tokio::spawn(async move {
+                // Odd rounds let the delete start first.
+                tokio::time::sleep(Duration::from_millis(round % 2)).await;
                 let result = s3.put_object().bucket(&bucket).key(&key).body(ByteStream::from_static(b"x")).send().await;
                 (key, outcome(&result))
             })
         });
         let puts: Vec<_> = puts.collect();
+        let (s3c, bucketc) = (s3.clone(), bucket.clone());
+        let upload = tokio::spawn(async move { outcome(&s3c.create_multipart_upload().bucket(&bucketc).key("mp").send().await) });
+        if round % 2 == 0 {
+            tokio::time::sleep(Duration::from_millis(round % 6)).await;
+        }
         let deleted = outcome(&s3.delete_bucket().bucket(&bucket).send().await);
+        let upload = upload.await.unwrap();
+        assert!(upload.0 == 200 || upload == (404, "NoSuchBucket".to_owned()), "round {round}: CreateMultipartUpload answered {upload:?}");
         let mut stored = Vec::new();
         for put in puts {
             let (key, answer) = put.await.unwrap();
@@ -491,6 +500,10 @@ async fn put_racing_delete_bucket_answers_no_such_bucket() {
             (200, _) => {
                 assert!(stored.is_empty(), "round {round}: the bucket was deleted, yet {stored:?} were stored");
                 assert!(s3.head_bucket().bucket(&bucket).send().await.is_err());
+                // No upload outlives its bucket.
+                s3.create_bucket().bucket(&bucket).send().await.unwrap();
+                let uploads = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+                assert!(uploads.uploads().is_empty(), "round {round}: {:?}", uploads.uploads());
             }
             (409, code) if code == "BucketNotEmpty" => {
                 for key in &stored {

@@ -54,6 +54,21 @@ impl Store {
         fs::create_dir_all(&dir)?;
         let bytes = serde_json::to_vec(upload).map_err(io::Error::other)?;
         atomic::write_file(&self.sys.join("tmp"), &dir.join("upload.json"), &bytes, &self.syncs)?;
+        // Written first, then checked under the bucket's lock: a DeleteBucket that comes
+        // after the check finds the upload and aborts it, one that came before makes this
+        // answer NoSuchBucket. No upload outlives its bucket.
+        let exists = {
+            let _guard = self.bucket_lock(&upload.bucket);
+            self.bucket_exists(&upload.bucket)?
+        };
+        if !exists {
+            // The DeleteBucket may have aborted it already.
+            match self.abort_upload(&upload.id) {
+                Ok(()) | Err(StoreError::NoSuchUpload) => {}
+                Err(err) => return Err(err),
+            }
+            return Err(StoreError::NoSuchBucket);
+        }
         Ok(())
     }
 
