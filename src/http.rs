@@ -98,7 +98,9 @@ pub async fn read_limited(body: &mut Incoming, limit: usize) -> Result<Option<By
     if body.size_hint().lower() > limit as u64 {
         return Ok(None);
     }
-    let mut out = BytesMut::new();
+    // The announced length, up to 1 MiB: a client that announces much and sends nothing
+    // holds little.
+    let mut out = BytesMut::with_capacity(body.size_hint().lower().min(1 << 20) as usize);
     while let Some(data) = next_data(body).await {
         let data = data?;
         if out.len() + data.len() > limit {
