@@ -284,6 +284,24 @@ pub async fn receive_small(req: &Req, mut body: Incoming, limit: usize) -> Resul
     Ok(Some(bytes))
 }
 
+/// Checks the body of an operation that takes none against a signed hex
+/// `x-amz-content-sha256`: a body the operation ignores changes nothing, but a signature
+/// that claims another body is refused all the same, as AWS does.
+pub async fn check_unused_body(req: &Req, body: &mut Incoming) -> Result<()> {
+    let content_sha256 = req.header("x-amz-content-sha256").unwrap_or("");
+    if content_sha256.len() != 64 || !content_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    let Some(bytes) = crate::http::read_limited(body, crate::config::SMALL_BODY_BYTES_MAX).await.map_err(frame_error)? else {
+        return Err(S3Error::new(Code::MaxMessageLengthExceeded, "Your request was too big."));
+    };
+    let actual = crate::sigv4::sha256_hex(&bytes);
+    if !actual.eq_ignore_ascii_case(content_sha256) {
+        return Err(sha256_mismatch(&content_sha256.to_ascii_lowercase(), &actual));
+    }
+    Ok(())
+}
+
 fn sha256_mismatch(expected: &str, actual: &str) -> S3Error {
     S3Error::new(Code::XAmzContentSHA256Mismatch, "The provided 'x-amz-content-sha256' header does not match what was computed.")
         .with("ClientComputedContentSHA256", expected)

@@ -54,6 +54,7 @@ codes! {
     KeyTooLongError = 400,
     MalformedTrailerError = 400,
     MalformedXML = 400,
+    MaxMessageLengthExceeded = 400,
     MethodNotAllowed = 405,
     MissingContentLength = 411,
     NoSuchBucket = 404,

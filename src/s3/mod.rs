@@ -120,7 +120,7 @@ fn lift_presigned_headers(parts: &mut http::request::Parts) {
     }
 }
 
-async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, body: Incoming) -> Result<Response<Body>> {
+async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, mut body: Incoming) -> Result<Response<Body>> {
     use Endpoint::*;
     if let Some(bucket) = endpoint.bucket()
         && !matches!(endpoint, CreateBucket { .. })
@@ -128,6 +128,9 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
     {
         // No bucket with an invalid name can exist.
         return Err(S3Error::no_such_bucket(bucket));
+    }
+    if !endpoint.reads_body() {
+        crate::s3::body::check_unused_body(req, &mut body).await?;
     }
     match endpoint {
         ListBuckets => bucket::list_buckets(state, ctx).await,

@@ -194,6 +194,23 @@ impl Endpoint {
         }
     }
 
+    /// Whether the operation reads its request body (the others ignore it, and only check
+    /// it against a signed payload hash).
+    pub fn reads_body(&self) -> bool {
+        use Endpoint::*;
+        matches!(
+            self,
+            CreateBucket { .. }
+                | PutBucketTagging { .. }
+                | PutBucketCors { .. }
+                | DeleteObjects { .. }
+                | PutObject { .. }
+                | PutObjectTagging { .. }
+                | UploadPart { .. }
+                | CompleteMultipartUpload { .. }
+        )
+    }
+
     /// The operation's name, for logs.
     pub fn name(&self) -> String {
         match self {
