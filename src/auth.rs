@@ -153,6 +153,47 @@ pub struct Verified {
     pub access_key: String,
     /// Present for `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]` bodies.
     pub chunks: Option<ChunkSigning>,
+    /// Signed in the query string (SigV4): its `x-amz-*` query parameters are signed and
+    /// may stand for headers, as AWS allows.
+    pub presigned: bool,
+}
+
+/// Why an S3 request was refused: its signature, or headers its signature does not cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum S3Refusal {
+    Auth(AuthError),
+    /// Headers that change what the request does but are not signed (S3's
+    /// `AccessDenied` "There were headers present in the request which were not signed").
+    HeadersNotSigned(Vec<String>),
+}
+
+impl From<AuthError> for S3Refusal {
+    fn from(err: AuthError) -> S3Refusal {
+        S3Refusal::Auth(err)
+    }
+}
+
+/// `x-amz-*` headers that need not be in SignedHeaders: the payload hash and the date are
+/// signed anyway (the canonical request's last line, the string to sign), the SDKs leave
+/// the user agent and checksum mode out of presigned URLs, and session tokens are not
+/// checked. Every other `x-amz-*` header can change what a request does.
+const UNSIGNED_ALLOWED: &[&str] =
+    &["x-amz-content-sha256", "x-amz-date", "x-amz-user-agent", "x-amz-checksum-mode", "x-amz-security-token"];
+
+/// The headers present in `headers` that a signature over `signed` does not cover but
+/// must: `host` (it picks the bucket) and every `x-amz-*` header but [`UNSIGNED_ALLOWED`].
+pub fn headers_not_signed(headers: &http::HeaderMap, signed: &[String]) -> Vec<String> {
+    let is_signed = |name: &str| signed.iter().any(|s| s == name);
+    let mut missing: Vec<String> = Vec::new();
+    if !is_signed("host") {
+        missing.push("host".to_owned());
+    }
+    for name in headers.keys().map(http::HeaderName::as_str) {
+        if name.starts_with("x-amz-") && !UNSIGNED_ALLOWED.contains(&name) && !is_signed(name) && !missing.iter().any(|m| m == name) {
+            missing.push(name.to_owned());
+        }
+    }
+    missing
 }
 
 /// The chain of signatures of a signed `aws-chunked` body: each chunk's signature
@@ -215,13 +256,17 @@ struct Presented {
     signed_headers: Vec<String>,
     signature: String,
     amz_date: String,
-    /// `X-Amz-Expires` of a presigned URL.
+    /// Signed in the query string rather than the `Authorization` header.
+    presigned: bool,
+    /// `X-Amz-Expires` of a presigned URL; without it the date must be within the skew.
     expires_secs: Option<i64>,
 }
 
 /// Verifies a request's signature. `body_sha256` is the hex SHA-256 of the body for
 /// protocols that sign it (Firehose); S3 signs the `x-amz-content-sha256` header
 /// instead, whose agreement with the body the S3 layer checks as the body arrives.
+/// Headers the signature must cover but does not (see [`headers_not_signed`]) refuse the
+/// request as an incomplete signature; S3 uses [`verify_s3`], which names them.
 pub fn verify(
     keys: &Keys,
     parts: &http::request::Parts,
@@ -229,7 +274,16 @@ pub fn verify(
     body_sha256: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Verified, AuthError> {
-    verify_sigv4(keys, parts, &query_pairs(parts.uri.query().unwrap_or("")), service, body_sha256, now)
+    match verify_sigv4(keys, parts, &query_pairs(parts.uri.query().unwrap_or("")), service, body_sha256, now) {
+        Ok(verified) => Ok(verified),
+        Err(S3Refusal::Auth(err)) => Err(err),
+        Err(S3Refusal::HeadersNotSigned(names)) if names.iter().any(|n| n == "host") => {
+            Err(AuthError::MalformedHeader("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".to_owned()))
+        }
+        Err(S3Refusal::HeadersNotSigned(names)) => {
+            Err(AuthError::MalformedHeader(format!("The request signature does not cover the header(s) {}.", names.join(", "))))
+        }
+    }
 }
 
 /// [`verify`], given the request's query already parsed into `pairs`.
@@ -240,15 +294,15 @@ fn verify_sigv4(
     service: Service,
     body_sha256: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Verified, AuthError> {
+) -> Result<Verified, S3Refusal> {
     let presented = match parts.headers.get(http::header::AUTHORIZATION) {
         Some(value) => from_header(value.to_str().map_err(|_| AuthError::MalformedHeader("it is not ASCII".to_owned()))?, parts)?,
         None if pairs.iter().any(|(name, _)| name.starts_with("X-Amz-")) => from_query(pairs, service)?,
-        None => return Err(AuthError::Missing),
+        None => return Err(AuthError::Missing.into()),
     };
     let credential = &presented.credential;
     if credential.service != service.name() {
-        return Err(AuthError::WrongService { expected: service.name(), got: credential.service.clone() });
+        return Err(AuthError::WrongService { expected: service.name(), got: credential.service.clone() }.into());
     }
     let request_time = NaiveDateTime::parse_from_str(&presented.amz_date, AMZ_DATE_FORMAT)
         .map_err(|_| AuthError::MalformedHeader(format!("X-Amz-Date {:?} is not of the form 20130524T000000Z", presented.amz_date)))?
@@ -258,40 +312,47 @@ fn verify_sigv4(
             "Invalid credential date \"{}\". This date is not the same as X-Amz-Date: \"{}\".",
             credential.date,
             &presented.amz_date[..8]
-        )));
+        ))
+        .into());
     }
     let Some(secret) = keys.secret(&credential.access_key) else {
-        return Err(AuthError::UnknownKey { access_key: credential.access_key.clone() });
+        return Err(AuthError::UnknownKey { access_key: credential.access_key.clone() }.into());
     };
     match presented.expires_secs {
         Some(expires_secs) => {
             let expired_at = request_time + TimeDelta::seconds(expires_secs);
             if now > expired_at {
-                return Err(AuthError::Expired { expires_secs: Some(expires_secs), expired_at, server_time: now });
+                return Err(AuthError::Expired { expires_secs: Some(expires_secs), expired_at, server_time: now }.into());
             }
             if request_time > now + service.skew() {
-                return Err(AuthError::NotYetValid);
+                return Err(AuthError::NotYetValid.into());
             }
         }
         None => {
             if (request_time - now).abs() > service.skew() {
-                return Err(AuthError::Skewed { request_time, server_time: now, skew: service.skew() });
+                return Err(AuthError::Skewed { request_time, server_time: now, skew: service.skew() }.into());
             }
         }
+    }
+    // Unsigned headers could change what a signed request does (a copy source, metadata,
+    // another bucket's Host), so they refuse it before any signature is computed.
+    let not_signed = headers_not_signed(&parts.headers, &presented.signed_headers);
+    if !not_signed.is_empty() {
+        return Err(S3Refusal::HeadersNotSigned(not_signed));
     }
     let content_sha256 = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
     let payload_hash = match (service, body_sha256) {
         (_, Some(hash)) => hash.to_owned(),
-        (Service::S3, None) => match (content_sha256, presented.expires_secs) {
+        (Service::S3, None) => match (content_sha256, presented.presigned) {
             (Some(hash), _) => hash.to_owned(),
-            (None, Some(_)) => "UNSIGNED-PAYLOAD".to_owned(),
-            (None, None) => return Err(AuthError::MissingHeader("x-amz-content-sha256")),
+            (None, true) => "UNSIGNED-PAYLOAD".to_owned(),
+            (None, false) => return Err(AuthError::MissingHeader("x-amz-content-sha256").into()),
         },
         (Service::Firehose, None) => sigv4::EMPTY_SHA256.to_owned(),
     };
     let key = sigv4::signing_key(secret, &credential.date, &credential.region, &credential.service);
     let scope = format!("{}/{}/{}/aws4_request", credential.date, credential.region, credential.service);
-    let presigned = presented.expires_secs.is_some();
+    let presigned = presented.presigned;
     let query = canonical_query(pairs, presigned);
     let headers = canonical_headers(&parts.headers, &presented.signed_headers);
     let signed_headers = presented.signed_headers.join(";");
@@ -318,7 +379,7 @@ fn verify_sigv4(
     let seed = match attempt(&normalized) {
         Ok(seed) => seed,
         Err(first) if service == Service::S3 && normalized != raw_path => attempt(raw_path).map_err(|_| mismatch(first))?,
-        Err(first) => return Err(mismatch(first)),
+        Err(first) => return Err(mismatch(first).into()),
     };
     let chunks = match content_sha256 {
         Some(mode @ (STREAMING_SIGNED | STREAMING_SIGNED_TRAILER)) if service == Service::S3 => Some(ChunkSigning {
@@ -330,18 +391,19 @@ fn verify_sigv4(
         }),
         _ => None,
     };
-    Ok(Verified { access_key: credential.access_key.clone(), chunks })
+    Ok(Verified { access_key: credential.access_key.clone(), chunks, presigned })
 }
 
 /// Verifies an S3 request: SigV4 as [`verify`] does, and also the Signature Version 2
 /// presigned URLs (`AWSAccessKeyId`, `Expires`, `Signature`) that boto3 and the AWS CLI
 /// still make by default for S3. `vhost_bucket` is the bucket a virtual-hosted request
 /// names in its host, which SigV2 signs as part of the path.
-pub fn verify_s3(keys: &Keys, parts: &http::request::Parts, vhost_bucket: Option<&str>, now: DateTime<Utc>) -> Result<Verified, AuthError> {
+pub fn verify_s3(keys: &Keys, parts: &http::request::Parts, vhost_bucket: Option<&str>, now: DateTime<Utc>) -> Result<Verified, S3Refusal> {
     let pairs = query_pairs(parts.uri.query().unwrap_or(""));
     let has = |name: &str| param(&pairs, name).is_some();
     if !parts.headers.contains_key(http::header::AUTHORIZATION) && has("AWSAccessKeyId") && has("Signature") && !has("X-Amz-Signature") {
-        return verify_v2_query(keys, parts, &pairs, vhost_bucket, now);
+        // SigV2 signs every `x-amz-*` header, and the bucket of a virtual host in the path.
+        return Ok(verify_v2_query(keys, parts, &pairs, vhost_bucket, now)?);
     }
     verify_sigv4(keys, parts, &pairs, Service::S3, None, now)
 }
@@ -407,12 +469,23 @@ fn verify_v2_query(
     if now > expires_at {
         return Err(AuthError::Expired { expires_secs: None, expired_at: expires_at, server_time: now });
     }
-    let header = |name: &str| parts.headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned()).unwrap_or_default();
+    // A header may travel as a query parameter instead (botocore moves `x-amz-*`,
+    // Content-Type and Content-MD5 there when it presigns); the signature covers it alike.
+    let header = |name: &str| match parts.headers.get(name) {
+        Some(value) => String::from_utf8_lossy(value.as_bytes()).trim().to_owned(),
+        None => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()).unwrap_or_default(),
+    };
     let mut amz: Vec<(String, String)> = Vec::new();
     for name in parts.headers.keys().filter(|n| n.as_str().starts_with("x-amz-")) {
         let values: Vec<String> =
             parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned()).collect();
         amz.push((name.as_str().to_owned(), values.join(",")));
+    }
+    for (name, value) in pairs {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("x-amz-") && !parts.headers.contains_key(lower.as_str()) && !amz.iter().any(|(n, _)| *n == lower) {
+            amz.push((lower, value.trim().to_owned()));
+        }
     }
     amz.sort();
     let mut resource = match vhost_bucket {
@@ -450,7 +523,7 @@ fn verify_v2_query(
             canonical_request: String::new(),
         });
     }
-    Ok(Verified { access_key: access_key.to_owned(), chunks: None })
+    Ok(Verified { access_key: access_key.to_owned(), chunks: None, presigned: false })
 }
 
 /// Parses `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
@@ -493,6 +566,7 @@ fn from_header(value: &str, parts: &http::request::Parts) -> Result<Presented, A
         signed_headers: split_signed_headers(signed_headers),
         signature: signature.trim().to_owned(),
         amz_date,
+        presigned: false,
         expires_secs: None,
     })
 }
@@ -512,15 +586,17 @@ fn from_query(pairs: &[(String, String)], service: Service) -> Result<Presented,
     let credential = parse_credential(credential).ok_or_else(|| {
         AuthError::MalformedQuery("X-Amz-Credential is not of the form ID/YYYYMMDD/region/service/aws4_request".to_owned())
     })?;
+    // Other services take a query signature without an expiry, and then hold its date to
+    // the same skew as a header's: a signed URL does not live for a week by default.
     let expires_secs = match (get("X-Amz-Expires"), service) {
-        (Some(v), _) => v.parse::<i64>().map_err(|_| AuthError::MalformedQuery("X-Amz-Expires should be a number".to_owned()))?,
+        (Some(v), _) => Some(v.parse::<i64>().map_err(|_| AuthError::MalformedQuery("X-Amz-Expires should be a number".to_owned()))?),
         (None, Service::S3) => return Err(AuthError::MalformedQuery(required.to_owned())),
-        (None, Service::Firehose) => PRESIGNED_EXPIRES_MAX_SECS,
+        (None, Service::Firehose) => None,
     };
-    if expires_secs < 0 {
+    if expires_secs.is_some_and(|secs| secs < 0) {
         return Err(AuthError::MalformedQuery("X-Amz-Expires must be non-negative".to_owned()));
     }
-    if expires_secs > PRESIGNED_EXPIRES_MAX_SECS {
+    if expires_secs.is_some_and(|secs| secs > PRESIGNED_EXPIRES_MAX_SECS) {
         return Err(AuthError::MalformedQuery("X-Amz-Expires must be less than a week (in seconds) that is; 604800".to_owned()));
     }
     Ok(Presented {
@@ -528,7 +604,8 @@ fn from_query(pairs: &[(String, String)], service: Service) -> Result<Presented,
         signed_headers: split_signed_headers(signed_headers),
         signature: signature.to_owned(),
         amz_date: amz_date.to_owned(),
-        expires_secs: Some(expires_secs),
+        presigned: true,
+        expires_secs,
     })
 }
 
@@ -703,9 +780,84 @@ mod tests {
         let request = parts("GET", uri, &[("host", "johnsmith.s3.amazonaws.com")]);
         let before = DateTime::from_timestamp(1175139000, 0).unwrap();
         verify_s3(&keys, &request, Some("johnsmith"), before).unwrap();
-        assert!(matches!(verify_s3(&keys, &request, None, before), Err(AuthError::Mismatch { .. })));
+        assert!(matches!(verify_s3(&keys, &request, None, before), Err(S3Refusal::Auth(AuthError::Mismatch { .. }))));
         let after = DateTime::from_timestamp(1175139621, 0).unwrap();
-        assert!(matches!(verify_s3(&keys, &request, Some("johnsmith"), after), Err(AuthError::Expired { expires_secs: None, .. })));
+        assert!(matches!(
+            verify_s3(&keys, &request, Some("johnsmith"), after),
+            Err(S3Refusal::Auth(AuthError::Expired { expires_secs: None, .. }))
+        ));
+    }
+
+    /// Signs `request` with SignedHeaders `signed` (header auth) as the documented key.
+    fn sign(method: &str, uri: &str, headers: &[(&str, &str)], signed: &str) -> http::request::Parts {
+        let mut request = parts(method, uri, headers);
+        let signed_list = split_signed_headers(signed);
+        let payload = request.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).unwrap_or(sigv4::EMPTY_SHA256).to_owned();
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        let canonical = format!(
+            "{method}\n{}\n{}\n{}\n{signed}\n{payload}",
+            canonical_path(path, Service::S3),
+            canonical_query(&query_pairs(query), false),
+            canonical_headers(&request.headers, &signed_list)
+        );
+        let key = sigv4::signing_key(SECRET, "20130524", "us-east-1", "s3");
+        let signature =
+            sigv4::signature(&key, &sigv4::string_to_sign("20130524T000000Z", "20130524/us-east-1/s3/aws4_request", &canonical));
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders={signed},Signature={signature}"
+        );
+        request.headers.insert("authorization", auth.parse().unwrap());
+        request
+    }
+
+    #[test]
+    fn host_and_every_amz_header_must_be_signed() {
+        let now = at("20130524T000100Z");
+        let base =
+            [("host", "examplebucket.s3.amazonaws.com"), ("x-amz-content-sha256", sigv4::EMPTY_SHA256), ("x-amz-date", "20130524T000000Z")];
+        let good = sign("GET", "/test.txt", &base, "host;x-amz-content-sha256;x-amz-date");
+        assert!(verify_s3(&keys(), &good, None, now).is_ok());
+        // The payload hash and the date are covered by the signature even when not listed.
+        assert!(verify_s3(&keys(), &sign("GET", "/test.txt", &base, "host"), None, now).is_ok());
+        for signed in ["x-amz-content-sha256;x-amz-date", ""] {
+            let no_host = sign("GET", "/test.txt", &base, signed);
+            assert_eq!(verify_s3(&keys(), &no_host, None, now).unwrap_err(), S3Refusal::HeadersNotSigned(vec!["host".into()]));
+            assert!(
+                matches!(verify(&keys(), &no_host, Service::S3, None, now), Err(AuthError::MalformedHeader(m)) if m.contains("'Host'"))
+            );
+        }
+        let mut added = sign("PUT", "/test.txt", &base, "host;x-amz-content-sha256;x-amz-date");
+        added.headers.insert("x-amz-copy-source", "/other/key".parse().unwrap());
+        added.headers.insert("x-amz-meta-team", "red".parse().unwrap());
+        added.headers.insert("x-amz-user-agent", "sdk".parse().unwrap());
+        assert_eq!(
+            verify_s3(&keys(), &added, None, now).unwrap_err(),
+            S3Refusal::HeadersNotSigned(vec!["x-amz-copy-source".into(), "x-amz-meta-team".into()])
+        );
+        let mut headers = base.to_vec();
+        headers.push(("x-amz-tagging", "a=b"));
+        assert!(verify_s3(&keys(), &sign("PUT", "/test.txt", &headers, "host;x-amz-date;x-amz-tagging"), None, now).is_ok());
+    }
+
+    #[test]
+    fn a_query_signature_without_expiry_is_held_to_the_skew() {
+        let date = "20130524T000000Z";
+        let query = format!(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Ffirehose%2Faws4_request&X-Amz-Date={date}&X-Amz-SignedHeaders=host"
+        );
+        let canonical = format!(
+            "POST\n/\n{}\nhost:firehose.us-east-1.amazonaws.com\n\nhost\n{}",
+            canonical_query(&query_pairs(&query), true),
+            sigv4::EMPTY_SHA256
+        );
+        let key = sigv4::signing_key(SECRET, "20130524", "us-east-1", "firehose");
+        let signature = sigv4::signature(&key, &sigv4::string_to_sign(date, "20130524/us-east-1/firehose/aws4_request", &canonical));
+        let request = parts("POST", &format!("/?{query}&X-Amz-Signature={signature}"), &[("host", "firehose.us-east-1.amazonaws.com")]);
+        verify(&keys(), &request, Service::Firehose, Some(sigv4::EMPTY_SHA256), at("20130524T000400Z")).unwrap();
+        assert!(matches!(
+            verify(&keys(), &request, Service::Firehose, Some(sigv4::EMPTY_SHA256), at("20130527T000000Z")),
+            Err(AuthError::Skewed { .. })
+        ));
     }
 
     // The example of "Signature Calculations for the Authorization Header: Transferring

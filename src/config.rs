@@ -28,6 +28,14 @@ pub const DEFAULT_STREAM_BUFFER_MB: u64 = 256;
 pub const DEFAULT_TOTAL_BUFFER_MB: u64 = 1024;
 /// How long a graceful shutdown waits for requests in flight.
 pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+/// How long a request body may send nothing before it is refused (S3 `RequestTimeout`,
+/// after about 20 s on AWS).
+pub const DEFAULT_BODY_TIMEOUT_SECS: f64 = 20.0;
+/// How long a response may wait on a client that reads nothing before the connection
+/// is cut.
+pub const DEFAULT_SEND_TIMEOUT_SECS: f64 = 30.0;
+/// Most threads for blocking file work (tokio's default).
+pub const DEFAULT_BLOCKING_THREADS: usize = 512;
 
 /// firelake: a local Amazon Data Firehose and Amazon S3 that keeps objects as plain files.
 #[derive(Debug, Parser)]
@@ -79,9 +87,18 @@ pub struct ServeArgs {
     /// `fsync` makes every acknowledged write durable; `none` makes no fsync calls (faster; a power cut may lose writes).
     #[arg(long, env = "FIRELAKE_DURABILITY", value_enum, default_value = "fsync")]
     pub durability: Durability,
-    /// Most simultaneous connections.
+    /// Most simultaneous connections; a connection beyond them is answered 503 SlowDown at once.
     #[arg(long, env = "FIRELAKE_MAX_CONNECTIONS", default_value_t = DEFAULT_CONNECTIONS_MAX)]
     pub max_connections: usize,
+    /// Seconds a request body may send nothing before it is refused (S3 `RequestTimeout`).
+    #[arg(long, env = "FIRELAKE_BODY_TIMEOUT", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
+    pub body_timeout: f64,
+    /// Seconds a response may wait on a client that reads nothing before the connection is cut.
+    #[arg(long, env = "FIRELAKE_SEND_TIMEOUT", default_value_t = DEFAULT_SEND_TIMEOUT_SECS)]
+    pub send_timeout: f64,
+    /// Most threads doing blocking file work at once.
+    #[arg(long, env = "FIRELAKE_BLOCKING_THREADS", default_value_t = DEFAULT_BLOCKING_THREADS, hide = true)]
+    pub blocking_threads: usize,
     /// Keep new delivery streams CREATING this many seconds (to test waiters); 0 makes them ACTIVE at once.
     #[arg(long, env = "FIRELAKE_CREATE_DELAY", default_value_t = 0.0)]
     pub create_delay: f64,
@@ -149,6 +166,11 @@ pub struct Config {
     pub domains: Vec<String>,
     pub durability: Durability,
     pub connections_max: usize,
+    /// How long a request body may send nothing.
+    pub body_timeout_ms: u64,
+    /// How long a response may wait on a client that reads nothing.
+    pub send_timeout_ms: u64,
+    pub blocking_threads_max: usize,
     pub create_delay_ms: i64,
     pub buffer_interval_cap_ms: Option<i64>,
     pub lenient: bool,
@@ -173,6 +195,14 @@ impl Config {
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".to_owned());
         }
+        for (flag, secs) in [("--body-timeout", args.body_timeout), ("--send-timeout", args.send_timeout)] {
+            if !(secs > 0.0 && secs <= 86_400.0) {
+                return Err(format!("{flag} must be a number of seconds above 0 and at most a day, not {secs}"));
+            }
+        }
+        if args.blocking_threads == 0 {
+            return Err("--blocking-threads must be at least 1".to_owned());
+        }
         let auth_keys = auth_keys(&args)?;
         let domains =
             args.domains.iter().map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
@@ -186,6 +216,9 @@ impl Config {
             domains,
             durability: args.durability,
             connections_max: args.max_connections,
+            body_timeout_ms: (args.body_timeout * 1000.0).ceil() as u64,
+            send_timeout_ms: (args.send_timeout * 1000.0).ceil() as u64,
+            blocking_threads_max: args.blocking_threads,
             create_delay_ms: (args.create_delay * 1000.0) as i64,
             buffer_interval_cap_ms: args.buffer_interval_cap.map(|c| (c * 1000.0) as i64),
             lenient: args.lenient,

@@ -2,12 +2,14 @@
 //! ids, and what a request's signature says about its caller.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
 use rand::Rng;
 
 use crate::config::{Config, valid_account_id};
@@ -30,13 +32,83 @@ pub enum BodyError {
     Io(String),
 }
 
-/// Reads a whole body into memory, refusing one longer than `limit` bytes.
-pub async fn read_body_limited(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+tokio::task_local! {
+    /// How long a request body may send nothing before it is refused. `server` sets it
+    /// around each request, so that every protocol's body reads share the limit.
+    static BODY_IDLE: Duration;
+}
+
+/// Runs `request` (the handling of one request) with `idle` as its body's idle limit.
+pub async fn with_body_idle_limit<F: Future>(idle: Duration, request: F) -> F::Output {
+    BODY_IDLE.scope(idle, request).await
+}
+
+/// Why the next piece of a body could not be read.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The client sent nothing for this long (S3's `RequestTimeout`).
+    Idle(Duration),
+    Io(String),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Idle(idle) => write!(f, "the client sent no data for {} ms", idle.as_millis()),
+            FrameError::Io(err) => f.write_str(err),
+        }
+    }
+}
+
+/// The body's next data, `None` at its end. A client that sends nothing within the
+/// request's idle limit gets [`FrameError::Idle`], so a stalled upload never holds its
+/// connection (and its slot under `--max-connections`) for longer than that.
+pub async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, FrameError>> {
+    loop {
+        let frame = match BODY_IDLE.try_with(|idle| *idle) {
+            Ok(idle) => match tokio::time::timeout(idle, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => return Some(Err(FrameError::Idle(idle))),
+            },
+            Err(_) => body.frame().await,
+        };
+        match frame? {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => return Some(Ok(data)),
+                // Trailers of a chunked transfer carry no data.
+                Err(_) => continue,
+            },
+            Err(err) => return Some(Err(FrameError::Io(err.to_string()))),
+        }
+    }
+}
+
+/// Reads a whole body into memory, refusing one longer than `limit` bytes or one that
+/// stalls past the request's idle limit.
+pub async fn read_body_limited(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    match read_limited(&mut body, limit).await {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(BodyError::TooLarge),
         Err(err) => Err(BodyError::Io(err.to_string())),
     }
+}
+
+/// Reads a whole body into memory: `None` when it is longer than `limit` bytes.
+pub async fn read_limited(body: &mut Incoming, limit: usize) -> Result<Option<Bytes>, FrameError> {
+    if body.size_hint().lower() > limit as u64 {
+        return Ok(None);
+    }
+    // The announced length, up to 1 MiB: a client that announces much and sends nothing
+    // holds little.
+    let mut out = BytesMut::with_capacity(body.size_hint().lower().min(1 << 20) as usize);
+    while let Some(data) = next_data(body).await {
+        let data = data?;
+        if out.len() + data.len() > limit {
+            return Ok(None);
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(Some(out.freeze()))
 }
 
 /// Per-request facts both protocols need.

@@ -61,6 +61,11 @@ pub async fn apply(state: &Arc<State>, path: &Path) -> Result<(), String> {
         match state.store.create_bucket(&info) {
             Ok(Created::New) => tracing::info!(bucket, "init: created bucket"),
             Ok(Created::Existing(_)) => tracing::debug!(bucket, "init: bucket exists"),
+            Ok(Created::Blocked) => {
+                return Err(fail(format!(
+                    "cannot create bucket {bucket}: something that is not a folder has its name in the data directory"
+                )));
+            }
             Err(err) => return Err(fail(format!("cannot create bucket {bucket}: {err}"))),
         }
     }

@@ -26,7 +26,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     // Colour only for a person at a terminal: a log file or a CI job gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    firelake::server::raise_open_file_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(config.blocking_threads_max).enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("firelake: cannot start the runtime: {err}");

@@ -4,7 +4,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -13,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::{Config, DEFAULT_HOST, HEADER_BYTES_MAX, SHUTDOWN_DRAIN_MS};
 use crate::firehose::registry::Firehose;
@@ -108,23 +110,32 @@ async fn bind(config: &Config) -> Result<Vec<TcpListener>, String> {
 /// Serves connections from `listeners` until `shutdown` completes, then lets requests in
 /// flight finish within a bounded time.
 pub async fn run(listeners: Vec<TcpListener>, state: Arc<State>, shutdown: impl Future<Output = ()>) {
-    let (accepted_tx, mut accepted) = mpsc::channel::<TcpStream>(64);
+    let (accepted_tx, mut accepted) = mpsc::channel::<(TcpStream, OwnedSemaphorePermit)>(64);
     let connections = Arc::new(Semaphore::new(state.config.connections_max));
+    let refusals = Arc::new(Semaphore::new(REFUSALS_MAX));
     let mut acceptors = Vec::new();
     for listener in listeners {
         let accepted_tx = accepted_tx.clone();
-        let connections = connections.clone();
+        let (connections, refusals) = (connections.clone(), refusals.clone());
         acceptors.push(tokio::spawn(async move {
             loop {
-                // Waiting for a permit before accepting bounds the open connections.
-                let Ok(permit) = connections.clone().acquire_owned().await else { return };
                 match listener.accept().await {
-                    Ok((stream, _)) => {
-                        drop(permit);
-                        if accepted_tx.send(stream).await.is_err() {
-                            return;
+                    // A connection beyond the cap is answered at once rather than left
+                    // waiting in the backlog behind connections that may never finish.
+                    Ok((stream, _)) => match connections.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            if accepted_tx.send((stream, permit)).await.is_err() {
+                                return;
+                            }
                         }
-                    }
+                        Err(_) => match refusals.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                tokio::spawn(refuse_connection(stream, permit));
+                            }
+                            // Refusing is bounded too: past that, the socket is just closed.
+                            Err(_) => drop(stream),
+                        },
+                    },
                     Err(err) => {
                         tracing::warn!(%err, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -139,9 +150,9 @@ pub async fn run(listeners: Vec<TcpListener>, state: Arc<State>, shutdown: impl 
     loop {
         tokio::select! {
             stream = accepted.recv() => {
-                let Some(stream) = stream else { break };
-                let Ok(permit) = connections.clone().acquire_owned().await else { break };
+                let Some((stream, permit)) = stream else { break };
                 let _ = stream.set_nodelay(true);
+                let stream = SendTimeout::new(stream, Duration::from_millis(state.config.send_timeout_ms));
                 let state = state.clone();
                 let service = service_fn(move |req| handle(state.clone(), req));
                 let conn = http1::Builder::new()
@@ -173,12 +184,128 @@ pub async fn run(listeners: Vec<TcpListener>, state: Arc<State>, shutdown: impl 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     let ctx = RequestCtx::new(&state.config, &parts);
-    let response = match Protocol::of(&parts, &state.config) {
-        Protocol::Firehose => firehose::handle(&state, &ctx, parts, body).await,
-        Protocol::Admin => admin::handle(&state, &ctx, parts, body).await,
-        Protocol::S3 => s3::handle(&state, &ctx, parts, body).await,
-    };
+    let idle = Duration::from_millis(state.config.body_timeout_ms);
+    let response = crate::http::with_body_idle_limit(idle, async {
+        match Protocol::of(&parts, &state.config) {
+            Protocol::Firehose => firehose::handle(&state, &ctx, parts, body).await,
+            Protocol::Admin => admin::handle(&state, &ctx, parts, body).await,
+            Protocol::S3 => s3::handle(&state, &ctx, parts, body).await,
+        }
+    })
+    .await;
     Ok(response)
+}
+
+/// Raises the soft limit on open files to the hard one: every connection, delivery
+/// stream journal and object being read holds a descriptor, and the common soft default
+/// (1,024) is far below what `--max-connections` and thousands of streams need.
+pub fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if let Err(err) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%err, "cannot raise the open-file limit to the hard limit");
+        }
+    }
+}
+
+/// Connections beyond `--max-connections` being answered at once; further ones are closed.
+const REFUSALS_MAX: usize = 64;
+/// How long a refused connection gets to take its answer.
+const REFUSAL_MS: u64 = 1000;
+/// What a connection beyond the cap is told: S3's SlowDown, which the SDKs retry.
+const REFUSAL_BODY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate: all connections are in use.</Message></Error>";
+
+/// Answers 503 SlowDown on a connection beyond the cap, then closes it. Its request is
+/// read (and dropped) meanwhile, so that closing does not reset the connection before
+/// the client has read the answer.
+async fn refuse_connection(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(Duration::from_millis(REFUSAL_MS), async {
+        let head = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/xml\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+            REFUSAL_BODY.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(REFUSAL_BODY.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < HEADER_BYTES_MAX {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
+/// A connection whose writes fail once they have made no progress for `limit`: a client
+/// that stops reading its response is cut then, instead of holding the connection (and
+/// what its response has buffered) for as long as it likes.
+struct SendTimeout {
+    stream: TcpStream,
+    limit: Duration,
+    /// Running while a write waits on the client.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl SendTimeout {
+    fn new(stream: TcpStream, limit: Duration) -> SendTimeout {
+        SendTimeout { stream, limit, stalled: None }
+    }
+
+    /// Passes a write's outcome on; a write still waiting after `limit` becomes an error.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} ms", limit.as_millis()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for SendTimeout {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SendTimeout {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.stream).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use crate::auth::ChunkSigning;
+use crate::http::FrameError;
 use crate::s3::Req;
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::chunked::{Decoder, FramingError};
@@ -203,10 +203,8 @@ pub async fn receive_then<T: Send + 'static>(
         && let Some(length) = expect.length
         && length <= SMALL_BODY_BYTES_MAX
     {
-        let bytes = crate::http::read_body_limited(body, length as usize + 1).await.map_err(|err| match err {
-            crate::http::BodyError::TooLarge => incomplete(),
-            crate::http::BodyError::Io(err) => S3Error::new(Code::IncompleteBody, format!("the request body could not be read: {err}")),
-        })?;
+        let mut body = body;
+        let bytes = crate::http::read_limited(&mut body, length as usize + 1).await.map_err(frame_error)?.ok_or_else(incomplete)?;
         let expect = expect.clone();
         return crate::s3::blocking(state, move |store| {
             let mut staged = store.stage()?;
@@ -220,6 +218,94 @@ pub async fn receive_then<T: Send + 'static>(
     }
     let received = receive_streaming(state, expect, body, size_max).await?;
     crate::s3::blocking(state, move |store| then(store, received)).await?
+}
+
+/// S3's answers for a body that stalled or broke off.
+pub fn frame_error(err: FrameError) -> S3Error {
+    match err {
+        FrameError::Idle(_) => S3Error::new(
+            Code::RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+        ),
+        FrameError::Io(err) => S3Error::new(Code::IncompleteBody, format!("the request body could not be read: {err}")),
+    }
+}
+
+/// Reads a small request body (an XML document) into memory, as strictly as an object's
+/// body is received: aws-chunked framing is undone with its chunk signatures checked, a
+/// signed hex `x-amz-content-sha256` must match the bytes, and so must a trailing
+/// checksum. `None` when the payload is longer than `limit`.
+pub async fn receive_small(req: &Req, mut body: Incoming, limit: usize) -> Result<Option<Bytes>> {
+    let content_sha256 = req.header("x-amz-content-sha256").unwrap_or("");
+    let aws_chunked = content_sha256.starts_with("STREAMING-")
+        || req.header("content-encoding").is_some_and(|e| e.split(',').any(|t| t.trim().eq_ignore_ascii_case("aws-chunked")));
+    let bytes = if aws_chunked {
+        let mut decoder = Decoder::new(req.chunk_signing.clone());
+        let mut payload = bytes::BytesMut::new();
+        let mut too_large = false;
+        while let Some(data) = crate::http::next_data(&mut body).await {
+            decoder
+                .push(data.map_err(frame_error)?, &mut |b| {
+                    too_large |= payload.len() + b.len() > limit;
+                    if !too_large {
+                        payload.extend_from_slice(&b);
+                    }
+                })
+                .map_err(framing_error)?;
+            if too_large {
+                return Ok(None);
+            }
+        }
+        decoder.finish().map_err(framing_error)?;
+        let payload = payload.freeze();
+        for (name, value) in &decoder.trailers {
+            if let Some(algorithm) = name.strip_prefix("x-amz-checksum-").and_then(Algorithm::parse)
+                && checksum::of(algorithm, &payload) != value.trim()
+            {
+                return Err(S3Error::new(
+                    Code::BadDigest,
+                    format!("The {} you specified did not match the calculated checksum.", algorithm.name()),
+                ));
+            }
+        }
+        payload
+    } else {
+        match crate::http::read_limited(&mut body, limit).await.map_err(frame_error)? {
+            Some(bytes) => bytes,
+            None => return Ok(None),
+        }
+    };
+    if content_sha256.len() == 64 && content_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let actual = crate::sigv4::sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(content_sha256) {
+            return Err(sha256_mismatch(&content_sha256.to_ascii_lowercase(), &actual));
+        }
+    }
+    Ok(Some(bytes))
+}
+
+/// Checks the body of an operation that takes none against a signed hex
+/// `x-amz-content-sha256`: a body the operation ignores changes nothing, but a signature
+/// that claims another body is refused all the same, as AWS does.
+pub async fn check_unused_body(req: &Req, body: &mut Incoming) -> Result<()> {
+    let content_sha256 = req.header("x-amz-content-sha256").unwrap_or("");
+    if content_sha256.len() != 64 || !content_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    let Some(bytes) = crate::http::read_limited(body, crate::config::SMALL_BODY_BYTES_MAX).await.map_err(frame_error)? else {
+        return Err(S3Error::new(Code::MaxMessageLengthExceeded, "Your request was too big."));
+    };
+    let actual = crate::sigv4::sha256_hex(&bytes);
+    if !actual.eq_ignore_ascii_case(content_sha256) {
+        return Err(sha256_mismatch(&content_sha256.to_ascii_lowercase(), &actual));
+    }
+    Ok(())
+}
+
+fn sha256_mismatch(expected: &str, actual: &str) -> S3Error {
+    S3Error::new(Code::XAmzContentSHA256Mismatch, "The provided 'x-amz-content-sha256' header does not match what was computed.")
+        .with("ClientComputedContentSHA256", expected)
+        .with("S3ComputedContentSHA256", actual)
 }
 
 fn incomplete() -> S3Error {
@@ -255,15 +341,14 @@ async fn receive_streaming(state: &Arc<State>, expect: &Expectations, mut body: 
     let mut decoder = expect.aws_chunked.then(|| Decoder::new(expect.chunk_signing.clone()));
     let mut received = 0u64;
     let mut failure: Option<S3Error> = None;
-    'frames: while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
+    'frames: while let Some(data) = crate::http::next_data(&mut body).await {
+        let data = match data {
+            Ok(data) => data,
             Err(err) => {
-                failure = Some(S3Error::new(Code::IncompleteBody, format!("the request body could not be read: {err}")));
+                failure = Some(frame_error(err));
                 break;
             }
         };
-        let Ok(data) = frame.into_data() else { continue };
         let mut payload = Vec::new();
         match decoder.as_mut() {
             Some(decoder) => {
@@ -318,12 +403,7 @@ fn check(expect: &Expectations, digests: Digests, staged: Staged, decoder: Optio
     if let (Some(expected), Some(actual)) = (&expect.payload_sha256, &digests.sha256)
         && expected != actual
     {
-        return Err(S3Error::new(
-            Code::XAmzContentSHA256Mismatch,
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        )
-        .with("ClientComputedContentSHA256", expected.clone())
-        .with("S3ComputedContentSHA256", actual.clone()));
+        return Err(sha256_mismatch(expected, actual));
     }
     let checksum = match (expect.algorithm(), digests.checksum) {
         (Some(algorithm), Some(actual)) => {

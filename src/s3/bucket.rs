@@ -45,11 +45,11 @@ pub(crate) struct CreateBucketConfiguration {
     location_constraint: Option<String>,
 }
 
-pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, _req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     if !valid_bucket_name(bucket) {
         return Err(S3Error::new(Code::InvalidBucketName, "The specified bucket is not valid.").with("BucketName", bucket));
     }
-    let bytes = read_small_body(body).await?;
+    let bytes = read_small_body(req, body).await?;
     let config: CreateBucketConfiguration =
         if bytes.iter().all(u8::is_ascii_whitespace) { CreateBucketConfiguration::default() } else { parse_xml(&bytes)? };
     let constraint = config.location_constraint.filter(|c| !c.is_empty());
@@ -84,6 +84,13 @@ pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, _req: &Req, bod
         tags: None,
     };
     let created = blocking(state, move |store| store.create_bucket(&info)).await??;
+    if let Created::Blocked = created {
+        return Err(S3Error::new(
+            Code::BucketAlreadyExists,
+            "The requested bucket name is not available: something that is not a bucket folder has this name in the data directory.",
+        )
+        .with("BucketName", bucket));
+    }
     if let Created::Existing(existing) = created {
         if !existing.owner.is_empty() && existing.owner != ctx.account {
             return Err(S3Error::new(
@@ -223,9 +230,9 @@ pub async fn get_bucket_tagging(state: &Arc<State>, bucket: &str) -> Result<Resp
     }
 }
 
-pub async fn put_bucket_tagging(state: &Arc<State>, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+pub async fn put_bucket_tagging(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
-    let bytes = read_small_body(body).await?;
+    let bytes = read_small_body(req, body).await?;
     let tags = parse_tagging(&bytes, BUCKET_TAGS_MAX)?;
     let name = bucket.to_owned();
     blocking(state, move |store| store.update_bucket(&name, |info| info.tags = Some(tags))).await?.map_err(|e| store_error(e, bucket))?;

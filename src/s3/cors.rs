@@ -93,9 +93,9 @@ pub async fn get_bucket_cors(state: &Arc<State>, bucket: &str) -> Result<Respons
     Ok(xml_response(x.finish()))
 }
 
-pub async fn put_bucket_cors(state: &Arc<State>, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+pub async fn put_bucket_cors(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
-    let bytes = read_small_body(body).await?;
+    let bytes = read_small_body(req, body).await?;
     let config: CorsConfiguration = parse_xml(&bytes)?;
     if config.rules.is_empty() || config.rules.len() > RULES_MAX {
         return Err(S3Error::malformed_xml());

@@ -3,7 +3,7 @@
 
 use hyper::{Response, StatusCode};
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, S3Refusal};
 use crate::http::{Body, RequestCtx, empty, full};
 use crate::s3::xml::Xml;
 use crate::store::StoreError;
@@ -54,6 +54,7 @@ codes! {
     KeyTooLongError = 400,
     MalformedTrailerError = 400,
     MalformedXML = 400,
+    MaxMessageLengthExceeded = 400,
     MethodNotAllowed = 405,
     MissingContentLength = 411,
     NoSuchBucket = 404,
@@ -71,6 +72,7 @@ codes! {
     PreconditionFailed = 412,
     ReplicationConfigurationNotFoundError = 404,
     RequestTimeTooSkewed = 403,
+    RequestTimeout = 400,
     ServiceUnavailable = 503,
     SignatureDoesNotMatch = 403,
     XAmzContentSHA256Mismatch = 400,
@@ -173,6 +175,18 @@ impl S3Error {
     }
 }
 
+impl From<S3Refusal> for S3Error {
+    fn from(refusal: S3Refusal) -> S3Error {
+        match refusal {
+            S3Refusal::Auth(err) => S3Error::from(err),
+            S3Refusal::HeadersNotSigned(names) => {
+                S3Error::new(Code::AccessDenied, "There were headers present in the request which were not signed")
+                    .with("HeadersNotSigned", names.join(", "))
+            }
+        }
+    }
+}
+
 impl From<AuthError> for S3Error {
     fn from(err: AuthError) -> S3Error {
         let iso = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -232,6 +246,10 @@ impl From<StoreError> for S3Error {
             StoreError::BucketNotEmpty => S3Error::new(Code::BucketNotEmpty, "The bucket you tried to delete is not empty"),
             StoreError::NoSuchUpload => S3Error::no_such_upload(""),
             StoreError::KeyTooLong => S3Error::new(Code::KeyTooLongError, "Your key is too long"),
+            StoreError::Link(path) => S3Error::new(
+                Code::AccessDenied,
+                format!("firelake does not write through or over the symbolic link {} in its data directory", path.display()),
+            ),
             StoreError::Io(err) => S3Error::from(err),
         }
     }

@@ -39,13 +39,15 @@ impl Req {
     }
 }
 
-pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, mut parts: http::request::Parts, body: Incoming) -> Response<Body> {
     let head = parts.method == Method::HEAD;
     let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = parts.method.clone();
     let expects_continue = parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let routed = authenticate(state, &parts)
-        .and_then(|chunk_signing| Endpoint::from_request(&parts, &state.config.domains).map(|(e, q)| (chunk_signing, e, q)));
+    let routed = authenticate(state, &parts).and_then(|chunk_signing| {
+        lift_presigned_headers(&mut parts);
+        Endpoint::from_request(&parts, &state.config.domains).map(|(e, q)| (chunk_signing, e, q))
+    });
     let (mut response, bucket) = match routed {
         Ok((chunk_signing, endpoint, query)) => {
             let span = tracing::debug_span!("s3", op = %endpoint.name(), id = %ctx.request_id);
@@ -85,7 +87,40 @@ fn authenticate(state: &State, parts: &http::request::Parts) -> Result<Option<Ch
     Ok(crate::auth::verify_s3(keys, parts, vhost_bucket.as_deref(), chrono::Utc::now())?.chunks)
 }
 
-async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, body: Incoming) -> Result<Response<Body>> {
+/// The parameters of a SigV4 presigned URL that are its signature, not request headers.
+const PRESIGN_PARAMETERS: [&str; 7] = [
+    "x-amz-algorithm",
+    "x-amz-credential",
+    "x-amz-date",
+    "x-amz-expires",
+    "x-amz-signedheaders",
+    "x-amz-signature",
+    "x-amz-security-token",
+];
+
+/// A presigned URL may carry `x-amz-*` headers as query parameters, which its signature
+/// covers (AWS allows this for headers such as `x-amz-acl` and `x-amz-meta-*`, and boto3
+/// puts them there when it presigns with SigV2): they act as the headers, unless a header
+/// of that name was sent (and then it was signed, or the request was refused).
+fn lift_presigned_headers(parts: &mut http::request::Parts) {
+    let query = router::Query::parse(parts.uri.query());
+    let v4 = query.has("X-Amz-Signature") && query.has("X-Amz-Credential");
+    let v2 = query.has("AWSAccessKeyId") && query.has("Signature");
+    if !(v4 || v2) {
+        return;
+    }
+    for (name, value) in query.pairs() {
+        let lower = name.to_ascii_lowercase();
+        if !lower.starts_with("x-amz-") || PRESIGN_PARAMETERS.contains(&lower.as_str()) || parts.headers.contains_key(lower.as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(lower.as_bytes()), http::HeaderValue::from_str(value)) {
+            parts.headers.insert(name, value);
+        }
+    }
+}
+
+async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, mut body: Incoming) -> Result<Response<Body>> {
     use Endpoint::*;
     if let Some(bucket) = endpoint.bucket()
         && !matches!(endpoint, CreateBucket { .. })
@@ -93,6 +128,9 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
     {
         // No bucket with an invalid name can exist.
         return Err(S3Error::no_such_bucket(bucket));
+    }
+    if !endpoint.reads_body() {
+        crate::s3::body::check_unused_body(req, &mut body).await?;
     }
     match endpoint {
         ListBuckets => bucket::list_buckets(state, ctx).await,
@@ -102,10 +140,10 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
         GetBucketLocation { bucket } => bucket::get_bucket_location(state, &bucket).await,
         GetUnconfigured { bucket, what } => bucket::get_unconfigured(state, ctx, &bucket, what).await,
         GetBucketTagging { bucket } => bucket::get_bucket_tagging(state, &bucket).await,
-        PutBucketTagging { bucket } => bucket::put_bucket_tagging(state, body, &bucket).await,
+        PutBucketTagging { bucket } => bucket::put_bucket_tagging(state, req, body, &bucket).await,
         DeleteBucketTagging { bucket } => bucket::delete_bucket_tagging(state, &bucket).await,
         GetBucketCors { bucket } => cors::get_bucket_cors(state, &bucket).await,
-        PutBucketCors { bucket } => cors::put_bucket_cors(state, body, &bucket).await,
+        PutBucketCors { bucket } => cors::put_bucket_cors(state, req, body, &bucket).await,
         DeleteBucketCors { bucket } => cors::delete_bucket_cors(state, &bucket).await,
         Preflight { bucket } => cors::preflight(state, req, &bucket).await,
         ListObjects { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V1).await,
@@ -119,7 +157,7 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
         DeleteObject { bucket, key } => object::delete_object(state, &bucket, &key).await,
         GetObjectAttributes { bucket, key } => object::get_object_attributes(state, req, &bucket, &key).await,
         GetObjectTagging { bucket, key } => object::get_object_tagging(state, &bucket, &key).await,
-        PutObjectTagging { bucket, key } => object::put_object_tagging(state, body, &bucket, &key).await,
+        PutObjectTagging { bucket, key } => object::put_object_tagging(state, req, body, &bucket, &key).await,
         DeleteObjectTagging { bucket, key } => object::delete_object_tagging(state, &bucket, &key).await,
         CreateMultipartUpload { bucket, key } => multipart::create(state, ctx, req, &bucket, &key).await,
         UploadPart { bucket, key, upload_id, part_number } => {
@@ -161,16 +199,12 @@ pub fn write_owner(x: &mut xml::Xml, element: &str, account: &str) {
     });
 }
 
-/// Reads a small XML or JSON request body, with S3's errors for bad ones.
-pub async fn read_small_body(body: Incoming) -> Result<bytes::Bytes> {
-    match crate::http::read_body_limited(body, crate::config::SMALL_BODY_BYTES_MAX).await {
-        Ok(bytes) => Ok(bytes),
-        Err(crate::http::BodyError::TooLarge) => {
-            Err(S3Error::new(error::Code::MalformedXML, "The XML you provided was larger than firelake accepts (2 MiB)"))
-        }
-        Err(crate::http::BodyError::Io(err)) => {
-            Err(S3Error::new(error::Code::IncompleteBody, format!("the request body could not be read: {err}")))
-        }
+/// Reads a small XML request body, with S3's errors for bad ones; aws-chunked framing,
+/// chunk signatures and a signed payload hash are checked ([`body::receive_small`]).
+pub async fn read_small_body(req: &Req, body: Incoming) -> Result<bytes::Bytes> {
+    match body::receive_small(req, body, crate::config::SMALL_BODY_BYTES_MAX).await? {
+        Some(bytes) => Ok(bytes),
+        None => Err(S3Error::new(error::Code::MalformedXML, "The XML you provided was larger than firelake accepts (2 MiB)")),
     }
 }
 

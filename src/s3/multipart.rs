@@ -184,36 +184,14 @@ pub async fn upload_part_copy(
     Ok(xml_response(x.finish()))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct CompleteMultipartUpload {
-    #[serde(rename = "Part", default)]
-    parts: Vec<CompletedPart>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CompletedPart {
-    #[serde(rename = "PartNumber")]
-    number: u32,
-    #[serde(rename = "ETag")]
-    etag: String,
-}
-
-pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
-    let upload = load_upload(state, bucket, key, upload_id).await?;
-    let bytes = read_small_body(body).await?;
-    let request: CompleteMultipartUpload = parse_xml(&bytes)?;
-    if request.parts.is_empty() {
-        return Err(S3Error::malformed_xml());
-    }
-    if request.parts.windows(2).any(|w| w[0].number >= w[1].number) {
-        return Err(S3Error::new(
-            Code::InvalidPartOrder,
-            "The list of parts was not in ascending order. Parts must be ordered by part number.",
-        )
-        .with("UploadId", upload_id));
-    }
-    let up = upload.clone();
-    let stored = blocking(state, move |store| store.parts(&up)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
+/// The parts a CompleteMultipartUpload names, checked against the stored ones, and the
+/// object's metadata (ETag, composite checksum) before its bytes are joined.
+fn plan_completion(
+    request: &CompleteMultipartUpload,
+    stored: &[Part],
+    upload: &Upload,
+    upload_id: &str,
+) -> Result<(Vec<Part>, ObjectMeta)> {
     let mut chosen: Vec<Part> = Vec::with_capacity(request.parts.len());
     for wanted in &request.parts {
         let etag = wanted.etag.trim().trim_matches('"');
@@ -264,47 +242,102 @@ pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &st
         meta.checksums.insert(algorithm.name().to_owned(), format!("{}-{}", checksum::to_base64(&composite.finish()), chosen.len()));
         meta.checksum_type = Some("COMPOSITE".to_owned());
     }
+    Ok((chosen, meta))
+}
+
+/// Joins the chosen parts into a staged file (hashing them for a full-object checksum)
+/// and commits it as the object; the caller holds the upload's lock.
+fn assemble(
+    store: &crate::store::Store,
+    upload: &Upload,
+    bucket: &str,
+    key: &str,
+    chosen: &[Part],
+    mut meta: ObjectMeta,
+    expected_full: Option<String>,
+) -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
+    let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
+    let full_object = upload.checksum_type.as_deref() == Some("FULL_OBJECT");
+    let mut staged = store.stage()?;
+    let mut hasher = algorithm.filter(|_| full_object).map(Algorithm::hasher);
+    for part in chosen {
+        let mut file = store.open_part(upload, part.number)?;
+        match hasher.as_mut() {
+            None => {
+                std::io::copy(&mut file, staged.file())?;
+            }
+            Some(h) => {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = std::io::Read::read(&mut file, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                    staged.file().write_all(&buf[..n])?;
+                }
+            }
+        }
+    }
+    if let (Some(algorithm), Some(h)) = (algorithm, hasher) {
+        let value = checksum::to_base64(&h.finish());
+        if let Some(expected) = expected_full
+            && expected.trim() != value
+        {
+            return Ok(Err(S3Error::new(
+                Code::BadDigest,
+                format!("The {} you specified did not match the calculated checksum.", algorithm.name()),
+            )));
+        }
+        meta.checksums.insert(algorithm.name().to_owned(), value);
+        meta.checksum_type = Some("FULL_OBJECT".to_owned());
+    }
+    Ok(Ok(store.commit_object(bucket, key, staged, meta)?))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CompleteMultipartUpload {
+    #[serde(rename = "Part", default)]
+    parts: Vec<CompletedPart>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletedPart {
+    #[serde(rename = "PartNumber")]
+    number: u32,
+    #[serde(rename = "ETag")]
+    etag: String,
+}
+
+pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+    let upload = load_upload(state, bucket, key, upload_id).await?;
+    let bytes = read_small_body(req, body).await?;
+    let request: CompleteMultipartUpload = parse_xml(&bytes)?;
+    if request.parts.is_empty() {
+        return Err(S3Error::malformed_xml());
+    }
+    if request.parts.windows(2).any(|w| w[0].number >= w[1].number) {
+        return Err(S3Error::new(
+            Code::InvalidPartOrder,
+            "The list of parts was not in ascending order. Parts must be ordered by part number.",
+        )
+        .with("UploadId", upload_id));
+    }
     let (b, k) = (bucket.to_owned(), key.to_owned());
     let up = upload.clone();
+    let id = upload_id.to_owned();
+    let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
     let expected_full = req.header(&algorithm.map(Algorithm::header).unwrap_or_default()).map(str::to_owned);
-    let meta = blocking(state, move |store| -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
-        let mut staged = store.stage()?;
-        let mut hasher = algorithm.filter(|_| full_object).map(Algorithm::hasher);
-        for part in &chosen {
-            let mut file = store.open_part(&up, part.number)?;
-            match hasher.as_mut() {
-                None => {
-                    std::io::copy(&mut file, staged.file())?;
-                }
-                Some(h) => {
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        let n = std::io::Read::read(&mut file, &mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        h.update(&buf[..n]);
-                        staged.file().write_all(&buf[..n])?;
-                    }
-                }
-            }
-        }
-        if let (Some(algorithm), Some(h)) = (algorithm, hasher) {
-            let value = checksum::to_base64(&h.finish());
-            if let Some(expected) = expected_full
-                && expected.trim() != value
-            {
-                return Ok(Err(S3Error::new(
-                    Code::BadDigest,
-                    format!("The {} you specified did not match the calculated checksum.", algorithm.name()),
-                )));
-            }
-            meta.checksums.insert(algorithm.name().to_owned(), value);
-            meta.checksum_type = Some("FULL_OBJECT".to_owned());
-        }
-        let meta = store.commit_object(&b, &k, staged, meta)?;
-        store.abort_upload(&up.id)?;
-        Ok(Ok(meta))
+    // Validated and assembled under the upload's lock, with its parts as they are then:
+    // an abort or a part racing the completion comes wholly before or after it.
+    let meta = blocking(state, move |store| {
+        store.complete_upload(&up, |stored| -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
+            let (chosen, meta) = match plan_completion(&request, stored, &up, &id) {
+                Ok(plan) => plan,
+                Err(err) => return Ok(Err(err)),
+            };
+            assemble(store, &up, &b, &k, &chosen, meta, expected_full)
+        })
     })
     .await?
     .map_err(|e| upload_error(e, bucket, upload_id))??;

@@ -4,13 +4,12 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Response, StatusCode};
 use md5::{Digest, Md5};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use crate::config::OBJECT_BYTES_MAX;
 use crate::http::{Body, empty};
@@ -30,8 +29,8 @@ const STORED_HEADERS: [&str; 6] =
 pub const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 /// Most tags on one object.
 const OBJECT_TAGS_MAX: usize = 10;
-/// Bytes per read when streaming an object out.
-const READ_CHUNK_BYTES: usize = 512 * 1024;
+/// Bytes per read when streaming an object out: what a download that stalls holds.
+const READ_CHUNK_BYTES: usize = 256 * 1024;
 
 /// The metadata a PutObject, CreateMultipartUpload or replacing CopyObject sets.
 pub fn meta_from_headers(req: &Req) -> Result<ObjectMeta> {
@@ -339,39 +338,44 @@ pub fn object_headers(mut builder: http::response::Builder, meta: &ObjectMeta) -
     builder
 }
 
-/// Streams `len` bytes of `file` from `start`, read by a blocking thread ahead of the socket.
-pub fn file_body(mut file: File, start: u64, len: u64) -> Body {
-    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        if let Err(err) = file.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(err));
-            return;
-        }
-        let mut left = len;
-        while left > 0 {
-            let want = READ_CHUNK_BYTES.min(left as usize);
-            let mut buf = BytesMut::zeroed(want);
-            match file.read(&mut buf) {
-                Ok(0) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "object shrank while being read")));
-                    return;
+/// Streams `len` bytes of `file` from `start`. Each piece is read on a blocking thread
+/// only when the connection asks for it: a client that stops reading holds no thread and
+/// at most one piece (plus hyper's write buffer), never the object.
+pub fn file_body(file: File, start: u64, len: u64) -> Body {
+    struct Reading {
+        file: File,
+        /// Where the next read starts.
+        at: u64,
+        left: u64,
+    }
+    let state = Some(Reading { file, at: start, left: len });
+    let stream = futures_util::stream::unfold(state, |state| async move {
+        let reading = state.filter(|r| r.left > 0)?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = BytesMut::zeroed(READ_CHUNK_BYTES.min(reading.left as usize));
+            let read = loop {
+                match std::os::unix::fs::FileExt::read_at(&reading.file, &mut buf, reading.at) {
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
                 }
-                Ok(n) => {
-                    buf.truncate(n);
-                    left -= n as u64;
-                    if tx.blocking_send(Ok(buf.freeze())).is_err() {
-                        return;
-                    }
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    let _ = tx.blocking_send(Err(err));
-                    return;
-                }
+            };
+            (reading, buf, read)
+        })
+        .await;
+        match read {
+            Ok((mut reading, mut buf, Ok(n))) if n > 0 => {
+                buf.truncate(n);
+                reading.at += n as u64;
+                reading.left -= n as u64;
+                Some((Ok(Frame::data(buf.freeze())), Some(reading)))
             }
+            Ok((_, _, Ok(_))) => {
+                Some((Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "object shrank while being read")), None))
+            }
+            Ok((_, _, Err(err))) => Some((Err(err), None)),
+            Err(err) => Some((Err(std::io::Error::other(err)), None)),
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item.map(Frame::data), rx)) });
     StreamBody::new(stream).boxed_unsync()
 }
 
@@ -428,7 +432,7 @@ fn check_small_body_digest(req: &Req, bytes: &[u8], required: bool) -> Result<()
 
 pub async fn delete_objects(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
-    let bytes = read_small_body(body).await?;
+    let bytes = read_small_body(req, body).await?;
     check_small_body_digest(req, &bytes, true)?;
     let delete: Delete = parse_xml(&bytes)?;
     if delete.objects.is_empty() || delete.objects.len() > 1000 {
@@ -727,9 +731,9 @@ async fn set_object_tags(state: &Arc<State>, bucket: &str, key: &str, tags: Vec<
     }
 }
 
-pub async fn put_object_tagging(state: &Arc<State>, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn put_object_tagging(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
-    let bytes = read_small_body(body).await?;
+    let bytes = read_small_body(req, body).await?;
     let tags = parse_tagging(&bytes, OBJECT_TAGS_MAX)?;
     set_object_tags(state, bucket, key, tags).await?;
     Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))

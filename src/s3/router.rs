@@ -194,6 +194,23 @@ impl Endpoint {
         }
     }
 
+    /// Whether the operation reads its request body (the others ignore it, and only check
+    /// it against a signed payload hash).
+    pub fn reads_body(&self) -> bool {
+        use Endpoint::*;
+        matches!(
+            self,
+            CreateBucket { .. }
+                | PutBucketTagging { .. }
+                | PutBucketCors { .. }
+                | DeleteObjects { .. }
+                | PutObject { .. }
+                | PutObjectTagging { .. }
+                | UploadPart { .. }
+                | CompleteMultipartUpload { .. }
+        )
+    }
+
     /// The operation's name, for logs.
     pub fn name(&self) -> String {
         match self {
@@ -264,6 +281,11 @@ impl Query {
 
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(n, _)| n == name)
+    }
+
+    /// Every name and value, in request order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// Names that select a sub-resource (everything but arguments and presigning fields).

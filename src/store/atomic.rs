@@ -182,7 +182,13 @@ impl FolderSyncs {
         }
         // Every ticket issued so far belongs to a change made before this fsync starts.
         let covered = sync.issued.load(Ordering::SeqCst);
-        File::open(folder)?.sync_all()?;
+        match File::open(folder) {
+            Ok(dir) => dir.sync_all()?,
+            // The folder was removed since (a delete pruned it once it was empty): what was
+            // renamed into it is gone too, and the removal is made durable by its remover.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
         *durable = covered;
         Ok(())
     }

@@ -39,7 +39,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
@@ -67,6 +67,9 @@ pub enum StoreError {
     NoSuchUpload,
     /// The key cannot be stored here (too long for a path on this file system).
     KeyTooLong,
+    /// The key's path meets a symbolic link (this path, inside the bucket's folder):
+    /// firelake never writes through one, nor replaces one.
+    Link(PathBuf),
     Io(io::Error),
 }
 
@@ -83,6 +86,7 @@ impl std::fmt::Display for StoreError {
             StoreError::BucketNotEmpty => f.write_str("bucket not empty"),
             StoreError::NoSuchUpload => f.write_str("no such upload"),
             StoreError::KeyTooLong => f.write_str("key too long for this file system"),
+            StoreError::Link(path) => write!(f, "{} is a symbolic link", path.display()),
             StoreError::Io(err) => write!(f, "{err}"),
         }
     }
@@ -156,6 +160,9 @@ pub struct Listed {
 pub enum Created {
     New,
     Existing(BucketInfo),
+    /// Something that is not a bucket (a file, a symbolic link) has the bucket's name in
+    /// the data directory.
+    Blocked,
 }
 
 const STRIPES: usize = 64;
@@ -178,8 +185,15 @@ pub struct Store {
     sys: PathBuf,
     durability: Durability,
     syncs: atomic::FolderSyncs,
-    /// Serialises the commits of one key (by hash) so that data and metadata renames pair up.
+    /// Serialises the changes to a bucket's folder tree (striped by bucket name): every
+    /// rename, unlink and folder change of objects, and the creation and deletion of the
+    /// bucket itself. Folders are shared between keys (`a` becomes `a/%%` when `a/b` is
+    /// written), so a per-key lock cannot keep `a` and `a/b` from racing; the lock is held
+    /// only for the renames and unlinks, never for an object's bytes or an fsync.
     stripes: Vec<Mutex<()>>,
+    /// Serialises the changes to one multipart upload: a part's commit, the upload's
+    /// completion and its abort.
+    uploads: KeyLocks,
     _lock: File,
 }
 
@@ -225,6 +239,7 @@ impl Store {
             durability,
             syncs: atomic::FolderSyncs::new(durability),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            uploads: KeyLocks::default(),
             _lock: lock,
         };
         let swept = atomic::sweep(&store.sys.join("tmp"))?;
@@ -253,8 +268,9 @@ impl Store {
         Staged::create(&self.sys.join("tmp"))
     }
 
-    fn stripe(&self, bucket: &str, key: &str) -> MutexGuard<'_, ()> {
-        let digest = Sha256::new().chain_update(bucket).chain_update([0]).chain_update(key).finalize();
+    /// The lock on `bucket`'s folder tree (see [`Store::stripes`]).
+    fn bucket_lock(&self, bucket: &str) -> MutexGuard<'_, ()> {
+        let digest = Sha256::digest(bucket.as_bytes());
         let index = digest[0] as usize % STRIPES;
         self.stripes[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -276,7 +292,8 @@ impl Store {
             return Ok(None);
         }
         let dir = self.bucket_dir(name);
-        let meta = match fs::metadata(&dir) {
+        // A symbolic link is not a bucket, even to a folder: nothing is read through it.
+        let meta = match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => meta,
             Ok(_) => return Ok(None),
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -304,7 +321,7 @@ impl Store {
         if !valid_bucket_name(name) {
             return Ok(false);
         }
-        match fs::metadata(self.bucket_dir(name)) {
+        match fs::symlink_metadata(self.bucket_dir(name)) {
             Ok(meta) => Ok(meta.is_dir()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(err) => Err(err),
@@ -312,12 +329,15 @@ impl Store {
     }
 
     pub fn create_bucket(&self, info: &BucketInfo) -> io::Result<Created> {
-        let _guard = self.stripe(&info.name, "");
+        let _guard = self.bucket_lock(&info.name);
         if let Some(existing) = self.bucket(&info.name)? {
             return Ok(Created::Existing(existing));
         }
-        self.write_bucket(info)?;
         let dir = self.bucket_dir(&info.name);
+        if fs::symlink_metadata(&dir).is_ok() {
+            return Ok(Created::Blocked);
+        }
+        self.write_bucket(info)?;
         fs::create_dir(&dir)?;
         self.syncs.sync_parent(&dir)?;
         Ok(Created::New)
@@ -330,7 +350,7 @@ impl Store {
 
     /// Changes a bucket's settings; a hand-made bucket gets a settings file.
     pub fn update_bucket(&self, name: &str, change: impl FnOnce(&mut BucketInfo)) -> Result<BucketInfo> {
-        let _guard = self.stripe(name, "");
+        let _guard = self.bucket_lock(name);
         let Some(mut info) = self.bucket(name)? else { return Err(StoreError::NoSuchBucket) };
         change(&mut info);
         self.write_bucket(&info)?;
@@ -351,24 +371,36 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes an empty bucket. Under the bucket's lock, so that a write racing the delete
+    /// either lands first (and the bucket is not empty) or finds no bucket.
     pub fn delete_bucket(&self, name: &str) -> Result {
-        let _guard = self.stripe(name, "");
-        if self.bucket(name)?.is_none() {
-            return Err(StoreError::NoSuchBucket);
-        }
         let dir = self.bucket_dir(name);
-        if has_file(&dir)? {
-            return Err(StoreError::BucketNotEmpty);
+        {
+            let _guard = self.bucket_lock(name);
+            if self.bucket(name)?.is_none() {
+                return Err(StoreError::NoSuchBucket);
+            }
+            if has_file(&dir)? {
+                return Err(StoreError::BucketNotEmpty);
+            }
+            match remove_empty_tree(&dir) {
+                // Something appeared that firelake did not put there.
+                Err(err) if err.kind() == io::ErrorKind::DirectoryNotEmpty => return Err(StoreError::BucketNotEmpty),
+                other => other?,
+            }
+            let _ = fs::remove_dir_all(self.sys.join("meta").join(name));
+            match fs::remove_file(self.bucket_file(name)) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
+                _ => {}
+            }
         }
-        for upload in self.list_uploads(name)? {
-            self.abort_upload(&upload.id)?;
-        }
-        remove_empty_tree(&dir)?;
         self.syncs.sync_parent(&dir)?;
-        let _ = fs::remove_dir_all(self.sys.join("meta").join(name));
-        match fs::remove_file(self.bucket_file(name)) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
-            _ => {}
+        // Outside the bucket's lock: a completion holds its upload's lock, then the bucket's.
+        for upload in self.list_uploads(name)? {
+            match self.abort_upload(&upload.id) {
+                Ok(()) | Err(StoreError::NoSuchUpload) => {}
+                Err(err) => return Err(err),
+            }
         }
         Ok(())
     }
@@ -396,18 +428,42 @@ impl Store {
 
     /// Opens the object's data file: the plain path, or the folder object when the plain
     /// path is a folder.
+    /// Nothing is read through a symbolic link: a link on the way, or as the file, is no object.
     fn open_data(&self, bucket: &str, key: &str) -> Result<Option<(File, fs::Metadata)>> {
         let (plain, folder_object) = self.object_paths(bucket, key)?;
         for path in [plain, folder_object] {
-            match File::open(&path) {
+            if self.link_above(bucket, &path)?.is_some() {
+                continue;
+            }
+            match open_no_follow(&path) {
                 Ok(file) => {
                     let meta = file.metadata()?;
                     if meta.is_file() {
                         return Ok(Some((file, meta)));
                     }
                 }
-                Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {}
+                Err(err) if gone(&err) || is_link_error(&err) => {}
                 Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first symbolic link among the folders between the bucket's folder and `path`
+    /// (both excluded; the bucket's folder is never a link, see [`Store::bucket_exists`]).
+    /// A folder that does not exist ends the search: nothing below it exists either.
+    fn link_above(&self, bucket: &str, path: &Path) -> io::Result<Option<PathBuf>> {
+        let bucket_dir = self.bucket_dir(bucket);
+        let Some(parent) = path.parent() else { return Ok(None) };
+        let Ok(relative) = parent.strip_prefix(&bucket_dir) else { return Ok(None) };
+        let mut folder = bucket_dir;
+        for component in relative.components() {
+            folder.push(component);
+            match fs::symlink_metadata(&folder) {
+                Ok(meta) if meta.file_type().is_symlink() => return Ok(Some(folder)),
+                Ok(_) => {}
+                Err(err) if gone(&err) => return Ok(None),
+                Err(err) => return Err(err),
             }
         }
         Ok(None)
@@ -418,26 +474,40 @@ impl Store {
         if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
         }
-        let Some((mut file, stat)) = self.open_data(bucket, key)? else { return Ok(None) };
-        let meta = self.meta_for(bucket, key, &mut file, &stat)?;
+        let opened = match self.open_data(bucket, key)? {
+            Some(opened) => Some(opened),
+            // The object may be moving into its folder (`a` to `a/%%`) right now: only
+            // under the bucket's lock is "not found" an answer.
+            None => {
+                let _guard = self.bucket_lock(bucket);
+                self.open_data(bucket, key)?
+            }
+        };
+        let Some((mut file, stat)) = opened else { return Ok(None) };
+        let meta = self.meta_for(bucket, key, &mut file, &stat, false)?;
         Ok(Some((file, meta)))
     }
 
     /// The metadata of an object found by a listing.
     pub fn listed_meta(&self, bucket: &str, listed: &Listed) -> Result<Option<ObjectMeta>> {
-        let mut file = match File::open(&listed.path) {
+        // Since the walk the file may have gone, or become a folder (`a` moved to `a/%%`).
+        let mut file = match open_no_follow(&listed.path) {
             Ok(file) => file,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) if gone(&err) || is_link_error(&err) => return Ok(None),
             Err(err) => return Err(err.into()),
         };
         let stat = file.metadata()?;
-        Ok(Some(self.meta_for(bucket, &listed.key, &mut file, &stat)?))
+        if !stat.is_file() {
+            return Ok(None);
+        }
+        Ok(Some(self.meta_for(bucket, &listed.key, &mut file, &stat, false)?))
     }
 
     /// Reads the metadata of the open data file, or derives it from the bytes when there
     /// is none that describes this file (a hand-copied file, a file changed by hand, or a
     /// crash between the data and metadata renames of a metadata file).
-    fn meta_for(&self, bucket: &str, key: &str, file: &mut File, stat: &fs::Metadata) -> Result<ObjectMeta> {
+    /// `locked` says the caller holds the bucket's lock already.
+    fn meta_for(&self, bucket: &str, key: &str, file: &mut File, stat: &fs::Metadata, locked: bool) -> Result<ObjectMeta> {
         let fingerprint = Fingerprint::of(stat);
         let matching = |bytes: Vec<u8>| -> Option<ObjectMeta> {
             let meta = serde_json::from_slice::<ObjectMeta>(&bytes).ok()?;
@@ -452,9 +522,11 @@ impl Store {
             return Ok(meta);
         }
         // A commit of this key may be between its two renames: look again under its lock.
-        let _guard = self.stripe(bucket, key);
-        if let Some(meta) = read_file() {
-            return Ok(meta);
+        if !locked {
+            let _guard = self.bucket_lock(bucket);
+            if let Some(meta) = read_file() {
+                return Ok(meta);
+            }
         }
         let mut md5 = Md5::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -519,7 +591,7 @@ impl Store {
         if on_file {
             // One fsync and one rename publish the bytes and their metadata together.
             let dest = {
-                let _guard = self.stripe(bucket, key);
+                let _guard = self.bucket_lock(bucket);
                 let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
                 // A metadata file left from before describes another inode; drop it.
                 match fs::remove_file(&meta_path) {
@@ -539,7 +611,7 @@ impl Store {
         }
         let dest = {
             // Renames of one key happen in pairs, so its data and metadata match once both land.
-            let _guard = self.stripe(bucket, key);
+            let _guard = self.bucket_lock(bucket);
             let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
             staged_meta.rename_to(&meta_path)?;
             dest
@@ -551,17 +623,26 @@ impl Store {
 
     /// Renames `staged` to the object's path, making its folders (and moving an object
     /// that stands where a folder must go) as needed. Returns the path used.
+    /// The caller holds the bucket's lock.
     fn place_data(&self, bucket: &str, plain: &Path, folder_object: &Path, mut staged: Staged) -> Result<PathBuf> {
+        // Checked under the lock: a bucket deleted since the caller looked takes the write
+        // with it, and the answer says so.
+        if !self.bucket_exists(bucket)? {
+            return Err(StoreError::NoSuchBucket);
+        }
         let bucket_dir = self.bucket_dir(bucket);
         // Racing deletes may remove a folder this write just made; a few tries settle it.
         for _ in 0..8 {
-            let dest = if plain.is_dir() { folder_object } else { plain };
-            let parent = dest.parent().expect("object paths are inside the bucket folder");
-            if let Err(err) = self.make_folders(&bucket_dir, parent) {
-                if err.kind() == io::ErrorKind::NotFound {
-                    continue;
-                }
-                return Err(err.into());
+            let plain_type = fs::symlink_metadata(plain).map(|m| m.file_type());
+            let dest = if plain_type.as_ref().is_ok_and(|t| t.is_dir()) { folder_object } else { plain };
+            let Some(parent) = dest.parent() else { return Err(io::Error::other("an object path has no folder").into()) };
+            match self.make_folders(&bucket_dir, parent) {
+                Err(StoreError::Io(err)) if err.kind() == io::ErrorKind::NotFound => continue,
+                other => other?,
+            }
+            // A link where the object goes is the user's, and stays.
+            if fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(StoreError::Link(dest.to_path_buf()));
             }
             match fs::rename(staged.path(), dest) {
                 Ok(()) => {
@@ -582,28 +663,36 @@ impl Store {
                 Err(err) => return Err(err.into()),
             }
         }
+        if !self.bucket_exists(bucket)? {
+            return Err(StoreError::NoSuchBucket);
+        }
         Err(io::Error::other(format!("could not place {} after repeated races", plain.display())).into())
     }
 
     /// Creates the folders from `bucket_dir` down to `folder`. Where an object's file
     /// stands in the way (`a` when writing `a/b`), that object moves into the new
     /// folder as its folder object (`a/%%`).
-    fn make_folders(&self, bucket_dir: &Path, folder: &Path) -> io::Result<()> {
-        if folder.is_dir() {
-            return Ok(());
-        }
+    /// A symbolic link on the way refuses the write: nothing is written through one.
+    fn make_folders(&self, bucket_dir: &Path, folder: &Path) -> Result {
         let relative = folder.strip_prefix(bucket_dir).map_err(io::Error::other)?;
         let mut path = bucket_dir.to_path_buf();
         for component in relative.components() {
             path.push(component);
-            match fs::create_dir(&path) {
-                Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                    if !path.is_dir() {
-                        self.relocate_into_folder(&path)?;
-                    }
-                }
-                Err(err) => return Err(err),
+            let existing = match fs::symlink_metadata(&path) {
+                Ok(meta) => Some(meta.file_type()),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+                Err(err) => return Err(err.into()),
+            };
+            match existing {
+                Some(kind) if kind.is_dir() => {}
+                Some(kind) if kind.is_symlink() => return Err(StoreError::Link(path)),
+                Some(_) => self.relocate_into_folder(&path)?,
+                None => match fs::create_dir(&path) {
+                    Ok(()) => {}
+                    // Made meanwhile by hand; the next try looks at it.
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return Err(io::Error::from(io::ErrorKind::NotFound).into()),
+                    Err(err) => return Err(err.into()),
+                },
             }
         }
         Ok(())
@@ -666,43 +755,60 @@ impl Store {
             return Err(StoreError::NoSuchBucket);
         }
         let (plain, folder_object) = self.object_paths(bucket, key)?;
-        let _guard = self.stripe(bucket, key);
-        let mut deleted = false;
-        for path in [&plain, &folder_object] {
-            match fs::symlink_metadata(path) {
-                Ok(meta) if !meta.is_dir() => {
-                    fs::remove_file(path)?;
-                    self.syncs.sync_parent(path)?;
-                    self.prune_folders(bucket, path);
-                    deleted = true;
-                    break;
+        let mut deleted = None;
+        {
+            // Under the bucket's lock, so that a write of `a/b` cannot move `a` into its folder
+            // between the look and the unlink (and leave `a` behind a 204).
+            let _guard = self.bucket_lock(bucket);
+            for path in [&plain, &folder_object] {
+                // Only files are objects: a link (or anything through one) is left alone.
+                if self.link_above(bucket, path)?.is_some() {
+                    continue;
                 }
+                match fs::symlink_metadata(path) {
+                    Ok(meta) if meta.is_file() => {
+                        fs::remove_file(path)?;
+                        deleted = Some(self.prune_folders(bucket, path));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            match fs::remove_file(self.meta_path(bucket, key)) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
                 _ => {}
             }
         }
-        match fs::remove_file(self.meta_path(bucket, key)) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
-            _ => {}
+        if let Some(folder) = &deleted {
+            self.syncs.sync_folder(folder)?;
         }
-        Ok(deleted)
+        Ok(deleted.is_some())
     }
 
-    /// Removes the empty folders above a deleted file, up to the bucket's folder.
-    fn prune_folders(&self, bucket: &str, path: &Path) {
+    /// Removes the empty folders above a deleted file, up to the bucket's folder; answers
+    /// the folder that remains, whose fsync makes the deletion durable.
+    fn prune_folders(&self, bucket: &str, path: &Path) -> PathBuf {
         let bucket_dir = self.bucket_dir(bucket);
         let mut dir = path.parent();
         while let Some(d) = dir {
             if d == bucket_dir || !d.starts_with(&bucket_dir) || fs::remove_dir(d).is_err() {
-                break;
+                return d.to_path_buf();
             }
             dir = d.parent();
         }
+        bucket_dir
     }
 
     /// Replaces an object's metadata (tags) while keeping its bytes.
     pub fn update_meta(&self, bucket: &str, key: &str, change: impl FnOnce(&mut ObjectMeta)) -> Result<Option<ObjectMeta>> {
-        let Some((file, mut meta)) = self.open_object(bucket, key)? else { return Ok(None) };
-        let _guard = self.stripe(bucket, key);
+        if !self.bucket_exists(bucket)? {
+            return Err(StoreError::NoSuchBucket);
+        }
+        // Opened under the lock, so that the attribute lands on the file a racing PUT did
+        // not just replace (an answer of 200 means the tags are on the object).
+        let _guard = self.bucket_lock(bucket);
+        let Some((mut file, stat)) = self.open_data(bucket, key)? else { return Ok(None) };
+        let mut meta = self.meta_for(bucket, key, &mut file, &stat, true)?;
         change(&mut meta);
         let bytes = serde_json::to_vec(&meta).map_err(io::Error::other)?;
         // Setting an attribute replaces it atomically; the fsync makes it durable.
@@ -793,8 +899,18 @@ impl Store {
             }
         }
         let mut out = Vec::new();
+        // Symbolic links are not followed, and a folder is walked once (a bind mount of a
+        // folder inside itself would otherwise never end).
+        let mut walked = std::collections::HashSet::new();
+        if fs::symlink_metadata(&start).is_ok_and(|m| m.file_type().is_symlink()) || self.link_above(bucket, &start.join("x"))?.is_some() {
+            return Ok(out);
+        }
         let mut stack: Vec<(PathBuf, Vec<String>)> = vec![(start, start_components)];
         while let Some((dir, components)) = stack.pop() {
+            match fs::symlink_metadata(&dir) {
+                Ok(meta) if meta.is_dir() && walked.insert((meta.dev(), meta.ino())) => {}
+                _ => continue,
+            }
             let entries = match fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
@@ -803,13 +919,11 @@ impl Store {
             for entry in entries {
                 let entry = entry?;
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-                let mut file_type = entry.file_type()?;
-                if file_type.is_symlink() {
-                    match fs::metadata(entry.path()) {
-                        Ok(meta) => file_type = meta.file_type(),
-                        Err(_) => continue,
-                    }
-                }
+                let file_type = match entry.file_type() {
+                    Ok(file_type) => file_type,
+                    Err(err) if gone(&err) => continue,
+                    Err(err) => return Err(err.into()),
+                };
                 let mut child = components.clone();
                 child.push(name);
                 if file_type.is_dir() {
@@ -827,6 +941,55 @@ impl Store {
         out.sort_unstable_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
         Ok(out)
     }
+}
+
+/// Locks named by a string (an upload id), held by [`KeyGuard`]s.
+#[derive(Default)]
+struct KeyLocks {
+    held: Mutex<std::collections::HashSet<String>>,
+    released: Condvar,
+}
+
+/// Holds one name of a [`KeyLocks`] until dropped.
+pub struct KeyGuard<'a> {
+    locks: &'a KeyLocks,
+    key: String,
+}
+
+impl KeyLocks {
+    fn lock(&self, key: &str) -> KeyGuard<'_> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while held.contains(key) {
+            held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        held.insert(key.to_owned());
+        KeyGuard { locks: self, key: key.to_owned() }
+    }
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        let mut held = self.locks.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.remove(&self.key);
+        drop(held);
+        self.locks.released.notify_all();
+    }
+}
+
+/// Whether an error opening a path means it is not (or no longer) there as a file.
+fn gone(err: &io::Error) -> bool {
+    matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory)
+}
+
+/// Whether opening with `O_NOFOLLOW` met a symbolic link.
+fn is_link_error(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+}
+
+/// Opens `path` for reading, refusing (with `ELOOP`) when `path` itself is a symbolic link.
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(path)
 }
 
 /// Whether `dir` holds a file anywhere below it.

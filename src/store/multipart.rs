@@ -54,6 +54,21 @@ impl Store {
         fs::create_dir_all(&dir)?;
         let bytes = serde_json::to_vec(upload).map_err(io::Error::other)?;
         atomic::write_file(&self.sys.join("tmp"), &dir.join("upload.json"), &bytes, &self.syncs)?;
+        // Written first, then checked under the bucket's lock: a DeleteBucket that comes
+        // after the check finds the upload and aborts it, one that came before makes this
+        // answer NoSuchBucket. No upload outlives its bucket.
+        let exists = {
+            let _guard = self.bucket_lock(&upload.bucket);
+            self.bucket_exists(&upload.bucket)?
+        };
+        if !exists {
+            // The DeleteBucket may have aborted it already.
+            match self.abort_upload(&upload.id) {
+                Ok(()) | Err(StoreError::NoSuchUpload) => {}
+                Err(err) => return Err(err),
+            }
+            return Err(StoreError::NoSuchBucket);
+        }
         Ok(())
     }
 
@@ -73,25 +88,68 @@ impl Store {
         Ok(upload)
     }
 
-    /// Publishes a staged part, replacing an earlier part with the same number.
+    /// Publishes a staged part, replacing an earlier part with the same number. Under the
+    /// upload's lock: a part racing an abort or a completion lands before it or answers
+    /// NoSuchUpload.
     pub fn commit_part(&self, upload: &Upload, mut staged: Staged, part: &Part) -> Result {
         let dir = self.upload_dir(&upload.id);
         staged.sync(self.durability)?;
         let bytes = serde_json::to_vec(part).map_err(io::Error::other)?;
+        let _guard = self.uploads.lock(&upload.id);
+        if !dir.join("upload.json").exists() {
+            return Err(StoreError::NoSuchUpload);
+        }
         // The part's record is written after its bytes, so a record always has its bytes.
         staged.rename_to(&dir.join(part.number.to_string()))?;
         atomic::write_file(&self.sys.join("tmp"), &dir.join(format!("{}.json", part.number)), &bytes, &self.syncs)?;
         Ok(())
     }
 
-    /// The parts uploaded so far, by part number.
+    /// Completes an upload: under its lock, with the parts as they are now, `assemble`
+    /// writes the object; when it succeeds (the inner `Ok`) the upload is removed before
+    /// the lock is released, so a racing abort or part finds no upload, and an abort that
+    /// came first leaves nothing to complete (NoSuchUpload, and no object written).
+    pub fn complete_upload<T, E>(
+        &self,
+        upload: &Upload,
+        assemble: impl FnOnce(&[Part]) -> Result<std::result::Result<T, E>>,
+    ) -> Result<std::result::Result<T, E>> {
+        let _guard = self.uploads.lock(&upload.id);
+        let parts = self.parts(upload)?;
+        let done = assemble(&parts)?;
+        if done.is_ok() {
+            self.remove_upload(&upload.id)?;
+        }
+        Ok(done)
+    }
+
+    /// The parts uploaded so far, by part number; NoSuchUpload once it is aborted or completed.
     pub fn parts(&self, upload: &Upload) -> Result<Vec<Part>> {
+        let dir = self.upload_dir(&upload.id);
+        let gone = |err: &io::Error| err.kind() == io::ErrorKind::NotFound;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if gone(&err) => return Err(StoreError::NoSuchUpload),
+            Err(err) => return Err(err.into()),
+        };
+        if !dir.join("upload.json").exists() {
+            return Err(StoreError::NoSuchUpload);
+        }
         let mut parts = Vec::new();
-        for entry in fs::read_dir(self.upload_dir(&upload.id))? {
-            let name = entry?.file_name();
+        for entry in entries {
+            let name = match entry {
+                Ok(entry) => entry.file_name(),
+                Err(err) if gone(&err) => return Err(StoreError::NoSuchUpload),
+                Err(err) => return Err(err.into()),
+            };
             let Some(name) = name.to_str() else { continue };
             let Some(number) = name.strip_suffix(".json").and_then(|n| n.parse::<u32>().ok()) else { continue };
-            let bytes = fs::read(self.upload_dir(&upload.id).join(name))?;
+            let bytes = match fs::read(dir.join(name)) {
+                Ok(bytes) => bytes,
+                // An abort racing this listing.
+                Err(err) if gone(&err) => return Err(StoreError::NoSuchUpload),
+                Err(err) => return Err(err.into()),
+            };
             let part: Part = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
             if part.number == number {
                 parts.push(part);
@@ -110,6 +168,12 @@ impl Store {
         if !Self::valid_upload_id(id) {
             return Err(StoreError::NoSuchUpload);
         }
+        let _guard = self.uploads.lock(id);
+        self.remove_upload(id)
+    }
+
+    /// Removes an upload's folder; the caller holds its lock.
+    fn remove_upload(&self, id: &str) -> Result {
         match fs::remove_dir_all(self.upload_dir(id)) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchUpload),

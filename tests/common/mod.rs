@@ -307,3 +307,10 @@ impl Signer {
         request
     }
 }
+
+impl Server {
+    /// The server's process id (to read its `/proc` entry).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
