@@ -11,6 +11,11 @@ use jaq_json::Val;
 /// A compiled MetadataExtraction query.
 pub struct Query {
     filter: jaq_core::Filter<data::JustLut<Val>>,
+    /// The same query when it is only an object of plain paths (`{vin: .vin, d: .a.b}`,
+    /// what most configurations write): evaluated by reading just those fields, several
+    /// times faster than building the whole record as a jq value. Checked against jq 1.6
+    /// by the same differential test.
+    paths: Option<Vec<(String, Vec<String>)>>,
 }
 
 impl fmt::Debug for Query {
@@ -39,13 +44,16 @@ impl Query {
                 errs.into_iter().flat_map(|(_, errs)| errs.into_iter().map(|(name, _)| name.to_string())).take(5).collect();
             format!("the query names what jq does not define: {}", names.join(", "))
         })?;
-        Ok(Query { filter })
+        Ok(Query { filter, paths: plain_paths(code) })
     }
 
     /// The keys the query gives for `record` (it must give one object), in the object's
     /// order, each with its value as partition text: `None` for a value that cannot be
     /// one (null, an array, an object).
     pub fn extract(&self, record: &[u8]) -> Result<Vec<(String, Option<String>)>, ExtractError> {
+        if let Some(paths) = &self.paths {
+            return fields::extract(paths, record);
+        }
         let input = jaq_json::read::parse_single(record).map_err(|_| ExtractError("Non JSON record provided".to_owned()))?;
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
@@ -66,6 +74,172 @@ impl Query {
             keys.push((name, render(value)));
         }
         Ok(keys)
+    }
+}
+
+/// `{k: .a.b, k2: .c}` (or the shorthand `{k}`) as (key, path) pairs; `None` for any
+/// other query, which jaq then runs.
+fn plain_paths(code: &str) -> Option<Vec<(String, Vec<String>)>> {
+    let ident = |s: &str| {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let inner = code.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for member in inner.split(',') {
+        let (key, path) = match member.split_once(':') {
+            Some((key, path)) => (key.trim(), path.trim()),
+            None => (member.trim(), ""),
+        };
+        if !ident(key) || out.iter().any(|(k, _)| k == key) {
+            return None;
+        }
+        let path: Vec<String> = if path.is_empty() {
+            vec![key.to_owned()]
+        } else {
+            let rest = path.strip_prefix('.')?;
+            let parts: Vec<&str> = rest.split('.').collect();
+            if !parts.iter().all(|p| ident(p)) {
+                return None;
+            }
+            parts.into_iter().map(str::to_owned).collect()
+        };
+        out.push((key.to_owned(), path));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Reads only the fields a plain-path query names, with jq's rules: a missing field or
+/// a field of null is null; a field of anything else but an object is an error.
+mod fields {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::Value;
+
+    use super::{ExtractError, jq16_number};
+
+    pub fn extract(paths: &[(String, Vec<String>)], record: &[u8]) -> Result<Vec<(String, Option<String>)>, ExtractError> {
+        let wanted: Vec<(usize, &[String])> = paths.iter().enumerate().map(|(i, (_, p))| (i, p.as_slice())).collect();
+        let mut found: Vec<Option<Value>> = vec![None; paths.len()];
+        let mut de = serde_json::Deserializer::from_slice(record);
+        let picked = Pick { wanted: &wanted, found: &mut found }.deserialize(&mut de).and_then(|()| de.end());
+        match picked {
+            Ok(()) => {}
+            Err(err) if err.is_data() => return Err(ExtractError(format!("JQ query evaluation failed: {err}"))),
+            Err(_) => return Err(ExtractError("Non JSON record provided".to_owned())),
+        }
+        Ok(paths.iter().zip(found).map(|((key, _), value)| (key.clone(), value.as_ref().and_then(render))).collect())
+    }
+
+    fn render(value: &Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.as_f64().map(jq16_number).unwrap_or_else(|| n.to_string())),
+            Value::Null | Value::Array(_) | Value::Object(_) => None,
+        }
+    }
+
+    /// The values at `wanted` paths (output index, path) of the value being read.
+    struct Pick<'a, 'p> {
+        wanted: &'a [(usize, &'p [String])],
+        found: &'a mut [Option<Value>],
+    }
+
+    impl<'de> DeserializeSeed<'de> for Pick<'_, '_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl Pick<'_, '_> {
+        fn not_an_object<E: serde::de::Error>(&self, what: &str) -> Result<(), E> {
+            let field = self.wanted.first().and_then(|(_, p)| p.first()).map(String::as_str).unwrap_or_default();
+            Err(E::custom(format!("Cannot index {what} with \"{field}\"")))
+        }
+    }
+
+    impl<'de> Visitor<'de> for Pick<'_, '_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                let here: Vec<(usize, &[String])> =
+                    self.wanted.iter().filter(|(_, p)| p[0] == key.as_ref()).map(|(i, p)| (*i, &p[1..])).collect();
+                if here.is_empty() {
+                    map.next_value::<IgnoredAny>()?;
+                } else if here.iter().all(|(_, rest)| !rest.is_empty()) {
+                    // A repeated key: jq keeps the last value, so the earlier one is forgotten.
+                    for (i, _) in &here {
+                        self.found[*i] = None;
+                    }
+                    map.next_value_seed(Pick { wanted: &here, found: self.found })?;
+                } else {
+                    let value: Value = map.next_value()?;
+                    for (i, rest) in &here {
+                        self.found[*i] = walk(&value, rest).map_err(serde::de::Error::custom)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_none<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            self.not_an_object("boolean")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            self.not_an_object("number")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            self.not_an_object("number")
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            self.not_an_object("number")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            self.not_an_object("string")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            self.not_an_object("array")
+        }
+    }
+
+    /// `value` at `path`, by jq's rules.
+    fn walk(value: &Value, path: &[String]) -> Result<Option<Value>, String> {
+        let mut at = value;
+        for field in path {
+            at = match at {
+                Value::Object(map) => match map.get(field) {
+                    Some(next) => next,
+                    None => return Ok(None),
+                },
+                Value::Null => return Ok(None),
+                _ => return Err(format!("Cannot index a non-object with \"{field}\"")),
+            };
+        }
+        Ok(Some(at.clone()))
     }
 }
 
@@ -145,6 +319,25 @@ mod tests {
     }
 
     #[test]
+    fn plain_paths_are_read_without_jaq() {
+        assert_eq!(plain_paths("{vin: .vin}"), Some(vec![("vin".to_owned(), vec!["vin".to_owned()])]));
+        assert_eq!(plain_paths("{d: .a.b, vin}").map(|p| p.len()), Some(2));
+        for query in ["{vin: .vin|ascii_upcase}", "{day: .ts[0:10]}", "{a: .a, a: .b}", ".vin", "{\"a\": .a}", "{}"] {
+            assert_eq!(plain_paths(query), None, "{query}");
+        }
+        let query = Query::compile("{k: .a.b}").unwrap();
+        assert!(query.paths.is_some());
+        assert_eq!(query.extract(br#"{"a":{"b":1.0}}"#).unwrap(), [("k".to_owned(), Some("1".to_owned()))]);
+        assert_eq!(query.extract(br#"{"a":null}"#).unwrap(), [("k".to_owned(), None)]);
+        assert_eq!(query.extract(br#"{"a":{"b":"x"},"a":{"c":2}}"#).unwrap(), [("k".to_owned(), None)], "the last of a repeated key wins");
+        assert!(query.extract(br#"{"a":5}"#).unwrap_err().0.starts_with("JQ query evaluation failed"));
+        assert!(query.extract(b"[1,2]").is_err());
+        assert_eq!(query.extract(br#"{"a":{"b":1}} x"#).unwrap_err().0, "Non JSON record provided");
+        // jq 1.6 refuses to index a string, as the fast path does.
+        assert!(Query::compile("{d: .type.device.model}").unwrap().extract(br#"{"type":{"device":"mobile"}}"#).is_err());
+    }
+
+    #[test]
     fn failures_say_why() {
         let query = Query::compile("{vin: .vin}").unwrap();
         assert_eq!(query.extract(b"not json").unwrap_err().0, "Non JSON record provided");
@@ -209,6 +402,10 @@ mod tests {
             "{vin: .vin, missing: .nothing}",
             "{d: (.ts|fromdateiso8601|strftime(\"%Y/%m/%d\"))}",
             "{m: (.speed * 2)}",
+            "{vin}",
+            "{ vin : .vin , device: .type.device }",
+            "{deep: .type.nothing.model, none: .nothing.at.all}",
+            "{dup: .detail.accountId, d2: .detail}",
         ];
         for query in queries {
             let compiled = Query::compile(query).unwrap_or_else(|e| panic!("{query}: {e}"));
