@@ -190,7 +190,7 @@ async fn apply(
     let lambda = &state.lambda;
     let reference = |name: &str| FunctionRef::parse(&ctx.account, &ctx.region, name);
     match operation {
-        Operation::CreateFunction => create_function(state, ctx, &body).await,
+        Operation::CreateFunction => Ok(Reply::json(StatusCode::CREATED, create_from_json(state, ctx, &body, false).await?)),
         Operation::ListFunctions => list_functions(lambda, ctx, parts),
         Operation::GetFunction(name) => {
             let function = lambda.get(&reference(&name)?)?;
@@ -469,11 +469,12 @@ fn check_architectures(architectures: &Option<Vec<String>>) -> Result<Vec<String
 }
 
 /// The code a request gives: inline, or an object in firelake's own S3.
-async fn code_bytes(state: &Arc<State>, code: CodeInput) -> Result<Bytes, LambdaError> {
+/// `trusted` code comes from the operator (the init file), not from a request.
+async fn code_bytes(state: &Arc<State>, code: CodeInput, trusted: bool) -> Result<Bytes, LambdaError> {
     if code.image_uri.is_some() {
         return Err(LambdaError::InvalidParameter("firelake does not run container images; give the code as a .zip".to_owned()));
     }
-    if !state.lambda.settings().code_allowed {
+    if !trusted && !state.lambda.settings().code_allowed {
         return Err(LambdaError::AccessDenied(
             "firelake listens beyond loopback without --auth strict, so it does not accept function code, which it would run as its own user; start it with --auth strict, or add --lambda-allow-code if everyone who can reach it may run code as this user".to_owned(),
         ));
@@ -530,7 +531,8 @@ async fn read_s3_code(state: &Arc<State>, bucket: String, key: String) -> Result
     read.map(Bytes::from)
 }
 
-async fn create_function(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> Result<Reply, LambdaError> {
+/// CreateFunction from its JSON body; `trusted` as for [`code_bytes`]. Answers the function's configuration.
+pub async fn create_from_json(state: &Arc<State>, ctx: &RequestCtx, body: &[u8], trusted: bool) -> Result<Value, LambdaError> {
     let input: CreateInput = parse(body)?;
     let reference = FunctionRef::parse(&ctx.account, &ctx.region, &input.function_name)?;
     if reference.qualifier.is_some() {
@@ -572,10 +574,10 @@ async fn create_function(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> R
     if state.lambda.list(&reference.account, &reference.region).len() >= FUNCTIONS_MAX {
         return Err(LambdaError::InvalidParameter(format!("firelake holds at most {FUNCTIONS_MAX} functions")));
     }
-    let zip = code_bytes(state, input.code).await?;
+    let zip = code_bytes(state, input.code, trusted).await?;
     let function = state.lambda.create(function, zip).await?;
     tracing::info!(function = %function.name, runtime = %function.runtime, "created a function");
-    Ok(Reply::json(StatusCode::CREATED, configuration(&function)))
+    Ok(configuration(&function))
 }
 
 async fn update_function_code(state: &Arc<State>, reference: &FunctionRef, body: &[u8]) -> Result<Reply, LambdaError> {
@@ -585,7 +587,7 @@ async fn update_function_code(state: &Arc<State>, reference: &FunctionRef, body:
     }
     state.lambda.get(reference)?;
     check_architectures(&input.architectures)?;
-    let zip = code_bytes(state, input.code).await?;
+    let zip = code_bytes(state, input.code, false).await?;
     let function = state.lambda.update_code(reference, input.revision_id.as_deref(), zip, input.dry_run == Some(true)).await?;
     Ok(Reply::json(StatusCode::OK, configuration(&function)))
 }

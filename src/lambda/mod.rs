@@ -674,6 +674,38 @@ impl Lambda {
     }
 }
 
+/// Zips a folder of code (files and folders below it, links followed), for the init file.
+pub fn zip_folder(folder: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let mut pending = vec![folder.to_path_buf()];
+    let mut total = 0u64;
+    while let Some(dir) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let meta = std::fs::metadata(&path)?;
+            let name = path.strip_prefix(folder).map_err(std::io::Error::other)?.to_string_lossy().into_owned();
+            if meta.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            total += meta.len();
+            if total > UNZIPPED_BYTES_MAX {
+                return Err(std::io::Error::other(format!("the folder holds more than {UNZIPPED_BYTES_MAX} bytes")));
+            }
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .unix_permissions(meta.permissions().mode() & 0o777);
+            writer.start_file(name, options).map_err(std::io::Error::other)?;
+            writer.write_all(&std::fs::read(&path)?)?;
+        }
+    }
+    Ok(writer.finish().map_err(std::io::Error::other)?.into_inner())
+}
+
 fn set_code(function: &mut Function, zip: &[u8]) {
     use base64::Engine;
     use sha2::Digest;
