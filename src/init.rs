@@ -108,7 +108,8 @@ pub async fn apply(state: &Arc<State>, path: &Path) -> Result<(), String> {
 async fn create_function(state: &Arc<State>, ctx: &RequestCtx, init_path: &Path, function: InitFunction) -> Result<(), String> {
     use base64::Engine;
     let name = function.name.clone();
-    let reference = crate::lambda::FunctionRef::parse(&ctx.account, &ctx.region, &name).map_err(|err| format!("function {name:?}: {}", err.message()))?;
+    let reference = crate::lambda::FunctionRef::parse(&ctx.account, &ctx.region, &name)
+        .map_err(|err| format!("function {name:?}: {}", err.message()))?;
     if state.lambda.get(&reference).is_ok() {
         tracing::debug!(function = %name, "init: function exists");
         return Ok(());

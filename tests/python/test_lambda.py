@@ -367,3 +367,16 @@ def test_init_file_declares_functions(start_firelake, tmp_path):
     server = start_firelake("--init", str(init), "--lambda-python", sys.executable)
     lam = server.client("lambda", **BOUNDED)
     assert invoke(lam, "greeter", {})[1] == "hi"
+
+
+def test_lambda_endpoint_forwards_unknown_functions(start_firelake, tmp_path):
+    # Another firelake stands in for SAM local or LocalStack: it holds the function.
+    remote = start_firelake("--lambda-python", sys.executable, data_dir=tmp_path / "remote")
+    create(remote.client("lambda", **BOUNDED), "elsewhere")
+    local = start_firelake("--lambda-endpoint", remote.endpoint, data_dir=tmp_path / "local")
+    lam = local.client("lambda", **BOUNDED)
+    response, body = invoke(lam, "elsewhere", {"via": "forward"})
+    assert "FunctionError" not in response and body["echo"] == {"via": "forward"}
+    response, body = invoke(lam, "elsewhere", {"raise": 1})
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "ValueError"
+    assert error_code(lambda: invoke(lam, "nowhere", {})) == "ResourceNotFoundException"
