@@ -19,6 +19,8 @@ use crate::server::State;
 
 /// Largest CreateFunction / UpdateFunctionCode request: a 50 MB zip in base64, as AWS counts.
 const CODE_REQUEST_BYTES_MAX: usize = 69_905_067;
+/// How long a code upload waits for others to be read before it is refused.
+const UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Largest body of the other operations.
 const SMALL_BODY_BYTES_MAX: usize = 1024 * 1024;
 /// An Event invocation's payload limit (AWS: 1 MB).
@@ -153,6 +155,13 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
     let _enter = span.enter();
     let result = async {
         let limit = operation.body_limit();
+        let _upload = match limit == CODE_REQUEST_BYTES_MAX {
+            true => match tokio::time::timeout(UPLOAD_WAIT, state.lambda.uploads.acquire()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => return Err(LambdaError::TooMany("Rate Exceeded.".to_owned())),
+            },
+            false => None,
+        };
         let body = read_body_limited(body, limit).await.map_err(|err| match err {
             BodyError::TooLarge => {
                 LambdaError::TooLarge(format!("Request must be smaller than {limit} bytes for the {} operation", operation.name()))
@@ -661,7 +670,7 @@ async fn invoke(
     if !payload.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
         return Err(LambdaError::InvalidContent("Could not parse request body into json: the payload is not JSON".to_owned()));
     }
-    let options = InvokeOptions { client_context };
+    let options = InvokeOptions { client_context, tail };
     match invocation_type.as_str() {
         "RequestResponse" => {
             let outcome = lambda.run(&ctx.account, &ctx.region, &function, payload, options).await?;

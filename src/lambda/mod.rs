@@ -40,6 +40,8 @@ pub const UNZIPPED_BYTES_MAX: u64 = 262_144_000;
 pub const FUNCTIONS_MAX: usize = 1_000;
 /// Event (asynchronous) invocations queued or running at once; beyond, TooManyRequests.
 const EVENTS_QUEUED_MAX: usize = 1_000;
+/// CreateFunction / UpdateFunctionCode requests whose bodies are read at once.
+const UPLOADS_MAX: usize = 4;
 /// A worker idle for longer is stopped.
 const WARM_IDLE_MAX: Duration = Duration::from_secs(600);
 /// Room beyond MemorySize in a worker's address-space limit: interpreters reserve
@@ -173,6 +175,8 @@ pub struct Lambda {
     /// firelake's own address, which workers' AWS SDKs are pointed at.
     endpoint: OnceLock<String>,
     events: Arc<Semaphore>,
+    /// Code uploads (up to 70 MB each) read at once.
+    pub uploads: Semaphore,
     reaper: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -243,6 +247,8 @@ impl FunctionRef {
 pub struct InvokeOptions {
     /// The decoded `X-Amz-Client-Context`.
     pub client_context: Option<String>,
+    /// `X-Amz-Log-Type: Tail`: the outcome carries the invocation's log.
+    pub tail: bool,
 }
 
 impl Lambda {
@@ -284,6 +290,7 @@ impl Lambda {
             changes: tokio::sync::Mutex::new(()),
             endpoint: OnceLock::new(),
             events: Arc::new(Semaphore::new(EVENTS_QUEUED_MAX)),
+            uploads: Semaphore::new(UPLOADS_MAX),
             reaper,
         })
     }
@@ -367,8 +374,7 @@ impl Lambda {
         let request_id = uuid::Uuid::new_v4().to_string();
         let function = &entry.function;
         if function.family() == Family::Provided {
-            let bootstrap = self.code_dir(function).map(|dir| dir.join("bootstrap"));
-            if !bootstrap.as_ref().is_ok_and(|path| path.is_file()) {
+            if !self.store.function_has_file(&function.account, &function.region, &function.name, &function.code_id, "bootstrap") {
                 let body = serde_json::json!({
                     "errorType": "Runtime.InvalidEntrypoint",
                     "errorMessage": format!("RequestId: {request_id} Error: Couldn't find valid bootstrap(s): [bootstrap at the root of the function's code]"),
@@ -391,7 +397,7 @@ impl Lambda {
             }
         };
         let payload = if payload.is_empty() { Bytes::from_static(b"{}") } else { payload };
-        match pool.invoke(&request_id, payload, options.client_context).await {
+        match pool.invoke(&request_id, payload, options.client_context, options.tail).await {
             Ok(outcome) => Ok(outcome),
             Err(RunError::Busy) => Err(LambdaError::TooMany("Rate Exceeded.".to_owned())),
             Err(RunError::Runtime(message)) => Err(LambdaError::InvalidRuntime(message)),

@@ -106,7 +106,8 @@ impl Pool {
     }
 
     /// Runs one invocation on a warm worker, or a new one.
-    pub async fn invoke(&self, request_id: &str, payload: Bytes, client_context: Option<String>) -> Result<Outcome, RunError> {
+    /// With `tail`, the outcome carries the invocation's log (which costs a few ms of waiting for the pipes).
+    pub async fn invoke(&self, request_id: &str, payload: Bytes, client_context: Option<String>, tail: bool) -> Result<Outcome, RunError> {
         let Ok(Ok(_slot)) = tokio::time::timeout(self.spec.timeout + INIT_MAX, self.slots.acquire()).await else {
             return Err(RunError::Busy);
         };
@@ -118,7 +119,10 @@ impl Pool {
         let started = Instant::now();
         let (reply, keep) = worker.run(&self.spec, request_id, payload, client_context, cold).await;
         let elapsed = started.elapsed();
-        let log = worker.log_tail(request_id, elapsed, &reply).await;
+        let log = match tail {
+            true => worker.log_tail(request_id, elapsed, &reply).await,
+            false => String::new(),
+        };
         if keep && !self.retired.load(Ordering::SeqCst) {
             worker.last_used = Instant::now();
             self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(worker);
@@ -285,7 +289,12 @@ impl Worker {
                         Err(_) => (self.crashed(id, "the worker stopped"), false),
                     };
                 }
-                taken = async { started.as_mut().expect("guarded by the condition").await }, if started.is_some() => {
+                taken = async {
+                    match started.as_mut() {
+                        Some(started) => started.await,
+                        None => std::future::pending().await,
+                    }
+                }, if started.is_some() => {
                     started = None;
                     if taken.is_ok() {
                         // The handler's own time starts when the runtime takes the event.

@@ -107,6 +107,12 @@ impl Store {
         Ok(self.function_dir(account, region, name)?.join(code_id))
     }
 
+    /// Whether code `code_id` has a regular file `file` at its root.
+    pub fn function_has_file(&self, account: &str, region: &str, name: &str, code_id: &str, file: &str) -> bool {
+        self.function_code_dir(account, region, name, code_id)
+            .is_ok_and(|dir| fs::symlink_metadata(dir.join(file)).is_ok_and(|m| m.is_file()))
+    }
+
     /// The zip of code `code_id`, as uploaded.
     pub fn read_function_zip(&self, account: &str, region: &str, name: &str, code_id: &str) -> io::Result<Vec<u8>> {
         let dir = self.function_code_dir(account, region, name, code_id)?;

@@ -38,9 +38,15 @@ def handler(event, context):
     if event.get("raise"):
         raise ValueError("bad value " + str(event["raise"]))
     if event.get("sleep"):
+        import subprocess
+        child = subprocess.Popen(["sleep", "300"])
         with open(event["pidfile"], "w") as f:
-            f.write(str(os.getpid()))
+            f.write(f"{os.getpid()} {child.pid}")
         time.sleep(event["sleep"])
+    if event.get("allocate_mb"):
+        return len(bytearray(event["allocate_mb"] * 1024 * 1024))
+    if event.get("environment"):
+        return dict(os.environ)
     if event.get("exit"):
         os._exit(event["exit"])
     return {"echo": event, "pid": os.getpid(), "function": context.function_name,
@@ -146,15 +152,21 @@ def test_timeout_kills_the_worker(lam, tmp_path):
     assert response["FunctionError"] == "Unhandled"
     assert body["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in body["errorMessage"]
-    pid = int(pidfile.read_text())
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail(f"worker {pid} still runs after its timeout")
+    # The worker and the process it started (its process group) are killed.
+    for pid in map(int, pidfile.read_text().split()):
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            try:  # a killed child of the worker may linger as a zombie until reaped
+                if open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z"):
+                    break
+            except (FileNotFoundError, IndexError):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"process {pid} still runs after the timeout")
     # A new worker takes the next invocation.
     assert invoke(lam, "sleepy", {"after": 1})[1]["echo"] == {"after": 1}
 
@@ -380,3 +392,20 @@ def test_lambda_endpoint_forwards_unknown_functions(start_firelake, tmp_path):
     response, body = invoke(lam, "elsewhere", {"raise": 1})
     assert response["FunctionError"] == "Unhandled" and body["errorType"] == "ValueError"
     assert error_code(lambda: invoke(lam, "nowhere", {})) == "ResourceNotFoundException"
+
+
+def test_worker_environment_is_clean_and_memory_is_limited(start_firelake):
+    server = start_firelake("--lambda-python", sys.executable, env={"FIRELAKE_SECRET_PROBE": "hidden", "SOME_TOKEN": "x"})
+    lam = server.client("lambda", **BOUNDED)
+    create(lam, "sandbox", Environment={"Variables": {"STAGE": "env"}})
+    environment = invoke(lam, "sandbox", {"environment": True})[1]
+    assert "FIRELAKE_SECRET_PROBE" not in environment and "SOME_TOKEN" not in environment
+    assert environment["AWS_LAMBDA_FUNCTION_NAME"] == "sandbox" and environment["STAGE"] == "env"
+    assert environment["AWS_ENDPOINT_URL"] == server.endpoint
+    assert environment["AWS_REGION"] == "us-east-1" and environment["_HANDLER"] == "app.handler"
+    assert environment["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
+    assert environment["LAMBDA_TASK_ROOT"].startswith(str(server.data_dir))
+    # 128 MB of MemorySize: a 2 GiB allocation fails inside the handler.
+    response, body = invoke(lam, "sandbox", {"allocate_mb": 2048})
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "MemoryError"
+    assert invoke(lam, "sandbox", {"allocate_mb": 16})[1] == 16 * 1024 * 1024
