@@ -373,18 +373,18 @@ impl Lambda {
         };
         let request_id = uuid::Uuid::new_v4().to_string();
         let function = &entry.function;
-        if function.family() == Family::Provided {
-            if !self.store.function_has_file(&function.account, &function.region, &function.name, &function.code_id, "bootstrap") {
-                let body = serde_json::json!({
-                    "errorType": "Runtime.InvalidEntrypoint",
-                    "errorMessage": format!("RequestId: {request_id} Error: Couldn't find valid bootstrap(s): [bootstrap at the root of the function's code]"),
-                });
-                return Ok(Outcome {
-                    payload: Bytes::from(body.to_string()),
-                    function_error: Some("Unhandled".to_owned()),
-                    log: String::new(),
-                });
-            }
+        let has_bootstrap =
+            || self.store.function_has_file(&function.account, &function.region, &function.name, &function.code_id, "bootstrap");
+        if function.family() == Family::Provided && !has_bootstrap() {
+            let body = serde_json::json!({
+                "errorType": "Runtime.InvalidEntrypoint",
+                "errorMessage": format!("RequestId: {request_id} Error: Couldn't find valid bootstrap(s): [bootstrap at the root of the function's code]"),
+            });
+            return Ok(Outcome {
+                payload: Bytes::from(body.to_string()),
+                function_error: Some("Unhandled".to_owned()),
+                log: String::new(),
+            });
         }
         let pool = match entry.pool.get() {
             Some(pool) => pool.clone(),
