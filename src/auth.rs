@@ -82,6 +82,7 @@ impl Keys {
 pub enum Service {
     S3,
     Firehose,
+    Lambda,
 }
 
 impl Service {
@@ -89,6 +90,7 @@ impl Service {
         match self {
             Service::S3 => "s3",
             Service::Firehose => "firehose",
+            Service::Lambda => "lambda",
         }
     }
 
@@ -96,7 +98,7 @@ impl Service {
     pub fn skew(self) -> TimeDelta {
         match self {
             Service::S3 => TimeDelta::minutes(15),
-            Service::Firehose => TimeDelta::minutes(5),
+            Service::Firehose | Service::Lambda => TimeDelta::minutes(5),
         }
     }
 }
@@ -348,7 +350,7 @@ fn verify_sigv4(
             (None, true) => "UNSIGNED-PAYLOAD".to_owned(),
             (None, false) => return Err(AuthError::MissingHeader("x-amz-content-sha256").into()),
         },
-        (Service::Firehose, None) => sigv4::EMPTY_SHA256.to_owned(),
+        (Service::Firehose | Service::Lambda, None) => sigv4::EMPTY_SHA256.to_owned(),
     };
     let key = sigv4::signing_key(secret, &credential.date, &credential.region, &credential.service);
     let scope = format!("{}/{}/{}/aws4_request", credential.date, credential.region, credential.service);
@@ -591,7 +593,7 @@ fn from_query(pairs: &[(String, String)], service: Service) -> Result<Presented,
     let expires_secs = match (get("X-Amz-Expires"), service) {
         (Some(v), _) => Some(v.parse::<i64>().map_err(|_| AuthError::MalformedQuery("X-Amz-Expires should be a number".to_owned()))?),
         (None, Service::S3) => return Err(AuthError::MalformedQuery(required.to_owned())),
-        (None, Service::Firehose) => None,
+        (None, Service::Firehose | Service::Lambda) => None,
     };
     if expires_secs.is_some_and(|secs| secs < 0) {
         return Err(AuthError::MalformedQuery("X-Amz-Expires must be non-negative".to_owned()));
@@ -644,7 +646,7 @@ fn canonical_path(raw: &str, service: Service) -> String {
     let once = if once.is_empty() { "/".to_owned() } else { once };
     match service {
         Service::S3 => once,
-        Service::Firehose => utf8_percent_encode(&once, UNRESERVED_PATH).collect(),
+        Service::Firehose | Service::Lambda => utf8_percent_encode(&once, UNRESERVED_PATH).collect(),
     }
 }
 

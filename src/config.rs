@@ -26,6 +26,8 @@ pub const OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
 pub const DEFAULT_STREAM_BUFFER_MB: u64 = 256;
 /// Undelivered bytes all streams may hold together.
 pub const DEFAULT_TOTAL_BUFFER_MB: u64 = 1024;
+/// Workers of one Lambda function running at once.
+pub const DEFAULT_LAMBDA_WORKERS_MAX: usize = 4;
 /// How long a graceful shutdown waits for requests in flight.
 pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
 /// How long a request body may send nothing before it is refused (S3 `RequestTimeout`,
@@ -130,6 +132,21 @@ pub struct ServeArgs {
     /// A file of access keys for `--auth strict`, one `ID:SECRET` per line (`#` starts a comment).
     #[arg(long, env = "FIRELAKE_AUTH_KEYS_FILE")]
     pub auth_keys_file: Option<PathBuf>,
+    /// The Python interpreter that runs `python3.*` Lambda functions.
+    #[arg(long, env = "FIRELAKE_LAMBDA_PYTHON", default_value = "python3")]
+    pub lambda_python: String,
+    /// The Node.js executable that runs `nodejs*` Lambda functions.
+    #[arg(long, env = "FIRELAKE_LAMBDA_NODE", default_value = "node")]
+    pub lambda_node: String,
+    /// Send invocations of functions firelake does not hold to this Lambda endpoint (`http://host:port`; no https).
+    #[arg(long, env = "FIRELAKE_LAMBDA_ENDPOINT")]
+    pub lambda_endpoint: Option<String>,
+    /// Accept Lambda function code while listening beyond loopback without `--auth strict` (anyone who reaches the port can then run code as firelake's user).
+    #[arg(long, env = "FIRELAKE_LAMBDA_ALLOW_CODE")]
+    pub lambda_allow_code: bool,
+    /// Workers of one Lambda function that run at once.
+    #[arg(long, env = "FIRELAKE_LAMBDA_WORKERS_MAX", default_value_t = DEFAULT_LAMBDA_WORKERS_MAX)]
+    pub lambda_workers_max: usize,
 }
 
 /// Text that holds secrets: parsed after clap, so that neither clap's errors nor a
@@ -182,6 +199,8 @@ pub struct Config {
     pub init: Option<PathBuf>,
     /// With `Some`, every request must be signed with one of these keys (`--auth strict`).
     pub auth_keys: Option<Keys>,
+    /// How Lambda functions are run.
+    pub lambda: crate::lambda::Settings,
 }
 
 impl Config {
@@ -204,6 +223,17 @@ impl Config {
             return Err("--blocking-threads must be at least 1".to_owned());
         }
         let auth_keys = auth_keys(&args)?;
+        if args.lambda_workers_max == 0 {
+            return Err("--lambda-workers-max must be at least 1".to_owned());
+        }
+        let lambda = crate::lambda::Settings {
+            python: args.lambda_python.clone(),
+            node: args.lambda_node.clone(),
+            forward_endpoint: args.lambda_endpoint.as_deref().map(crate::lambda::forward::parse_endpoint).transpose()?,
+            code_allowed: args.host.is_loopback() || auth_keys.is_some() || args.lambda_allow_code,
+            workers_max: args.lambda_workers_max,
+            path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        };
         let domains =
             args.domains.iter().map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
         Ok(Config {
@@ -227,6 +257,7 @@ impl Config {
             ephemeral: args.ephemeral,
             init: args.init,
             auth_keys,
+            lambda,
         })
     }
 }

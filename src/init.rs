@@ -9,8 +9,13 @@
 //! }
 //! ```
 //!
-//! `account` and `region` default to `--account-id` and `--region`. A bucket or stream
-//! that already exists is left as it is.
+//! `account` and `region` default to `--account-id` and `--region`. A bucket, stream or
+//! function that already exists is left as it is.
+//!
+//! `"functions": [{"name", "runtime", "handler", "code": "<folder or .zip>", "timeout",
+//! "memory_size", "environment": {..}, "role", "description"}]` declares Lambda functions;
+//! `code` is relative to the init file's folder. The init file is the operator's, so its
+//! code is accepted even where requests' code is not.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +36,24 @@ struct InitFile {
     buckets: Vec<String>,
     #[serde(default)]
     delivery_streams: Vec<Value>,
+    #[serde(default)]
+    functions: Vec<InitFunction>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitFunction {
+    name: String,
+    runtime: String,
+    handler: Option<String>,
+    /// A folder of code, or a .zip of it.
+    code: std::path::PathBuf,
+    timeout: Option<u32>,
+    memory_size: Option<u32>,
+    #[serde(default)]
+    environment: std::collections::BTreeMap<String, String>,
+    role: Option<String>,
+    description: Option<String>,
 }
 
 /// Creates what `path` declares; an error is one line naming the file and the problem.
@@ -80,5 +103,51 @@ pub async fn apply(state: &Arc<State>, path: &Path) -> Result<(), String> {
             Err(err) => return Err(fail(format!("delivery stream {name:?}: {}: {}", err.error_type(), err.message()))),
         }
     }
+    for function in init.functions {
+        create_function(state, &ctx, path, function).await.map_err(fail)?;
+    }
     Ok(())
+}
+
+/// Creates a function the init file declares, unless it exists.
+async fn create_function(state: &Arc<State>, ctx: &RequestCtx, init_path: &Path, function: InitFunction) -> Result<(), String> {
+    use base64::Engine;
+    let name = function.name.clone();
+    let reference = crate::lambda::FunctionRef::parse(&ctx.account, &ctx.region, &name)
+        .map_err(|err| format!("function {name:?}: {}", err.message()))?;
+    if state.lambda.get(&reference).is_ok() {
+        tracing::debug!(function = %name, "init: function exists");
+        return Ok(());
+    }
+    let code = init_path.parent().unwrap_or(Path::new(".")).join(&function.code);
+    let zip = match code.is_dir() {
+        true => crate::lambda::zip_folder(&code),
+        false => std::fs::read(&code),
+    }
+    .map_err(|err| format!("function {name:?}: cannot read its code {}: {err}", code.display()))?;
+    let mut request = serde_json::json!({
+        "FunctionName": name,
+        "Runtime": function.runtime,
+        "Role": function.role.unwrap_or_else(|| format!("arn:aws:iam::{}:role/lambda-role", ctx.account)),
+        "Code": { "ZipFile": base64::engine::general_purpose::STANDARD.encode(&zip) },
+        "Environment": { "Variables": function.environment },
+    });
+    for (key, value) in [
+        ("Handler", function.handler.map(Value::from)),
+        ("Timeout", function.timeout.map(Value::from)),
+        ("MemorySize", function.memory_size.map(Value::from)),
+        ("Description", function.description.map(Value::from)),
+    ] {
+        if let Some(value) = value {
+            request[key] = value;
+        }
+    }
+    let body = request.to_string();
+    match crate::lambda::api::create_from_json(state, ctx, body.as_bytes(), true).await {
+        Ok(_) => {
+            tracing::info!(function = %name, "init: created function");
+            Ok(())
+        }
+        Err(err) => Err(format!("function {name:?}: {}: {}", err.code(), err.message())),
+    }
 }

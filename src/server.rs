@@ -37,17 +37,22 @@ pub struct State {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Protocol {
     Firehose,
+    Lambda,
     Admin,
     S3,
 }
 
 impl Protocol {
-    /// `X-Amz-Target: Firehose_20150804.*` is Firehose; a path-style `/_firelake/...`
+    /// `X-Amz-Target: Firehose_20150804.*` is Firehose; a request signed for `lambda` (or
+    /// an unsigned one to `/2015-03-31/functions`) is Lambda; a path-style `/_firelake/...`
     /// is firelake's own; everything else is S3.
     pub fn of(parts: &http::request::Parts, config: &Config) -> Protocol {
         let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
         if target.is_some_and(|t| t.starts_with(firehose::TARGET_PREFIX)) {
             return Protocol::Firehose;
+        }
+        if crate::lambda::api::is_lambda(parts) && s3::router::virtual_host_bucket(parts, &config.domains).is_none() {
+            return Protocol::Lambda;
         }
         if parts.uri.path().starts_with("/_firelake/") && s3::router::virtual_host_bucket(parts, &config.domains).is_none() {
             return Protocol::Admin;
@@ -72,8 +77,10 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let store =
         Store::open(&data_dir, config.durability).map_err(|err| format!("cannot use the data directory {}: {err}", data_dir.display()))?;
     let store = Arc::new(store);
-    let lambda =
-        Arc::new(Lambda::start(store.clone()).map_err(|err| format!("cannot load the Lambda functions in {}: {err}", data_dir.display()))?);
+    let lambda = Arc::new(
+        Lambda::start(store.clone(), config.lambda.clone())
+            .map_err(|err| format!("cannot load the Lambda functions in {}: {err}", data_dir.display()))?,
+    );
     let firehose = Firehose::start(store.clone(), config.firehose_settings(), lambda.clone())
         .map_err(|err| format!("cannot load the delivery streams in {}: {err}", data_dir.display()))?;
     let listeners = bind(&config).await?;
@@ -82,6 +89,7 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result
         crate::init::apply(&state, &path).await?;
     }
     let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    state.lambda.serving_at(addr);
     let also = listeners.get(1).and_then(|l| l.local_addr().ok()).map(|a| format!(" and http://{a}")).unwrap_or_default();
     println!("firelake listening on http://{addr}{also}, data in {}", state.store.root().display());
     run(listeners, state.clone(), shutdown).await;
@@ -188,6 +196,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let response = crate::http::with_body_idle_limit(idle, async {
         match Protocol::of(&parts, &state.config) {
             Protocol::Firehose => firehose::handle(&state, &ctx, parts, body).await,
+            Protocol::Lambda => crate::lambda::api::handle(&state, &ctx, parts, body).await,
             Protocol::Admin => admin::handle(&state, &ctx, parts, body).await,
             Protocol::S3 => s3::handle(&state, &ctx, parts, body).await,
         }

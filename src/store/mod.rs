@@ -13,6 +13,7 @@
 //! .firelake/relocate/            objects being moved into their folder (`a` beside `a/b`)
 //! .firelake/streams/<uid>.json   delivery stream definitions
 //! .firelake/journal/<uid>/       each delivery stream's journal (see [`journal`])
+//! .firelake/functions/           Lambda functions: definitions and code (see [`functions`])
 //! ```
 //!
 //! An object's metadata (ETag, size, headers, checksums, tags) rides on its data file as
@@ -30,6 +31,7 @@
 //! those bytes, never bytes that disagree with their ETag.
 
 pub mod atomic;
+pub mod functions;
 pub mod journal;
 pub mod keypath;
 pub mod multipart;
