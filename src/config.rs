@@ -52,7 +52,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Send records to a delivery stream through the AWS SDK (a producer for workshops and load).
     Produce(crate::produce::ProduceArgs),
     /// Exit 0 when a firelake answers its health endpoint, 1 otherwise (for container health checks).

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Healthcheck { url }) => firelake::admin::healthcheck(&url),
         Some(Command::Produce(args)) => firelake::produce::run(args),
         None => serve(cli.serve),
