@@ -457,7 +457,6 @@ impl S3Destination {
                         "Prefix uses partitionKeyFromLambda, which needs a Lambda processor".to_owned(),
                     ));
                 }
-                unsupported.push(format!("{path}.Prefix[partitionKeyFromLambda]"));
             }
         } else if self.has_processor("MetadataExtraction") {
             return Err(FirehoseError::InvalidArgument(

@@ -221,7 +221,7 @@ pub struct StreamState {
     pub delivered_objects: BTreeMap<&'static str, u64>,
     /// Records routed to error output, by error-output type.
     pub failed_records: BTreeMap<String, u64>,
-    /// Lambda processor invocations, by how they ended ("ok", "with failures").
+    /// Lambda processor batches, by how they ended ("answered", "failed after retries").
     pub lambda_invocations: BTreeMap<&'static str, u64>,
 }
 

@@ -432,7 +432,7 @@ def test_a_lambda_that_cannot_be_invoked_sends_records_to_error_output_after_the
     for doc in docs:
         assert doc["errorCode"] == "Lambda.FunctionNotFound" and doc["attemptsMade"] == 2 and doc["lambdaARN"] == arn
         assert list(doc)[-1] == "lambdaARN" and doc["attemptEndingTimestamp"] >= doc["arrivalTimestamp"]
-    assert streams_status(server)["lam"]["lambda_invocations"] == {"with failures": 1}
+    assert streams_status(server)["lam"]["lambda_invocations"] == {"failed after retries": 1}
     for bad, text in [("2.9.9", "NumberOfRetries"), ("arn:aws:s3:::x", "LambdaArn")]:
         name = "LambdaArn" if bad.startswith("arn") else "NumberOfRetries"
         params = [{"ParameterName": "LambdaArn", "ParameterValue": arn if name != "LambdaArn" else bad}]
@@ -442,3 +442,90 @@ def test_a_lambda_that_cannot_be_invoked_sends_records_to_error_output_after_the
             "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt",
             "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": params}]}})
         assert code == "InvalidArgumentException" and text in message, message
+
+
+TRANSFORM = '''
+import base64, json
+
+def handler(event, context):
+    out = []
+    for record in event["records"]:
+        data = json.loads(base64.b64decode(record["data"]))
+        if data.get("speed", 0) == 0:
+            out.append({"recordId": record["recordId"], "result": "Dropped"})
+        elif "vin" not in data:
+            out.append({"recordId": record["recordId"], "result": "ProcessingFailed"})
+        else:
+            line = json.dumps({"vehicle": data["vin"], "kmh": data["speed"]}) + "\\n"
+            out.append({"recordId": record["recordId"], "result": "Ok",
+                        "data": base64.b64encode(line.encode()).decode(),
+                        "metadata": {"partitionKeys": {"fleet": data["vin"][:3]}}})
+    return {"records": out}
+'''
+
+
+def lambda_zip(source):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("transform.py", source)
+    return buffer.getvalue()
+
+
+def test_a_python_lambda_transforms_drops_and_fails_telematics_records(start_firelake):
+    import sys
+
+    server = start_firelake("--lambda-python", sys.executable, "--buffer-interval-cap", "0.2")
+    fh, s3, lam = server.client("firehose"), server.client("s3"), server.client("lambda")
+    s3.create_bucket(Bucket="bkt")
+    arn = lam.create_function(FunctionName="transform", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
+                              Handler="transform.handler", Code={"ZipFile": lambda_zip(TRANSFORM)})["FunctionArn"]
+    fh.create_delivery_stream(DeliveryStreamName="course", ExtendedS3DestinationConfiguration={
+        "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt",
+        "Prefix": "fleet=!{partitionKeyFromLambda:fleet}/", "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+        "DynamicPartitioningConfiguration": {"Enabled": True},
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+            {"ParameterName": "LambdaArn", "ParameterValue": arn},
+            {"ParameterName": "BufferIntervalInSeconds", "ParameterValue": "0"}]}]}})
+    records = [{"vin": "WVW001", "speed": 50}, {"vin": "BMW002", "speed": 0}, {"speed": 30},
+               {"vin": "WVW003", "speed": 80}, {"vin": "BMW004", "speed": 12}]
+    fh.put_record_batch(DeliveryStreamName="course", Records=[{"Data": json.dumps(r).encode()} for r in records])
+    assert flush(server, "course")[0] == 200
+    by_prefix = {k.rsplit("/", 1)[0]: v for k, v in everything(s3).items()}
+    assert by_prefix.pop("fleet=WVW") == b'{"vehicle": "WVW001", "kmh": 50}\n{"vehicle": "WVW003", "kmh": 80}\n'
+    assert by_prefix.pop("fleet=BMW") == b'{"vehicle": "BMW004", "kmh": 12}\n'
+    [doc] = [json.loads(line) for line in by_prefix.pop("errors/processing-failed").splitlines()]
+    assert by_prefix == {}
+    assert doc["errorCode"] == "Lambda.ProcessingFailedStatus" and doc["errorMessage"] == "ProcessingFailed status set for record"
+    assert doc["lambdaARN"] == arn and doc["attemptsMade"] == 1 and json.loads(base64.b64decode(doc["rawData"])) == {"speed": 30}
+    assert streams_status(server)["course"]["lambda_invocations"] == {"answered": 1}
+
+
+BROKEN = '''
+def handler(event, context):
+    raise RuntimeError("the transform is broken")
+'''
+
+
+def test_a_failing_lambda_is_retried_then_its_records_are_error_documents(start_firelake):
+    import sys
+
+    server = start_firelake("--lambda-python", sys.executable, "--buffer-interval-cap", "0.2")
+    fh, s3, lam = server.client("firehose"), server.client("s3"), server.client("lambda")
+    s3.create_bucket(Bucket="bkt")
+    arn = lam.create_function(FunctionName="broken", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
+                              Handler="transform.handler", Code={"ZipFile": lambda_zip(BROKEN)})["FunctionArn"]
+    fh.create_delivery_stream(DeliveryStreamName="b", ExtendedS3DestinationConfiguration={
+        "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt", "Prefix": "ok/", "ErrorOutputPrefix": "failed/",
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+            {"ParameterName": "LambdaArn", "ParameterValue": arn}, {"ParameterName": "NumberOfRetries", "ParameterValue": "2"},
+            {"ParameterName": "BufferIntervalInSeconds", "ParameterValue": "0"}]}]}})
+    fh.put_record(DeliveryStreamName="b", Record={"Data": b"payload"})
+    assert flush(server, "b")[0] == 200
+    [(key, data)] = everything(s3).items()
+    [doc] = [json.loads(line) for line in data.splitlines()]
+    assert key.startswith("failed/") and doc["errorCode"] == "Lambda.FunctionError" and doc["attemptsMade"] == 3
+    assert "the transform is broken" in doc["errorMessage"] and base64.b64decode(doc["rawData"]) == b"payload"
