@@ -522,3 +522,125 @@ fn kills_during_partitioned_delivery_lose_and_duplicate_nothing() {
     );
     assert!(acked.len() > 1000 && data_objects > 17, "too little load to prove anything");
 }
+
+const LAMBDA_STREAM: &str = "crash-lambda";
+
+const TRANSFORM: &str = r#"
+import base64, time
+
+def handler(event, context):
+    time.sleep(0.05)
+    out = []
+    for record in event["records"]:
+        data = base64.b64decode(record["data"]).decode()
+        if data.rstrip().endswith("7"):
+            out.append({"recordId": record["recordId"], "result": "Dropped"})
+        else:
+            out.append({"recordId": record["recordId"], "result": "Ok", "data": base64.b64encode(("T:" + data).encode()).decode()})
+    return {"records": out}
+"#;
+
+fn put_for_lambda(addr: std::net::SocketAddr, round: usize, worker: usize, stop: &AtomicBool, acked: &Mutex<Vec<String>>) {
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let ids: Vec<String> = (0..50).map(|i| format!("l-{round}-{worker}-{n}-{i}")).collect();
+        n += 1;
+        let records: Vec<serde_json::Value> =
+            ids.iter().map(|id| serde_json::json!({"Data": base64::engine::general_purpose::STANDARD.encode(format!("{id}\n"))})).collect();
+        let body = serde_json::json!({"DeliveryStreamName": LAMBDA_STREAM, "Records": records}).to_string();
+        // Paced: the function (a debug firelake feeding a Python process) is slower than puts.
+        std::thread::sleep(Duration::from_millis(5));
+        let Some(response) = try_request(addr, &firehose_request("PutRecordBatch", &body)) else { return };
+        if response.status != 200 {
+            continue;
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
+        let mut acked = acked.lock().unwrap();
+        for (id, result) in ids.into_iter().zip(answer["RequestResponses"].as_array().expect("responses")) {
+            if result.get("RecordId").is_some() {
+                acked.push(id);
+            }
+        }
+    }
+}
+
+/// A stream whose records a real Python Lambda (run by firelake) transforms or drops,
+/// killed while batches are being invoked, journaled and delivered: every acknowledged
+/// record is delivered exactly once, transformed, unless the function dropped it.
+#[test]
+fn kills_while_a_lambda_transforms_lose_and_duplicate_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let code = temp.path().join("transform");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(code.join("transform.py"), TRANSFORM).unwrap();
+    let init = temp.path().join("init.json");
+    let init_json = serde_json::json!({
+        "buckets": [BUCKET],
+        "functions": [{"name": "transform", "runtime": "python3.12", "handler": "transform.handler", "code": "transform"}],
+        "delivery_streams": [{
+            "DeliveryStreamName": LAMBDA_STREAM,
+            "ExtendedS3DestinationConfiguration": {
+                "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": format!("arn:aws:s3:::{BUCKET}"),
+                "Prefix": "lambda/", "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60},
+                "ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "Lambda", "Parameters": [
+                    {"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:000000000000:function:transform"},
+                    {"ParameterName": "BufferSizeInMBs", "ParameterValue": "0.2"},
+                    {"ParameterName": "BufferIntervalInSeconds", "ParameterValue": "0"}]}]}
+            }
+        }]
+    });
+    std::fs::write(&init, init_json.to_string()).unwrap();
+    let init = init.to_string_lossy().into_owned();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut rng = rand::thread_rng();
+    for round in 0..KILLS / 2 {
+        let durability = if round % 2 == 0 { "fsync" } else { "none" };
+        let server =
+            Server::start_in(&data, &["--log", "error", "--durability", durability, "--buffer-interval-cap", "0.1", "--init", &init]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|worker| {
+                let (stop, acked, addr) = (stop.clone(), acked.clone(), server.addr);
+                std::thread::spawn(move || put_for_lambda(addr, round, worker, &stop, &acked))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(300..900)));
+        server.kill();
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.join().unwrap();
+        }
+    }
+    let server = Server::start_in(&data, &["--log", "error", "--init", &init]);
+    // The backlog of every round goes through the function now: a flush may take a while.
+    let stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let flush = format!("POST /_firelake/flush?stream={LAMBDA_STREAM} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    std::io::Write::write_all(reader.get_mut(), flush.as_bytes()).unwrap();
+    let flushed = common::try_read_response(&mut reader, false).expect("the flush answers");
+    assert_eq!(flushed.status, 200, "{}", flushed.text());
+    let acked = acked.lock().unwrap();
+    let mut delivered: HashMap<String, usize> = HashMap::new();
+    let mut objects = 0;
+    for (key, bytes) in files_under(&server.data_dir.join(BUCKET).join("lambda")) {
+        objects += 1;
+        for line in String::from_utf8(bytes).unwrap().lines() {
+            let id = line.strip_prefix("T:").unwrap_or_else(|| panic!("{key} holds a line the Lambda did not make: {line:?}"));
+            *delivered.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = delivered.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert!(!delivered.keys().any(|id| id.ends_with('7')), "a record the Lambda dropped was delivered");
+    let lost: Vec<&String> = acked.iter().filter(|id| !id.ends_with('7') && !delivered.contains_key(*id)).take(5).collect();
+    assert!(lost.is_empty(), "acknowledged records lost: {lost:?}");
+    let kept = acked.iter().filter(|id| !id.ends_with('7')).count();
+    eprintln!(
+        "lambda crash test: survived {} kills; {} acknowledged records, {kept} delivered transformed exactly once in {objects} objects, the rest dropped by the function",
+        KILLS / 2,
+        acked.len()
+    );
+    assert!(acked.len() > 1000 && objects > 5, "too little load to prove anything");
+}

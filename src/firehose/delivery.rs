@@ -44,6 +44,7 @@ fn next_step(state: &mut StreamState, settings: &Settings, shutting_down: bool) 
     }
     let now = now_ms();
     let destination = &state.def.destination;
+    let flush_upto = state.flushes.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
     let mut due: Option<(i64, &Dest)> = None;
     let mut deadline: Option<i64> = None;
     for (dest, buffer) in &state.buffers {
@@ -52,7 +53,10 @@ fn next_step(state: &mut StreamState, settings: &Settings, shutting_down: bool) 
         }
         let hints = hints_of(destination, &state.pipeline, dest, settings);
         let oldest = buffer.oldest_arrival_ms().unwrap_or(now);
-        if shutting_down || buffer.due(now, hints) {
+        // A flush waits for every record up to its seq, wherever it is now: records that
+        // reached a buffer after the flush (a Lambda's outputs) are due too.
+        let flushed = buffer.first_seq().is_some_and(|seq| seq <= flush_upto);
+        if shutting_down || flushed || buffer.due(now, hints) {
             if due.is_none_or(|(at, _)| oldest < at) {
                 due = Some((oldest, dest));
             }
