@@ -451,12 +451,10 @@ impl S3Destination {
                     "Prefix uses partitionKeyFromQuery, which needs a MetadataExtraction processor".to_owned(),
                 ));
             }
-            if keys.iter().any(|(from_lambda, _)| *from_lambda) {
-                if !self.has_processor("Lambda") {
-                    return Err(FirehoseError::InvalidArgument(
-                        "Prefix uses partitionKeyFromLambda, which needs a Lambda processor".to_owned(),
-                    ));
-                }
+            if keys.iter().any(|(from_lambda, _)| *from_lambda) && !self.has_processor("Lambda") {
+                return Err(FirehoseError::InvalidArgument(
+                    "Prefix uses partitionKeyFromLambda, which needs a Lambda processor".to_owned(),
+                ));
             }
         } else if self.has_processor("MetadataExtraction") {
             return Err(FirehoseError::InvalidArgument(
