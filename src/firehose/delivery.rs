@@ -67,6 +67,14 @@ fn next_step(state: &mut StreamState, settings: &Settings, shutting_down: bool) 
     if let Some((_, dest)) = due {
         return Step::Seal(dest.clone());
     }
+    // Holding over half of what the stream may hold (many partitions, none full yet):
+    // the largest buffer goes now, so puts are not throttled while every buffer waits
+    // for its interval. AWS has no such cap; firelake's memory does.
+    if state.held_bytes > settings.stream_bytes_max / 2
+        && let Some((dest, _)) = state.buffers.iter().filter(|(_, b)| !b.is_empty()).max_by_key(|(_, b)| b.bytes())
+    {
+        return Step::Seal(dest.clone());
+    }
     // Nothing sealed and nothing due: answer every flush whose records are delivered.
     let needed_from = state.needed_from();
     let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.flushes).into_iter().partition(|(seq, _)| *seq < needed_from);

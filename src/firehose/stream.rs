@@ -465,7 +465,8 @@ impl Stream {
         held_total.fetch_add(added, Ordering::SeqCst);
         // The delivery task sleeps until the oldest record's deadline, so it needs waking
         // only for a new buffer (a new oldest record) or a full one, not for every put.
-        let wake = was_idle || full || !new_partitions.is_empty();
+        let pressed = state.held_bytes > settings.stream_bytes_max / 2;
+        let wake = was_idle || full || pressed || !new_partitions.is_empty();
         Ok(Put { results, position: Some(position), wake, deleted: false })
     }
 }
