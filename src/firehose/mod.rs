@@ -27,7 +27,7 @@ use crate::http::{Body, RequestCtx, full};
 use crate::server::State;
 use api::{S3Destination, Tag, Violations, check_stream_name, check_tags, not_emulated, parse};
 use error::{FirehoseError, Result};
-use registry::ChangeError;
+use registry::{ChangeError, Refusal};
 use stream::{DESTINATION_ID, Stream, StreamDef};
 
 /// The `X-Amz-Target` prefix of every Firehose operation.
@@ -240,12 +240,15 @@ async fn create(state: &Arc<State>, ctx: &RequestCtx, input: CreateInput) -> Res
         let name = def.name.clone();
         // Checked under the registry's change lock, so concurrent creates of one name
         // cannot both succeed.
-        let refuse = |count: usize| match count {
-            usize::MAX => Some(FirehoseError::ResourceInUse(format!("Firehose {name} under accountId {account} already exists"))),
-            n if n >= STREAMS_MAX => {
+        let refuse = |refusal: Refusal| match refusal {
+            Refusal::Exists => Some(FirehoseError::ResourceInUse(format!("Firehose {name} under accountId {account} already exists"))),
+            Refusal::Quota(n) if n >= STREAMS_MAX => {
                 Some(FirehoseError::LimitExceeded(format!("You have already consumed your firehose quota of {STREAMS_MAX} hoses.")))
             }
-            _ => None,
+            Refusal::Quota(_) => None,
+            Refusal::OpenFiles { streams, open_files } => Some(FirehoseError::LimitExceeded(format!(
+                "firelake holds at most {streams} delivery streams under its open-file limit of {open_files}; raise it (ulimit -n) to create more"
+            ))),
         };
         match state2.firehose.create(def, refuse) {
             Ok(()) => Ok(()),

@@ -39,6 +39,27 @@ pub enum ChangeError<E> {
     Io(std::io::Error),
 }
 
+/// What `create` asks its caller to answer for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A stream of that name exists.
+    Exists,
+    /// How many streams the account and region have (the caller's quota decides).
+    Quota(usize),
+    /// Every stream keeps its journal open: the open-file limit allows no more.
+    OpenFiles { streams: usize, open_files: u64 },
+}
+
+/// File descriptors kept for connections, objects being written and the rest.
+const OPEN_FILES_RESERVED: u64 = 512;
+
+/// How many streams the open-file limit leaves room for (each keeps one journal file
+/// open), and the limit itself.
+fn open_stream_budget() -> (usize, u64) {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
+    (soft.saturating_sub(OPEN_FILES_RESERVED) as usize, soft)
+}
+
 pub struct Firehose {
     pub settings: Settings,
     store: Arc<Store>,
@@ -109,10 +130,19 @@ impl Firehose {
 
     /// Saves and starts a new stream unless one of its name exists or the quota is
     /// reached (`refuse` says which error then). Blocking: call from a blocking thread.
-    pub fn create<E>(&self, def: StreamDef, refuse: impl FnOnce(usize) -> Option<E>) -> Result<(), ChangeError<E>> {
+    pub fn create<E>(&self, def: StreamDef, refuse: impl FnOnce(Refusal) -> Option<E>) -> Result<(), ChangeError<E>> {
         let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         let exists = self.get(&def.account, &def.region, &def.name).is_some();
-        if let Some(err) = if exists { refuse(usize::MAX) } else { refuse(self.count(&def.account, &def.region)) } {
+        let all = self.streams.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let (budget, soft) = open_stream_budget();
+        let refusal = if exists {
+            Refusal::Exists
+        } else if all >= budget {
+            Refusal::OpenFiles { streams: budget, open_files: soft }
+        } else {
+            Refusal::Quota(self.count(&def.account, &def.region))
+        };
+        if let Some(err) = refuse(refusal) {
             return Err(ChangeError::Refused(err));
         }
         let uid = def.uid.clone();

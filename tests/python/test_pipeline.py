@@ -529,3 +529,45 @@ def test_a_failing_lambda_is_retried_then_its_records_are_error_documents(start_
     [doc] = [json.loads(line) for line in data.splitlines()]
     assert key.startswith("failed/") and doc["errorCode"] == "Lambda.FunctionError" and doc["attemptsMade"] == 3
     assert "the transform is broken" in doc["errorMessage"] and base64.b64decode(doc["rawData"]) == b"payload"
+
+
+def test_the_open_file_limit_caps_streams_with_limit_exceeded_and_a_restart_still_serves(tmp_path):
+    import resource
+    import subprocess
+
+    from conftest import BINARY, Firelake
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (600, 600))
+
+    def start():
+        proc = subprocess.Popen([BINARY, "--port", "0", "--data-dir", str(tmp_path / "data")], stdout=subprocess.PIPE, text=True,
+                                preexec_fn=limited, env={**__import__("os").environ, "RUST_LOG": "error"})
+        server = Firelake.__new__(Firelake)
+        server.proc, server.data_dir = proc, tmp_path / "data"
+        server.endpoint = next(w for w in proc.stdout.readline().split() if w.startswith("http://")).rstrip(",")
+        return server
+
+    server = start()
+    try:
+        fh = server.client("firehose")
+        created = 0
+        while True:
+            try:
+                fh.create_delivery_stream(DeliveryStreamName=f"s{created}",
+                                          ExtendedS3DestinationConfiguration={"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt"})
+                created += 1
+            except Exception as err:
+                assert err.response["Error"]["Code"] == "LimitExceededException", err
+                assert "open-file limit of 600" in err.response["Error"]["Message"]
+                break
+            assert created < 200
+        assert created == 600 - 512
+    finally:
+        server.stop()
+    again = start()
+    try:
+        names = again.client("firehose").list_delivery_streams(Limit=1000)["DeliveryStreamNames"]
+        assert len(names) == created
+    finally:
+        again.stop()
