@@ -107,7 +107,7 @@ pub struct ServeArgs {
     /// Cap every delivery stream's buffer interval at this many seconds (Describe still reports the configured one).
     #[arg(long, env = "FIRELAKE_BUFFER_INTERVAL_CAP")]
     pub buffer_interval_cap: Option<f64>,
-    /// Accept delivery stream settings firelake does not emulate (processors, conversion, other sources and destinations) and ignore them, instead of refusing.
+    /// Accept delivery stream settings firelake does not emulate (data format conversion, other sources and destinations) and ignore them, instead of refusing.
     #[arg(long, env = "FIRELAKE_LENIENT")]
     pub lenient: bool,
     /// Most undelivered MiB one delivery stream holds before puts are throttled ("Slow down."); a
