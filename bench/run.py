@@ -257,6 +257,86 @@ def partition_round(kind, seconds):
         server.stop()
 
 
+IDENTITY = """
+def handler(event, context):
+    return event
+"""
+
+FIREHOSE_IDENTITY = """
+def handler(event, context):
+    return {"records": [{"recordId": r["recordId"], "result": "Ok", "data": r["data"]} for r in event["records"]]}
+"""
+
+
+def lambda_zip(source):
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", source)
+    return buffer.getvalue()
+
+
+def lambda_round(kind, seconds):
+    """Warm invocations of an identity Python handler (and, as the baseline, the same
+    handler called in a plain Python loop); then a Firehose stream of 1 KiB records
+    through the identity transform, delivered."""
+    import boto3
+    from botocore.config import Config
+    server = Server("firelake", "--lambda-python", sys.executable, durability=DURABILITY)
+    try:
+        kw = dict(endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        lam = boto3.client("lambda", config=Config(retries={"max_attempts": 1}), **kw)
+        out = {}
+        if kind == "invoke":
+            lam.create_function(FunctionName="id", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
+                                Handler="app.handler", Code={"ZipFile": lambda_zip(IDENTITY)})
+            payload = json.dumps({"n": 1}).encode()
+            lam.invoke(FunctionName="id", Payload=payload)["Payload"].read()  # warm
+            n, t = 0, time.perf_counter()
+            while time.perf_counter() - t < seconds:
+                lam.invoke(FunctionName="id", Payload=payload)["Payload"].read()
+                n += 1
+            invoke_ms = (time.perf_counter() - t) / n * 1000
+            # The same client's round trip for a call that runs no function: what is the
+            # SDK's and HTTP's, not the invocation's.
+            m, t = 0, time.perf_counter()
+            while time.perf_counter() - t < seconds:
+                lam.get_function_configuration(FunctionName="id")
+                m += 1
+            control_ms = (time.perf_counter() - t) / m * 1000
+            namespace = {}
+            exec(IDENTITY, namespace)
+            k, t = 0, time.perf_counter()
+            while k < 100000:
+                json.dumps(namespace["handler"](json.loads(payload), None))
+                k += 1
+            loop_ms = (time.perf_counter() - t) / k * 1000
+            out = {"invocations-per-s": n / seconds, "invoke-ms": invoke_ms, "control-call-ms": control_ms,
+                   "plain-loop-ms": loop_ms, "overhead-ms": invoke_ms - control_ms - loop_ms}
+        else:
+            arn = lam.create_function(FunctionName="fid", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
+                                      Handler="app.handler", Code={"ZipFile": lambda_zip(FIREHOSE_IDENTITY)})["FunctionArn"]
+            s3, fh = boto3.client("s3", **kw), boto3.client("firehose", **kw)
+            s3.create_bucket(Bucket="bench-fh")
+            fh.create_delivery_stream(DeliveryStreamName="lam", ExtendedS3DestinationConfiguration={
+                "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::bench-fh",
+                "BufferingHints": {"SizeInMBs": 128, "IntervalInSeconds": 900},
+                "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+                    {"ParameterName": "LambdaArn", "ParameterValue": arn}, {"ParameterName": "BufferSizeInMBs", "ParameterValue": "3"},
+                    {"ParameterName": "BufferIntervalInSeconds", "ParameterValue": "0"}]}]}})
+            t = time.perf_counter()
+            run = loadgen(server.endpoint, "put-record-batch", "--stream", "lam", "--batch", "500", "--record-bytes", "1024",
+                          "--seconds", str(seconds), "--workers", "8")
+            urllib.request.urlopen(urllib.request.Request(f"{server.endpoint}/_firelake/flush", data=b"", method="POST"), timeout=600).read()
+            elapsed = time.perf_counter() - t
+            out = {"delivered-mb-per-s": delivered_bytes(s3) / elapsed / 1e6, "accepted-mb-per-s": run["payload_mb_per_s"],
+                   "throttled-records": run["failed_records"]}
+        return out
+    finally:
+        server.stop()
+
+
 JOURNAL_CAP_MB = 1024
 
 
@@ -309,7 +389,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--only", choices=["s3", "firehose", "durability", "partitioning"], default=None)
+    ap.add_argument("--only", choices=["s3", "firehose", "durability", "partitioning", "lambda"], default=None)
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "firelake", "-p", "firelake-loadgen"], cwd=ROOT, check=True)
     shutil.rmtree(DATA, ignore_errors=True)
@@ -348,6 +428,14 @@ def main():
         print(f"| objects delivered | {u['objects']:.0f} | {p['objects']:.0f} | |")
         print(f"| throttled records | {u['throttled-records']:.0f} | {p['throttled-records']:.0f} | |")
         print("\nraw rounds:", json.dumps(results))
+    if args.only in (None, "lambda"):
+        for kind in ("invoke", "firehose"):
+            runs = [lambda_round(kind, args.seconds) for _ in range(args.rounds)]
+            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            print(f"\n| Lambda, {kind} (median of {args.rounds}) | value |\n|---|---|")
+            for k, v in med.items():
+                print(f"| {k} | {v:,.3f} |")
+            print("\nraw rounds:", json.dumps(runs))
     if args.only in (None, "firehose"):
         results = interleaved(FIREHOSE_KINDS, firehose_round, args.rounds, args.seconds)
         med = {kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for kind, runs in results.items()}
