@@ -148,6 +148,26 @@ pub enum AuthError {
     NotYetValid,
 }
 
+impl AuthError {
+    /// The error type AWS's JSON services (Firehose, Lambda) answer with for this refusal.
+    pub fn json_error_type(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "MissingAuthenticationTokenException",
+            AuthError::MalformedHeader(_)
+            | AuthError::MalformedQuery(_)
+            | AuthError::MissingDate
+            | AuthError::MissingHeader(_)
+            | AuthError::UnsupportedMechanism => "IncompleteSignatureException",
+            AuthError::UnknownKey { .. } => "UnrecognizedClientException",
+            AuthError::WrongService { .. }
+            | AuthError::Mismatch { .. }
+            | AuthError::Skewed { .. }
+            | AuthError::Expired { .. }
+            | AuthError::NotYetValid => "InvalidSignatureException",
+        }
+    }
+}
+
 /// What a verified signature allows to go on: the account it acts for is read
 /// elsewhere (from the credential); here is what the body checks need.
 #[derive(Debug, Clone)]

@@ -43,20 +43,7 @@ impl FirehoseError {
             FirehoseError::InvalidSource(_) => "InvalidSourceException",
             FirehoseError::ServiceUnavailable(_) => "ServiceUnavailableException",
             FirehoseError::Internal => "InternalFailure",
-            FirehoseError::Auth(err) => match err {
-                AuthError::Missing => "MissingAuthenticationTokenException",
-                AuthError::MalformedHeader(_)
-                | AuthError::MalformedQuery(_)
-                | AuthError::MissingDate
-                | AuthError::MissingHeader(_)
-                | AuthError::UnsupportedMechanism => "IncompleteSignatureException",
-                AuthError::UnknownKey { .. } => "UnrecognizedClientException",
-                AuthError::WrongService { .. }
-                | AuthError::Mismatch { .. }
-                | AuthError::Skewed { .. }
-                | AuthError::Expired { .. }
-                | AuthError::NotYetValid => "InvalidSignatureException",
-            },
+            FirehoseError::Auth(err) => err.json_error_type(),
         }
     }
 

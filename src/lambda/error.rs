@@ -58,20 +58,7 @@ impl LambdaError {
             LambdaError::Upstream(_) => "ServiceException",
             LambdaError::UnknownOperation => "UnknownOperationException",
             LambdaError::Internal => "ServiceException",
-            LambdaError::Auth(err) => match err {
-                AuthError::Missing => "MissingAuthenticationTokenException",
-                AuthError::MalformedHeader(_)
-                | AuthError::MalformedQuery(_)
-                | AuthError::MissingDate
-                | AuthError::MissingHeader(_)
-                | AuthError::UnsupportedMechanism => "IncompleteSignatureException",
-                AuthError::UnknownKey { .. } => "UnrecognizedClientException",
-                AuthError::WrongService { .. }
-                | AuthError::Mismatch { .. }
-                | AuthError::Skewed { .. }
-                | AuthError::Expired { .. }
-                | AuthError::NotYetValid => "InvalidSignatureException",
-            },
+            LambdaError::Auth(err) => err.json_error_type(),
         }
     }
 
