@@ -70,27 +70,44 @@ fn try_request(server_addr: std::net::SocketAddr, request: &[u8]) -> Option<comm
     common::try_read_response(&mut reader, false).ok()
 }
 
-fn put_batches(addr: std::net::SocketAddr, round: usize, worker: usize, stop: &AtomicBool, acked: &Mutex<Acked>) {
+/// Sends PutRecordBatch calls of `batch` records into `stream` until `stop` (or until
+/// the server dies under one), every `pause`; record `i` of a call holds `data(i, id)`
+/// for its id `<label>-<n>-<i>`. The ids acknowledged by each call go to `acked`.
+fn put_until_stopped(
+    addr: std::net::SocketAddr,
+    stream: &str,
+    label: &str,
+    batch: usize,
+    pause: Duration,
+    stop: &AtomicBool,
+    data: impl Fn(usize, &str) -> String,
+    mut acked: impl FnMut(Vec<String>),
+) {
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
-        let ids: Vec<String> = (0..50).map(|i| format!("r-{round}-{worker}-{n}-{i}")).collect();
+        let ids: Vec<String> = (0..batch).map(|i| format!("{label}-{n}-{i}")).collect();
         n += 1;
-        let records: Vec<serde_json::Value> =
-            ids.iter().map(|id| serde_json::json!({"Data": base64::engine::general_purpose::STANDARD.encode(format!("{id}\n"))})).collect();
-        let body = serde_json::json!({"DeliveryStreamName": STREAM, "Records": records}).to_string();
+        let records: Vec<serde_json::Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| serde_json::json!({"Data": base64::engine::general_purpose::STANDARD.encode(data(i, id))}))
+            .collect();
+        let body = serde_json::json!({"DeliveryStreamName": stream, "Records": records}).to_string();
+        std::thread::sleep(pause);
         let Some(response) = try_request(addr, &firehose_request("PutRecordBatch", &body)) else { return };
         if response.status != 200 {
             continue;
         }
         let answer: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
         let results = answer["RequestResponses"].as_array().expect("responses");
-        let mut acked = acked.lock().unwrap();
-        for (id, result) in ids.into_iter().zip(results) {
-            if result.get("RecordId").is_some() {
-                acked.records.push(id);
-            }
-        }
+        acked(ids.into_iter().zip(results).filter(|(_, result)| result.get("RecordId").is_some()).map(|(id, _)| id).collect());
     }
+}
+
+fn put_batches(addr: std::net::SocketAddr, round: usize, worker: usize, stop: &AtomicBool, acked: &Mutex<Acked>) {
+    let label = format!("r-{round}-{worker}");
+    let line = |_: usize, id: &str| format!("{id}\n");
+    put_until_stopped(addr, STREAM, &label, 50, Duration::ZERO, stop, line, |ids| acked.lock().unwrap().records.extend(ids));
 }
 
 fn put_objects(addr: std::net::SocketAddr, round: usize, stop: &AtomicBool, acked: &Mutex<Acked>) {
@@ -192,17 +209,11 @@ fn list_all(conn: &mut Conn) -> (Vec<String>, usize) {
 
 fn delivered_lines(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "gz") {
-                let mut text = String::new();
-                flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()).read_to_string(&mut text).unwrap();
-                lines.extend(text.lines().map(str::to_owned));
-            }
+    for (path, bytes) in files_under(dir) {
+        if path.ends_with(".gz") {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).unwrap();
+            lines.extend(text.lines().map(str::to_owned));
         }
     }
     lines
@@ -350,36 +361,15 @@ const BACKUP_BUCKET: &str = "crash-backup";
 /// Put records of two JSON sub-records each (de-aggregated, then partitioned by `k`),
 /// one in ten not JSON (to error output); answers the ids acknowledged.
 fn put_partitioned(addr: std::net::SocketAddr, round: usize, worker: usize, stop: &AtomicBool, acked: &Mutex<Vec<String>>) {
-    let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let ids: Vec<String> = (0..40).map(|i| format!("p-{round}-{worker}-{n}-{i}")).collect();
-        n += 1;
-        let records: Vec<serde_json::Value> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                let data = if i % 10 == 9 {
-                    format!("bad {id}\n")
-                } else {
-                    format!("{{\"k\":\"p{}\",\"id\":\"{id}-a\"}}{{\"k\":\"p{}\",\"id\":\"{id}-b\"}}\n", i % 17, (i + 5) % 17)
-                };
-                serde_json::json!({"Data": base64::engine::general_purpose::STANDARD.encode(data)})
-            })
-            .collect();
-        let body = serde_json::json!({"DeliveryStreamName": PIPELINE_STREAM, "Records": records}).to_string();
-        let Some(response) = try_request(addr, &firehose_request("PutRecordBatch", &body)) else { return };
-        if response.status != 200 {
-            continue;
+    let label = format!("p-{round}-{worker}");
+    let record = |i: usize, id: &str| {
+        if i % 10 == 9 {
+            format!("bad {id}\n")
+        } else {
+            format!("{{\"k\":\"p{}\",\"id\":\"{id}-a\"}}{{\"k\":\"p{}\",\"id\":\"{id}-b\"}}\n", i % 17, (i + 5) % 17)
         }
-        let answer: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
-        let results = answer["RequestResponses"].as_array().expect("responses");
-        let mut acked = acked.lock().unwrap();
-        for (id, result) in ids.into_iter().zip(results) {
-            if result.get("RecordId").is_some() {
-                acked.push(id);
-            }
-        }
-    }
+    };
+    put_until_stopped(addr, PIPELINE_STREAM, &label, 40, Duration::ZERO, stop, record, |ids| acked.lock().unwrap().extend(ids));
 }
 
 /// Every file under `dir`, with its path relative to `dir`.
@@ -541,27 +531,11 @@ def handler(event, context):
 "#;
 
 fn put_for_lambda(addr: std::net::SocketAddr, round: usize, worker: usize, stop: &AtomicBool, acked: &Mutex<Vec<String>>) {
-    let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let ids: Vec<String> = (0..50).map(|i| format!("l-{round}-{worker}-{n}-{i}")).collect();
-        n += 1;
-        let records: Vec<serde_json::Value> =
-            ids.iter().map(|id| serde_json::json!({"Data": base64::engine::general_purpose::STANDARD.encode(format!("{id}\n"))})).collect();
-        let body = serde_json::json!({"DeliveryStreamName": LAMBDA_STREAM, "Records": records}).to_string();
-        // Paced: the function (a debug firelake feeding a Python process) is slower than puts.
-        std::thread::sleep(Duration::from_millis(5));
-        let Some(response) = try_request(addr, &firehose_request("PutRecordBatch", &body)) else { return };
-        if response.status != 200 {
-            continue;
-        }
-        let answer: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
-        let mut acked = acked.lock().unwrap();
-        for (id, result) in ids.into_iter().zip(answer["RequestResponses"].as_array().expect("responses")) {
-            if result.get("RecordId").is_some() {
-                acked.push(id);
-            }
-        }
-    }
+    let label = format!("l-{round}-{worker}");
+    let line = |_: usize, id: &str| format!("{id}\n");
+    // Paced: the function (a debug firelake feeding a Python process) is slower than puts.
+    let pause = Duration::from_millis(5);
+    put_until_stopped(addr, LAMBDA_STREAM, &label, 50, pause, stop, line, |ids| acked.lock().unwrap().extend(ids));
 }
 
 /// A stream whose records a real Python Lambda (run by firelake) transforms or drops,
