@@ -226,13 +226,7 @@ async fn transform(stream: &Arc<Stream>, settings: &Settings, lambda: &Lambda, h
     });
     // The active-partition limit is decided now, and journaled with the outcome.
     if pipeline.has_partition_keys() {
-        let mut active: std::collections::HashSet<Vec<String>> = stream
-            .lock()
-            .buffers
-            .iter()
-            .filter(|(d, b)| matches!(d, Dest::Data(_)) && !b.is_empty())
-            .filter_map(|(d, _)| if let Dest::Data(p) = d { Some(p.clone()) } else { None })
-            .collect();
+        let mut active: std::collections::HashSet<Vec<String>> = stream.lock().active_partitions().cloned().collect();
         for outcome in &mut outcomes {
             if let Outcome::Ok { data, keys, overflow } = outcome
                 && let Ok(partition) = pipeline.partition_of(data, keys)

@@ -180,7 +180,7 @@ impl Firehose {
         };
         let Some(def) = change(&current).map_err(ChangeError::Refused)? else { return Ok(()) };
         let pipeline =
-            crate::firehose::stream::Routing::of(&def.destination).pipeline().map_err(|why| ChangeError::Io(std::io::Error::other(why)))?;
+            crate::firehose::pipeline::Pipeline::compile(&def.destination).map_err(|why| ChangeError::Io(std::io::Error::other(why)))?;
         self.save(&def).map_err(ChangeError::Io)?;
         let mut state = stream.lock();
         if def.destination != current.destination {
@@ -332,7 +332,7 @@ impl Firehose {
                     "bucket": destination.bucket(),
                     "buffered_records": data.iter().map(|b| b.len()).sum::<usize>(),
                     "buffered_bytes": data.iter().map(|b| b.bytes()).sum::<u64>(),
-                    "active_partitions": data.iter().filter(|b| !b.is_empty()).count(),
+                    "active_partitions": state.active_partitions().count(),
                     "buffers": buffers,
                     "sealed_batches": state.pending.len(),
                     "oldest_arrival": data.iter().filter_map(|b| b.oldest_arrival_ms()).min().map(crate::s3::xml::timestamp),

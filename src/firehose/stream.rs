@@ -233,9 +233,12 @@ impl StreamState {
         buffered.chain(sealed).min().unwrap_or(self.next_seq)
     }
 
-    /// How many data partitions hold records.
-    fn active_partitions(&self) -> usize {
-        self.buffers.iter().filter(|(dest, buffer)| matches!(dest, Dest::Data(_)) && !buffer.is_empty()).count()
+    /// The data partitions that hold records (the active ones).
+    pub fn active_partitions(&self) -> impl Iterator<Item = &Vec<String>> {
+        self.buffers.iter().filter_map(|(dest, buffer)| match dest {
+            Dest::Data(partition) if !buffer.is_empty() => Some(partition),
+            _ => None,
+        })
     }
 }
 
@@ -253,7 +256,7 @@ impl Stream {
     /// A stream from its definition and its replayed journal: sealed, undelivered
     /// batches are rebuilt, and every output that no seal holds is buffered again.
     pub fn recover(def: StreamDef, journal: Journal, recovered: Recovered) -> std::io::Result<Stream> {
-        let pipeline = Arc::new(Routing::of(&def.destination).pipeline().map_err(std::io::Error::other)?);
+        let pipeline = Arc::new(Pipeline::compile(&def.destination).map_err(std::io::Error::other)?);
         let backup = def.destination.backup_enabled();
         let mut raw: BTreeMap<u64, (i64, u8, Bytes)> = BTreeMap::new();
         let mut seals: Vec<Seal> = Vec::new();
@@ -399,7 +402,7 @@ impl Stream {
         let mut outputs: Vec<Vec<(Dest, Bytes)>> = Vec::new();
         let mut added = 0u64;
         let mut new_partitions: HashSet<Vec<String>> = HashSet::new();
-        let mut active = if pipeline.partitioned() { state.active_partitions() } else { 0 };
+        let mut active = if pipeline.partitioned() { state.active_partitions().count() } else { 0 };
         let mut routed = routed.map(Vec::into_iter);
         for data in records {
             let mut out = match routed.as_mut().and_then(Iterator::next) {

@@ -618,10 +618,7 @@ fn list_functions(lambda: &Lambda, ctx: &RequestCtx, parts: &http::request::Part
     };
     let marker = match query_param(parts, "Marker") {
         Some(marker) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(marker.as_bytes())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
+            base64_text(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &marker)
                 .ok_or_else(|| LambdaError::InvalidParameter("Invalid marker".to_owned()))?,
         ),
         None => None,
@@ -637,6 +634,11 @@ fn list_functions(lambda: &Lambda, ctx: &RequestCtx, parts: &http::request::Part
         out["NextMarker"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(functions[max_items - 1].name.as_bytes()));
     }
     Ok(Reply::json(StatusCode::OK, out))
+}
+
+/// `text` decoded from base64 by `engine`, when that gives UTF-8.
+fn base64_text(engine: &impl base64::Engine, text: &str) -> Option<String> {
+    engine.decode(text.as_bytes()).ok().and_then(|bytes| String::from_utf8(bytes).ok())
 }
 
 async fn invoke(
@@ -655,10 +657,7 @@ async fn invoke(
     let client_context = match header(parts, "x-amz-client-context") {
         Some(encoded) if encoded.len() > 3583 => return Err(constraint("...", "clientContext", "have length less than or equal to 3583")),
         Some(encoded) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.as_bytes())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
+            base64_text(&base64::engine::general_purpose::STANDARD, &encoded)
                 .ok_or_else(|| LambdaError::InvalidParameter("Client context must be a valid Base64-encoded JSON object.".to_owned()))?,
         ),
         None => None,
