@@ -160,10 +160,21 @@ def s3_round(kind, seconds):
         server.stop()
 
 
-def setup_stream(endpoint, name, size_mb=64, interval=60):
+def client(service, endpoint, **config):
+    """A boto3 client of `service` for the server at `endpoint`, with dummy credentials."""
     import boto3
-    kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    s3, fh = boto3.client("s3", **kw), boto3.client("firehose", **kw)
+    from botocore.config import Config
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+                        aws_secret_access_key="test", config=Config(**config) if config else None)
+
+
+def medians(runs):
+    """The median of each figure over rounds (a list of dicts with the same keys)."""
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def setup_stream(endpoint, name, size_mb=64, interval=60):
+    s3, fh = client("s3", endpoint), client("firehose", endpoint)
     s3.create_bucket(Bucket="bench-fh")
     fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={
         "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::bench-fh",
@@ -220,9 +231,7 @@ def firehose_round(kind, seconds):
 
 
 def setup_partitioned(endpoint, name):
-    import boto3
-    kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    s3, fh = boto3.client("s3", **kw), boto3.client("firehose", **kw)
+    s3, fh = client("s3", endpoint), client("firehose", endpoint)
     s3.create_bucket(Bucket="bench-fh")
     fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={
         "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::bench-fh",
@@ -281,12 +290,9 @@ def lambda_round(kind, seconds):
     """Warm invocations of an identity Python handler (and, as the baseline, the same
     handler called in a plain Python loop); then a Firehose stream of 1 KiB records
     through the identity transform, delivered."""
-    import boto3
-    from botocore.config import Config
     server = Server("firelake", "--lambda-python", sys.executable, durability=DURABILITY)
     try:
-        kw = dict(endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-        lam = boto3.client("lambda", config=Config(retries={"max_attempts": 1}), **kw)
+        lam = client("lambda", server.endpoint, retries={"max_attempts": 1})
         out = {}
         if kind == "invoke":
             lam.create_function(FunctionName="id", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
@@ -317,7 +323,7 @@ def lambda_round(kind, seconds):
         else:
             arn = lam.create_function(FunctionName="fid", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
                                       Handler="app.handler", Code={"ZipFile": lambda_zip(FIREHOSE_IDENTITY)})["FunctionArn"]
-            s3, fh = boto3.client("s3", **kw), boto3.client("firehose", **kw)
+            s3, fh = client("s3", server.endpoint), client("firehose", server.endpoint)
             s3.create_bucket(Bucket="bench-fh")
             fh.create_delivery_stream(DeliveryStreamName="lam", ExtendedS3DestinationConfiguration={
                 "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::bench-fh",
@@ -344,15 +350,13 @@ def replay_startup(rounds=3):
     """Fills a stream whose bucket is missing until its journal holds ~1 GiB (the buffer
     caps stop it there), kills firelake, then times restarts that replay it: exec to the
     first 200 from /_firelake/health. Answers (journal bytes, bytes held after replay, start ms)."""
-    import boto3
     caps = ["--stream-buffer-max-mb", str(JOURNAL_CAP_MB), "--total-buffer-max-mb", str(JOURNAL_CAP_MB)]
     port = free_port()
     data = DATA / f"replay-{port}"
     args = [str(FIRELAKE), "--port", str(port), "--data-dir", str(data), "--log", "error", "--durability", DURABILITY, *caps]
     endpoint = f"http://127.0.0.1:{port}"
     proc, _ = start_firelake_timed(args, port)
-    kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    boto3.client("firehose", **kw).create_delivery_stream(DeliveryStreamName="stuck", ExtendedS3DestinationConfiguration={
+    client("firehose", endpoint).create_delivery_stream(DeliveryStreamName="stuck", ExtendedS3DestinationConfiguration={
         "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::no-such-bucket",
         "BufferingHints": {"SizeInMBs": 128, "IntervalInSeconds": 900}})
     accepted = 0
@@ -418,7 +422,7 @@ def main():
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "partitioning"):
         results = interleaved(PARTITION_KINDS, partition_round, args.rounds, args.seconds)
-        med = {kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for kind, runs in results.items()}
+        med = {kind: medians(runs) for kind, runs in results.items()}
         u, p = med["unpartitioned"], med["partitioned"]
         print(f"\n| 500 telematics records (100 vehicles) per PutRecordBatch, --durability {DURABILITY} | unpartitioned | partitioned by `{{vin: .vin}}` | partitioned / unpartitioned |")
         print("|---|---|---|---|")
@@ -431,14 +435,14 @@ def main():
     if args.only in (None, "lambda"):
         for kind in ("invoke", "firehose"):
             runs = [lambda_round(kind, args.seconds) for _ in range(args.rounds)]
-            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            med = medians(runs)
             print(f"\n| Lambda, {kind} (median of {args.rounds}) | value |\n|---|---|")
             for k, v in med.items():
                 print(f"| {k} | {v:,.3f} |")
             print("\nraw rounds:", json.dumps(runs))
     if args.only in (None, "firehose"):
         results = interleaved(FIREHOSE_KINDS, firehose_round, args.rounds, args.seconds)
-        med = {kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for kind, runs in results.items()}
+        med = {kind: medians(runs) for kind, runs in results.items()}
         f, n, m = med["firelake-fsync"], med["firelake-none"], med["moto"]
         print("\n| Firehose scenario | firelake, fsync | firelake, none | moto_server | fsync / moto | none / moto |")
         print("|---|---|---|---|---|---|")

@@ -474,14 +474,21 @@ def lambda_zip(source):
     return buffer.getvalue()
 
 
-def test_a_python_lambda_transforms_drops_and_fails_telematics_records(start_firelake):
+def with_function(start_firelake, name, source):
+    """A firelake that runs Python functions, a bucket `bkt`, and the function `name`
+    (handler `transform.handler` of `source`): (server, firehose, s3, the function's ARN)."""
     import sys
 
     server = start_firelake("--lambda-python", sys.executable, "--buffer-interval-cap", "0.2")
     fh, s3, lam = server.client("firehose"), server.client("s3"), server.client("lambda")
     s3.create_bucket(Bucket="bkt")
-    arn = lam.create_function(FunctionName="transform", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
-                              Handler="transform.handler", Code={"ZipFile": lambda_zip(TRANSFORM)})["FunctionArn"]
+    arn = lam.create_function(FunctionName=name, Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
+                              Handler="transform.handler", Code={"ZipFile": lambda_zip(source)})["FunctionArn"]
+    return server, fh, s3, arn
+
+
+def test_a_python_lambda_transforms_drops_and_fails_telematics_records(start_firelake):
+    server, fh, s3, arn = with_function(start_firelake, "transform", TRANSFORM)
     fh.create_delivery_stream(DeliveryStreamName="course", ExtendedS3DestinationConfiguration={
         "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt",
         "Prefix": "fleet=!{partitionKeyFromLambda:fleet}/", "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
@@ -511,13 +518,7 @@ def handler(event, context):
 
 
 def test_a_failing_lambda_is_retried_then_its_records_are_error_documents(start_firelake):
-    import sys
-
-    server = start_firelake("--lambda-python", sys.executable, "--buffer-interval-cap", "0.2")
-    fh, s3, lam = server.client("firehose"), server.client("s3"), server.client("lambda")
-    s3.create_bucket(Bucket="bkt")
-    arn = lam.create_function(FunctionName="broken", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
-                              Handler="transform.handler", Code={"ZipFile": lambda_zip(BROKEN)})["FunctionArn"]
+    server, fh, s3, arn = with_function(start_firelake, "broken", BROKEN)
     fh.create_delivery_stream(DeliveryStreamName="b", ExtendedS3DestinationConfiguration={
         "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt", "Prefix": "ok/", "ErrorOutputPrefix": "failed/",
         "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
