@@ -162,7 +162,7 @@ def test_timeout_kills_the_worker(lam, tmp_path):
             try:  # a killed child of the worker may linger as a zombie until reaped
                 if open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z"):
                     break
-            except (FileNotFoundError, IndexError):
+            except (FileNotFoundError, ProcessLookupError, IndexError):  # gone meanwhile
                 break
             time.sleep(0.05)
         else:
