@@ -51,13 +51,19 @@ impl Staged {
     /// Makes the bytes durable (when asked to) before the rename that publishes them.
     pub(super) fn sync(&mut self, durability: Durability) -> io::Result<()> {
         self.file.flush()?;
-        #[cfg(feature = "fault-injection")]
-        if fault::torn_publish() {
-            self.held_back = Some(fault::hold_back_tail(&mut self.file)?);
-        }
         if durability == Durability::Fsync {
             // fdatasync: the bytes and the length, which is all a reader of the file needs.
             self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Under the test-only fault: holds back the second half of an object's bytes, to be
+    /// written only after the publish (see [`fault`]).
+    #[cfg(feature = "fault-injection")]
+    pub(super) fn tear_under_fault(&mut self) -> io::Result<()> {
+        if fault::torn_publish() {
+            self.held_back = Some(fault::hold_back_tail(&mut self.file)?);
         }
         Ok(())
     }
@@ -67,7 +73,7 @@ impl Staged {
         self.committed = true;
         #[cfg(feature = "fault-injection")]
         if let Some((offset, tail)) = self.held_back.take() {
-            fault::write_tail_late(&self.file, offset, &tail);
+            fault::write_tail_late(&self.file, offset, tail);
         }
     }
 
@@ -84,12 +90,14 @@ impl Staged {
 /// refuses to build without debug assertions (so never in a release build), and active
 /// only when the process also has `FIRELAKE_FAULT=torn-publish` in its environment.
 ///
-/// The fault publishes a staged file before all its bytes are written: [`Staged::sync`]
-/// cuts the file to half its length and keeps the other half, the rename publishes that
-/// half, and [`Staged::mark_committed`] writes the rest through the still-open file after
-/// a pause. Without a crash every file ends complete (only its metadata goes stale, so
-/// the ETag is derived from the bytes); a SIGKILL in the pause leaves the published file
-/// torn, as a rename before the last write would.
+/// The fault publishes an object before all its bytes are written (only objects: the
+/// crash test checks them, and firelake's own files would only stop it sooner):
+/// [`Staged::tear_under_fault`] cuts the file to half its length and keeps the other half, the rename publishes that
+/// half, and [`Staged::mark_committed`] has a thread write the rest through the file a
+/// while later, while the request goes on (so the fault costs no throughput and holds no
+/// lock). Without a crash every file ends complete (only its metadata goes stale, so the
+/// ETag is derived from the bytes); a SIGKILL before the late write leaves every file
+/// published in the last [`fault::TORN_MS`] torn, as a rename before the last write would.
 #[cfg(feature = "fault-injection")]
 mod fault {
     use std::fs::File;
@@ -98,9 +106,10 @@ mod fault {
     use std::sync::OnceLock;
     use std::time::Duration;
 
-    /// How long a published file stays torn: long enough that one of the crash test's 20
-    /// random kills is all but certain to land in it.
-    const TORN_MS: u64 = 100;
+    /// How long a published file stays torn: longer than a round of the crash test (at
+    /// most 600 ms from start to kill), so that a kill tears whatever its round published,
+    /// however slow the machine.
+    pub(super) const TORN_MS: u64 = 1000;
 
     pub(super) fn torn_publish() -> bool {
         static ON: OnceLock<bool> = OnceLock::new();
@@ -117,9 +126,12 @@ mod fault {
         Ok((half, tail))
     }
 
-    pub(super) fn write_tail_late(file: &File, offset: u64, tail: &[u8]) {
-        std::thread::sleep(Duration::from_millis(TORN_MS));
-        file.write_all_at(tail, offset).expect("fault injection: writing the held-back bytes");
+    pub(super) fn write_tail_late(file: &File, offset: u64, tail: Vec<u8>) {
+        let file = file.try_clone().expect("fault injection: a second handle on a staged file");
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(TORN_MS));
+            file.write_all_at(&tail, offset).expect("fault injection: writing the held-back bytes");
+        });
     }
 }
 

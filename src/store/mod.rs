@@ -590,6 +590,8 @@ impl Store {
         let meta_path = self.meta_path(bucket, key);
         let on_file = Self::set_meta_xattr(staged.file(), &meta_bytes)?;
         staged.sync(self.durability)?;
+        #[cfg(feature = "fault-injection")]
+        staged.tear_under_fault()?;
         if on_file {
             // One fsync and one rename publish the bytes and their metadata together.
             let dest = {
