@@ -7,11 +7,12 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
 use crate::http::{Body, RequestCtx, empty};
+use crate::s3::Req;
+use crate::s3::common::{blocking, parse_xml, read_small_body, require_bucket, store_error, write_owner, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::object::{parse_tagging, require_bucket, store_error, tagging_xml};
 use crate::s3::router::Unconfigured;
+use crate::s3::tagging::{parse_tagging, tagging_xml};
 use crate::s3::xml::{Xml, timestamp};
-use crate::s3::{Req, blocking, parse_xml, read_small_body, write_owner, xml_response};
 use crate::server::State;
 use crate::store::{BucketInfo, Created, now_ms, valid_bucket_name};
 
@@ -166,7 +167,7 @@ pub async fn get_unconfigured(state: &Arc<State>, ctx: &RequestCtx, bucket: &str
             x.node("AccessControlList", |x| {
                 x.open("Grant");
                 x.raw("<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">");
-                x.leaf("ID", &crate::s3::owner_id(&owner));
+                x.leaf("ID", &crate::s3::common::owner_id(&owner));
                 x.leaf("DisplayName", &owner);
                 x.close("Grantee");
                 x.leaf("Permission", "FULL_CONTROL");

@@ -8,10 +8,10 @@ use hyper::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::http::{Body, empty};
+use crate::s3::Req;
+use crate::s3::common::{blocking, parse_xml, read_small_body, require_bucket, store_error, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::object::{require_bucket, store_error};
 use crate::s3::xml::Xml;
-use crate::s3::{Req, blocking, parse_xml, read_small_body, xml_response};
 use crate::server::State;
 
 const RULES_MAX: usize = 100;

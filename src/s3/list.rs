@@ -8,10 +8,10 @@ use hyper::Response;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::http::{Body, RequestCtx};
+use crate::s3::Req;
+use crate::s3::common::{blocking, quoted, store_error, write_owner, xml_response};
 use crate::s3::error::{Result, S3Error};
-use crate::s3::object::{quoted, store_error};
 use crate::s3::xml::{Xml, timestamp};
-use crate::s3::{Req, blocking, write_owner, xml_response};
 use crate::server::State;
 use crate::store::ObjectMeta;
 

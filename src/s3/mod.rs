@@ -1,27 +1,33 @@
 //! The S3 REST-XML protocol: route (pure) -> handle (one function per operation) ->
 //! respond (errors rendered once, in [`error::S3Error::to_response`]).
 
+pub mod attributes;
 pub mod body;
 pub mod bucket;
 pub mod checksum;
 pub mod chunked;
+pub mod common;
+pub mod copy;
 pub mod cors;
+pub mod delete;
 pub mod error;
+pub mod get;
 pub mod list;
 pub mod multipart;
-pub mod object;
+pub mod preconditions;
+pub mod put;
 pub mod router;
+pub mod tagging;
 pub mod xml;
 
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::{Method, Response, StatusCode};
+use hyper::{Method, Response};
 
 use crate::auth::ChunkSigning;
-use crate::http::{Body, RequestCtx, full};
+use crate::http::{Body, RequestCtx};
 use crate::server::State;
-use crate::store::Store;
 use error::{Result, S3Error};
 use router::{Endpoint, Query};
 
@@ -149,16 +155,16 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
         ListObjects { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V1).await,
         ListObjectsV2 { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V2).await,
         ListObjectVersions { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::Versions).await,
-        DeleteObjects { bucket } => object::delete_objects(state, req, body, &bucket).await,
-        PutObject { bucket, key } => object::put_object(state, req, body, &bucket, &key).await,
-        CopyObject { bucket, key } => object::copy_object(state, req, &bucket, &key).await,
-        GetObject { bucket, key } => object::get_object(state, req, &bucket, &key, false).await,
-        HeadObject { bucket, key } => object::get_object(state, req, &bucket, &key, true).await,
-        DeleteObject { bucket, key } => object::delete_object(state, &bucket, &key).await,
-        GetObjectAttributes { bucket, key } => object::get_object_attributes(state, req, &bucket, &key).await,
-        GetObjectTagging { bucket, key } => object::get_object_tagging(state, &bucket, &key).await,
-        PutObjectTagging { bucket, key } => object::put_object_tagging(state, req, body, &bucket, &key).await,
-        DeleteObjectTagging { bucket, key } => object::delete_object_tagging(state, &bucket, &key).await,
+        DeleteObjects { bucket } => delete::delete_objects(state, req, body, &bucket).await,
+        PutObject { bucket, key } => put::put_object(state, req, body, &bucket, &key).await,
+        CopyObject { bucket, key } => copy::copy_object(state, req, &bucket, &key).await,
+        GetObject { bucket, key } => get::get_object(state, req, &bucket, &key, false).await,
+        HeadObject { bucket, key } => get::get_object(state, req, &bucket, &key, true).await,
+        DeleteObject { bucket, key } => delete::delete_object(state, &bucket, &key).await,
+        GetObjectAttributes { bucket, key } => attributes::get_object_attributes(state, req, &bucket, &key).await,
+        GetObjectTagging { bucket, key } => tagging::get_object_tagging(state, &bucket, &key).await,
+        PutObjectTagging { bucket, key } => tagging::put_object_tagging(state, req, body, &bucket, &key).await,
+        DeleteObjectTagging { bucket, key } => tagging::delete_object_tagging(state, &bucket, &key).await,
         CreateMultipartUpload { bucket, key } => multipart::create(state, ctx, req, &bucket, &key).await,
         UploadPart { bucket, key, upload_id, part_number } => {
             multipart::upload_part(state, req, body, &bucket, &key, &upload_id, &part_number).await
@@ -172,47 +178,4 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
         ListMultipartUploads { bucket } => multipart::list_uploads(state, ctx, req, &bucket).await,
         NotImplemented { operation } => Err(S3Error::not_implemented(&operation)),
     }
-}
-
-/// Runs blocking store work off the async threads.
-pub async fn blocking<T: Send + 'static>(state: &Arc<State>, work: impl FnOnce(&Store) -> T + Send + 'static) -> Result<T> {
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || work(&state.store)).await.map_err(S3Error::internal)
-}
-
-/// A 200 with an XML body.
-pub fn xml_response(xml: String) -> Response<Body> {
-    Response::builder().status(StatusCode::OK).header("content-type", "application/xml").body(full(xml)).expect("valid response")
-}
-
-/// The canonical user id S3 shows for an account.
-pub fn owner_id(account: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(format!("firelake-owner:{account}")))
-}
-
-/// `<Owner><ID/><DisplayName/></Owner>` (or another element name).
-pub fn write_owner(x: &mut xml::Xml, element: &str, account: &str) {
-    x.node(element, |x| {
-        x.leaf("ID", &owner_id(account));
-        x.leaf("DisplayName", account);
-    });
-}
-
-/// Reads a small XML request body, with S3's errors for bad ones; aws-chunked framing,
-/// chunk signatures and a signed payload hash are checked ([`body::receive_small`]).
-pub async fn read_small_body(req: &Req, body: Incoming) -> Result<bytes::Bytes> {
-    match body::receive_small(req, body, crate::config::SMALL_BODY_BYTES_MAX).await? {
-        Some(bytes) => Ok(bytes),
-        None => Err(S3Error::new(error::Code::MalformedXML, "The XML you provided was larger than firelake accepts (2 MiB)")),
-    }
-}
-
-/// Parses an XML request body into `T`, answering MalformedXML when it does not fit.
-pub fn parse_xml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let text = std::str::from_utf8(bytes).map_err(|_| S3Error::malformed_xml())?;
-    quick_xml::de::from_str(text).map_err(|err| {
-        tracing::debug!(%err, "malformed xml");
-        S3Error::malformed_xml()
-    })
 }

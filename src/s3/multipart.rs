@@ -11,15 +11,18 @@ use serde::Deserialize;
 
 use crate::config::OBJECT_BYTES_MAX;
 use crate::http::{Body, RequestCtx, empty};
+use crate::s3::Req;
 use crate::s3::body::{Expectations, receive_then};
 use crate::s3::checksum::{self, Algorithm};
-use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::object::{
-    check_copy_conditions, copy_range, meta_from_headers, parse_copy_source, quoted, require_bucket, resolve_range, store_error,
+use crate::s3::common::{
+    blocking, meta_from_headers, parse_xml, quoted, read_small_body, require_bucket, store_error, write_owner, xml_response,
 };
+use crate::s3::copy::{copy_range, parse_copy_source};
+use crate::s3::error::{Code, Result, S3Error};
+use crate::s3::get::resolve_range;
+use crate::s3::preconditions::check_copy_conditions;
 use crate::s3::router::check_key;
 use crate::s3::xml::{Xml, timestamp};
-use crate::s3::{Req, blocking, parse_xml, read_small_body, write_owner, xml_response};
 use crate::server::State;
 use crate::store::multipart::{Part, Upload};
 use crate::store::{ObjectMeta, StoreError, now_ms};

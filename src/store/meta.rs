@@ -147,8 +147,6 @@ impl Store {
         }
     }
 
-    /// Publishes a staged file as the object `key`, replacing any earlier one. `meta`
-
     /// Replaces an object's metadata (tags) while keeping its bytes.
     pub fn update_meta(&self, bucket: &str, key: &str, change: impl FnOnce(&mut ObjectMeta)) -> Result<Option<ObjectMeta>> {
         if !self.bucket_exists(bucket)? {

@@ -84,6 +84,7 @@ impl Store {
         Ok(Some((file, meta)))
     }
 
+    /// Publishes a staged file as the object `key`, replacing any earlier one. `meta`
     /// gets its fingerprint here.
     pub fn commit_object(&self, bucket: &str, key: &str, mut staged: Staged, mut meta: ObjectMeta) -> Result<ObjectMeta> {
         if !self.bucket_exists(bucket)? {
@@ -131,8 +132,6 @@ impl Store {
         self.syncs.sync_parent(&meta_path)?;
         Ok(meta)
     }
-
-    /// Renames `staged` to the object's path, making its folders (and moving an object
 
     /// Deletes an object; answers whether there was one. Folders left empty are removed.
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::{Result, Staged, Store, StoreError, atomic, keypath};
 
 impl Store {
+    /// Renames `staged` to the object's path, making its folders (and moving an object
     /// that stands where a folder must go) as needed. Returns the path used.
     /// The caller holds the bucket's lock.
     pub(super) fn place_data(&self, bucket: &str, plain: &Path, folder_object: &Path, mut staged: Staged) -> Result<PathBuf> {

@@ -1,0 +1,85 @@
+//! DeleteObject and DeleteObjects.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Response, StatusCode};
+use serde::Deserialize;
+
+use crate::http::{Body, empty};
+use crate::s3::Req;
+use crate::s3::common::{blocking, check_small_body_digest, parse_xml, read_small_body, require_bucket, store_error, xml_response};
+use crate::s3::error::{Result, S3Error};
+use crate::s3::router::check_key;
+use crate::s3::xml::Xml;
+use crate::server::State;
+
+pub async fn delete_object(state: &Arc<State>, bucket: &str, key: &str) -> Result<Response<Body>> {
+    check_key(key)?;
+    let (b, k) = (bucket.to_owned(), key.to_owned());
+    blocking(state, move |store| store.delete_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Delete {
+    #[serde(rename = "Object", default)]
+    objects: Vec<DeleteEntry>,
+    #[serde(rename = "Quiet", default)]
+    quiet: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteEntry {
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "VersionId")]
+    version_id: Option<String>,
+}
+
+pub async fn delete_objects(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+    require_bucket(state, bucket).await?;
+    let bytes = read_small_body(req, body).await?;
+    check_small_body_digest(req, &bytes, true)?;
+    let delete: Delete = parse_xml(&bytes)?;
+    if delete.objects.is_empty() || delete.objects.len() > 1000 {
+        return Err(S3Error::malformed_xml());
+    }
+    let b = bucket.to_owned();
+    let outcomes = blocking(state, move |store| {
+        delete
+            .objects
+            .into_iter()
+            .map(|entry| {
+                let outcome = if entry.version_id.as_deref().is_some_and(|v| v != "null") {
+                    Err(("NoSuchVersion", "The specified version does not exist.".to_owned()))
+                } else if entry.key.len() > crate::store::keypath::KEY_BYTES_MAX {
+                    Err(("KeyTooLongError", "Your key is too long".to_owned()))
+                } else {
+                    store.delete_object(&b, &entry.key).map(|_| ()).map_err(|err| ("InternalError", err.to_string()))
+                };
+                (entry, outcome)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let mut x = Xml::document();
+    x.root("DeleteResult");
+    for (entry, outcome) in outcomes {
+        match outcome {
+            Ok(()) if delete.quiet => {}
+            Ok(()) => x.node("Deleted", |x| {
+                x.leaf("Key", &entry.key);
+                x.leaf_opt("VersionId", entry.version_id.as_deref());
+            }),
+            Err((code, message)) => x.node("Error", |x| {
+                x.leaf("Key", &entry.key);
+                x.leaf_opt("VersionId", entry.version_id.as_deref());
+                x.leaf("Code", code);
+                x.leaf("Message", &message);
+            }),
+        }
+    }
+    x.close("DeleteResult");
+    Ok(xml_response(x.finish()))
+}
