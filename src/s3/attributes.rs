@@ -6,15 +6,15 @@ use hyper::Response;
 
 use crate::http::Body;
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::checksum;
 use crate::s3::common::{blocking, store_error, xml_response};
 use crate::s3::error::{Result, S3Error};
 use crate::s3::get::last_modified;
 use crate::s3::router::check_key;
 use crate::s3::xml::Xml;
-use crate::server::State;
 
-pub async fn get_object_attributes(state: &Arc<State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn get_object_attributes(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     // Clients send the list as one comma-separated value or as repeated headers.
     let wanted: Vec<String> = req

@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 use crate::auth::ChunkSigning;
 use crate::http::FrameError;
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::chunked::{Decoder, FramingError};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::server::State;
 use crate::store::{Staged, Store};
 
 /// An object or part written to a staged file and checked.
@@ -193,7 +193,7 @@ const FLUSH_EVERY_BYTES: u64 = 8 * 1024 * 1024;
 /// Receives the body into a staged file, checks it against `expect`, then runs `then`
 /// (the commit) off the async threads.
 pub async fn receive_then<T: Send + 'static>(
-    state: &Arc<State>,
+    state: &Arc<S3State>,
     expect: &Expectations,
     body: Incoming,
     size_max: u64,
@@ -314,7 +314,7 @@ fn incomplete() -> S3Error {
 
 /// Streams a body to disk: one thread writes (and flushes as it goes), another hashes,
 /// while this task reads from the socket and undoes aws-chunked.
-async fn receive_streaming(state: &Arc<State>, expect: &Expectations, mut body: Incoming, size_max: u64) -> Result<Received> {
+async fn receive_streaming(state: &Arc<S3State>, expect: &Expectations, mut body: Incoming, size_max: u64) -> Result<Received> {
     let mut staged = crate::s3::common::blocking(state, |store| store.stage()).await??;
     let durable = state.store.durability() == crate::store::Durability::Fsync;
     let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(16);

@@ -9,11 +9,11 @@ use hyper::{Response, StatusCode};
 use md5::{Digest, Md5};
 
 use crate::http::{Body, full};
+use crate::s3::S3State;
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::error::{self, Code, Result, S3Error};
 use crate::s3::tagging::parse_tagging_header;
 use crate::s3::{Req, body, xml};
-use crate::server::State;
 use crate::store::{ObjectMeta, Store, StoreError};
 
 /// Headers stored with an object and returned on GET/HEAD.
@@ -23,7 +23,7 @@ const STORED_HEADERS: [&str; 6] =
 pub const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 /// Runs blocking store work off the async threads.
-pub async fn blocking<T: Send + 'static>(state: &Arc<State>, work: impl FnOnce(&Store) -> T + Send + 'static) -> Result<T> {
+pub async fn blocking<T: Send + 'static>(state: &Arc<S3State>, work: impl FnOnce(&Store) -> T + Send + 'static) -> Result<T> {
     let state = state.clone();
     tokio::task::spawn_blocking(move || work(&state.store)).await.map_err(S3Error::internal)
 }
@@ -96,7 +96,7 @@ fn strip_aws_chunked(value: &str) -> String {
     value.split(',').map(str::trim).filter(|t| !t.eq_ignore_ascii_case("aws-chunked") && !t.is_empty()).collect::<Vec<_>>().join(",")
 }
 
-pub async fn require_bucket(state: &Arc<State>, bucket: &str) -> Result<()> {
+pub async fn require_bucket(state: &Arc<S3State>, bucket: &str) -> Result<()> {
     let name = bucket.to_owned();
     match blocking(state, move |store| store.bucket_exists(&name)).await?? {
         true => Ok(()),

@@ -10,6 +10,7 @@ use md5::{Digest, Md5};
 use crate::config::OBJECT_BYTES_MAX;
 use crate::http::Body;
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::common::{blocking, meta_from_headers, quoted, require_bucket, store_error, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
@@ -17,7 +18,6 @@ use crate::s3::preconditions::check_copy_conditions;
 use crate::s3::router::check_key;
 use crate::s3::tagging::parse_tagging_header;
 use crate::s3::xml::{Xml, timestamp};
-use crate::server::State;
 use crate::store::{ObjectMeta, now_ms};
 
 /// `bucket/key` of `x-amz-copy-source` (URL-encoded, optional leading `/`, optional `?versionId=`).
@@ -71,7 +71,7 @@ pub fn copy_range(
     Ok((staged, hex::encode(md5.finalize()), hasher.map(|h| checksum::to_base64(&h.finish()))))
 }
 
-pub async fn copy_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn copy_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let (src_bucket, src_key) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
     let replace = match req.header("x-amz-metadata-directive") {

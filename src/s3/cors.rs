@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::{Body, empty};
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::common::{blocking, parse_xml, read_small_body, require_bucket, store_error, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::xml::Xml;
-use crate::server::State;
 
 const RULES_MAX: usize = 100;
 const METHODS: [&str; 5] = ["GET", "PUT", "HEAD", "POST", "DELETE"];
@@ -59,13 +59,13 @@ impl CorsRule {
     }
 }
 
-async fn configuration(state: &Arc<State>, bucket: &str) -> Result<Option<CorsConfiguration>> {
+async fn configuration(state: &Arc<S3State>, bucket: &str) -> Result<Option<CorsConfiguration>> {
     let name = bucket.to_owned();
     let info = blocking(state, move |store| store.bucket(&name)).await??.ok_or_else(|| S3Error::no_such_bucket(bucket))?;
     Ok(info.cors.and_then(|v| serde_json::from_value(v).ok()))
 }
 
-pub async fn get_bucket_cors(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+pub async fn get_bucket_cors(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
     let Some(config) = configuration(state, bucket).await? else {
         return Err(S3Error::new(Code::NoSuchCORSConfiguration, "The CORS configuration does not exist").with("BucketName", bucket));
     };
@@ -93,7 +93,7 @@ pub async fn get_bucket_cors(state: &Arc<State>, bucket: &str) -> Result<Respons
     Ok(xml_response(x.finish()))
 }
 
-pub async fn put_bucket_cors(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+pub async fn put_bucket_cors(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
     let bytes = read_small_body(req, body).await?;
     let config: CorsConfiguration = parse_xml(&bytes)?;
@@ -117,13 +117,13 @@ pub async fn put_bucket_cors(state: &Arc<State>, req: &Req, body: Incoming, buck
     Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
 }
 
-pub async fn delete_bucket_cors(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+pub async fn delete_bucket_cors(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
     let name = bucket.to_owned();
     blocking(state, move |store| store.update_bucket(&name, |info| info.cors = None)).await?.map_err(|e| store_error(e, bucket))?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
 }
 
-pub async fn preflight(state: &Arc<State>, req: &Req, bucket: &str) -> Result<Response<Body>> {
+pub async fn preflight(state: &Arc<S3State>, req: &Req, bucket: &str) -> Result<Response<Body>> {
     let Some(origin) = req.header("origin") else {
         return Err(S3Error::new(Code::InvalidRequest, "Insufficient information. Origin request header needed."));
     };
@@ -174,7 +174,7 @@ fn allow_headers(mut builder: http::response::Builder, rule: &CorsRule, origin: 
 }
 
 /// Adds CORS headers to a response for a request with an `Origin`, when a rule allows it.
-pub async fn apply(state: &Arc<State>, bucket: &str, origin: &str, method: &Method, response: &mut Response<Body>) {
+pub async fn apply(state: &Arc<S3State>, bucket: &str, origin: &str, method: &Method, response: &mut Response<Body>) {
     if !crate::store::valid_bucket_name(bucket) {
         return;
     }

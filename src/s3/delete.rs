@@ -8,13 +8,13 @@ use serde::Deserialize;
 
 use crate::http::{Body, empty};
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::common::{blocking, check_small_body_digest, parse_xml, read_small_body, require_bucket, store_error, xml_response};
 use crate::s3::error::{Result, S3Error};
 use crate::s3::router::check_key;
 use crate::s3::xml::Xml;
-use crate::server::State;
 
-pub async fn delete_object(state: &Arc<State>, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn delete_object(state: &Arc<S3State>, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let (b, k) = (bucket.to_owned(), key.to_owned());
     blocking(state, move |store| store.delete_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
@@ -37,7 +37,7 @@ struct DeleteEntry {
     version_id: Option<String>,
 }
 
-pub async fn delete_objects(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+pub async fn delete_objects(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
     let bytes = read_small_body(req, body).await?;
     check_small_body_digest(req, &bytes, true)?;

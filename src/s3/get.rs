@@ -11,12 +11,12 @@ use hyper::{Response, StatusCode};
 
 use crate::http::{Body, empty};
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::checksum;
 use crate::s3::common::{DEFAULT_CONTENT_TYPE, blocking, quoted, store_error};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::preconditions::check_conditions;
 use crate::s3::router::check_key;
-use crate::server::State;
 use crate::store::ObjectMeta;
 
 /// Bytes per read when streaming an object out: what a download that stalls holds.
@@ -61,7 +61,7 @@ pub fn resolve_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64
     Ok(Some(range))
 }
 
-pub async fn get_object(state: &Arc<State>, req: &Req, bucket: &str, key: &str, head: bool) -> Result<Response<Body>> {
+pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str, head: bool) -> Result<Response<Body>> {
     check_key(key)?;
     if let Some(version) = req.query.get("versionId")
         && version != "null"

@@ -25,11 +25,23 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Method, Response};
 
-use crate::auth::ChunkSigning;
+use crate::auth::{ChunkSigning, Keys};
 use crate::http::{Body, RequestCtx};
-use crate::server::State;
+use crate::store::Store;
 use error::{Result, S3Error};
 use router::{Endpoint, Query};
+
+/// What the S3 handlers reach: the store and the few settings S3 reads, nothing of the
+/// other protocols.
+pub struct S3State {
+    pub store: Arc<Store>,
+    /// With `--auth strict`, the keys a request must be signed with.
+    pub auth_keys: Option<Keys>,
+    /// The domains under which a `Host` names a bucket (virtual-hosted style).
+    pub domains: Vec<String>,
+    /// The region a bucket made by hand (without settings) reports.
+    pub region: String,
+}
 
 /// A parsed request: what the handlers read besides the body.
 pub struct Req {
@@ -45,14 +57,14 @@ impl Req {
     }
 }
 
-pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, mut parts: http::request::Parts, body: Incoming) -> Response<Body> {
+pub async fn handle(state: &Arc<S3State>, ctx: &RequestCtx, mut parts: http::request::Parts, body: Incoming) -> Response<Body> {
     let head = parts.method == Method::HEAD;
     let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = parts.method.clone();
     let expects_continue = parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let routed = authenticate(state, &parts).and_then(|chunk_signing| {
         lift_presigned_headers(&mut parts);
-        Endpoint::from_request(&parts, &state.config.domains).map(|(e, q)| (chunk_signing, e, q))
+        Endpoint::from_request(&parts, &state.domains).map(|(e, q)| (chunk_signing, e, q))
     });
     let (mut response, bucket) = match routed {
         Ok((chunk_signing, endpoint, query)) => {
@@ -86,10 +98,10 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, mut parts: http::reque
 
 /// With `--auth strict`, verifies the request's signature; answers the chunk signatures
 /// its body must then carry.
-fn authenticate(state: &State, parts: &http::request::Parts) -> Result<Option<ChunkSigning>> {
+fn authenticate(state: &S3State, parts: &http::request::Parts) -> Result<Option<ChunkSigning>> {
     // A CORS preflight carries no credentials, on AWS too.
-    let Some(keys) = state.config.auth_keys.as_ref().filter(|_| parts.method != Method::OPTIONS) else { return Ok(None) };
-    let vhost_bucket = router::virtual_host_bucket(parts, &state.config.domains);
+    let Some(keys) = state.auth_keys.as_ref().filter(|_| parts.method != Method::OPTIONS) else { return Ok(None) };
+    let vhost_bucket = router::virtual_host_bucket(parts, &state.domains);
     Ok(crate::auth::verify_s3(keys, parts, vhost_bucket.as_deref(), chrono::Utc::now())?.chunks)
 }
 
@@ -126,7 +138,7 @@ fn lift_presigned_headers(parts: &mut http::request::Parts) {
     }
 }
 
-async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, mut body: Incoming) -> Result<Response<Body>> {
+async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, mut body: Incoming) -> Result<Response<Body>> {
     use Endpoint::*;
     if let Some(bucket) = endpoint.bucket()
         && !matches!(endpoint, CreateBucket { .. })

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::config::OBJECT_BYTES_MAX;
 use crate::http::{Body, RequestCtx, empty};
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::body::{Expectations, receive_then};
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::common::{
@@ -23,7 +24,6 @@ use crate::s3::get::resolve_range;
 use crate::s3::preconditions::check_copy_conditions;
 use crate::s3::router::check_key;
 use crate::s3::xml::{Xml, timestamp};
-use crate::server::State;
 use crate::store::multipart::{Part, Upload};
 use crate::store::{ObjectMeta, StoreError, now_ms};
 
@@ -38,7 +38,7 @@ fn upload_error(err: StoreError, bucket: &str, upload_id: &str) -> S3Error {
     }
 }
 
-async fn load_upload(state: &Arc<State>, bucket: &str, key: &str, upload_id: &str) -> Result<Upload> {
+async fn load_upload(state: &Arc<S3State>, bucket: &str, key: &str, upload_id: &str) -> Result<Upload> {
     let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
     blocking(state, move |store| store.upload(&b, &k, &u)).await?.map_err(|e| upload_error(e, bucket, upload_id))
 }
@@ -51,7 +51,7 @@ fn part_number(value: &str) -> Result<u32> {
         .ok_or_else(|| S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive", "partNumber", value))
 }
 
-pub async fn create(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn create(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let checksum_algorithm =
         match req.header("x-amz-checksum-algorithm") {
@@ -110,7 +110,7 @@ pub async fn create(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &st
 }
 
 pub async fn upload_part(
-    state: &Arc<State>,
+    state: &Arc<S3State>,
     req: &Req,
     body: Incoming,
     bucket: &str,
@@ -139,7 +139,7 @@ pub async fn upload_part(
 }
 
 pub async fn upload_part_copy(
-    state: &Arc<State>,
+    state: &Arc<S3State>,
     req: &Req,
     bucket: &str,
     key: &str,
@@ -312,7 +312,7 @@ struct CompletedPart {
     etag: String,
 }
 
-pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
     let upload = load_upload(state, bucket, key, upload_id).await?;
     let bytes = read_small_body(req, body).await?;
     let request: CompleteMultipartUpload = parse_xml(&bytes)?;
@@ -358,7 +358,7 @@ pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &st
     Ok(response)
 }
 
-pub async fn abort(state: &Arc<State>, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+pub async fn abort(state: &Arc<S3State>, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
     load_upload(state, bucket, key, upload_id).await?;
     let id = upload_id.to_owned();
     blocking(state, move |store| store.abort_upload(&id)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
@@ -375,7 +375,7 @@ fn number_arg(req: &Req, name: &str, default: u32) -> Result<u32> {
 }
 
 pub async fn list_parts(
-    state: &Arc<State>,
+    state: &Arc<S3State>,
     ctx: &RequestCtx,
     req: &Req,
     bucket: &str,
@@ -417,7 +417,7 @@ pub async fn list_parts(
     Ok(xml_response(x.finish()))
 }
 
-pub async fn list_uploads(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str) -> Result<Response<Body>> {
+pub async fn list_uploads(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
     let prefix = req.query.get("prefix").unwrap_or_default().to_owned();
     let key_marker = req.query.get("key-marker").unwrap_or_default().to_owned();

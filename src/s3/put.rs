@@ -8,15 +8,15 @@ use hyper::{Response, StatusCode};
 use crate::config::OBJECT_BYTES_MAX;
 use crate::http::{Body, empty};
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::body::{Expectations, receive_then};
 use crate::s3::checksum;
 use crate::s3::common::{meta_from_headers, quoted, require_bucket, store_error};
 use crate::s3::error::Result;
 use crate::s3::router::check_key;
-use crate::server::State;
 use crate::store::now_ms;
 
-pub async fn put_object(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn put_object(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
     let mut meta = meta_from_headers(req)?;

@@ -9,11 +9,11 @@ use serde::Deserialize;
 
 use crate::http::{Body, empty};
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::common::{blocking, parse_xml, read_small_body, store_error, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::router::check_key;
 use crate::s3::xml::Xml;
-use crate::server::State;
 
 /// Most tags on one object.
 pub const OBJECT_TAGS_MAX: usize = 10;
@@ -94,7 +94,7 @@ pub fn tagging_xml(tags: &[(String, String)]) -> String {
     x.finish()
 }
 
-pub async fn get_object_tagging(state: &Arc<State>, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn get_object_tagging(state: &Arc<S3State>, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let (b, k) = (bucket.to_owned(), key.to_owned());
     let opened = blocking(state, move |store| store.open_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
@@ -102,7 +102,7 @@ pub async fn get_object_tagging(state: &Arc<State>, bucket: &str, key: &str) -> 
     Ok(xml_response(tagging_xml(&meta.tags)))
 }
 
-async fn set_object_tags(state: &Arc<State>, bucket: &str, key: &str, tags: Vec<(String, String)>) -> Result<()> {
+async fn set_object_tags(state: &Arc<S3State>, bucket: &str, key: &str, tags: Vec<(String, String)>) -> Result<()> {
     let (b, k) = (bucket.to_owned(), key.to_owned());
     let updated =
         blocking(state, move |store| store.update_meta(&b, &k, |meta| meta.tags = tags)).await?.map_err(|e| store_error(e, bucket))?;
@@ -112,7 +112,7 @@ async fn set_object_tags(state: &Arc<State>, bucket: &str, key: &str, tags: Vec<
     }
 }
 
-pub async fn put_object_tagging(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn put_object_tagging(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let bytes = read_small_body(req, body).await?;
     let tags = parse_tagging(&bytes, OBJECT_TAGS_MAX)?;
@@ -120,7 +120,7 @@ pub async fn put_object_tagging(state: &Arc<State>, req: &Req, body: Incoming, b
     Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
 }
 
-pub async fn delete_object_tagging(state: &Arc<State>, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn delete_object_tagging(state: &Arc<S3State>, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     set_object_tags(state, bucket, key, Vec::new()).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
