@@ -155,7 +155,12 @@ pub fn range_and_conditions(header: &str, size: u64) {
         if let Ok(request) = http::Request::builder().uri("/b/k").header(name, header).body(()) {
             let (parts, ()) = request.into_parts();
             let req = crate::s3::Req { parts, query: crate::s3::router::Query::parse(None), chunk_signing: None };
-            let _ = crate::s3::preconditions::check_conditions(&req, &meta);
+            let _ = crate::s3::preconditions::check_read(&req, &meta);
+            let _ = crate::s3::preconditions::check_copy_source(&req, &meta);
+            if let Ok(Some(conditions)) = crate::s3::preconditions::WriteConditions::of_write(&req, "k") {
+                let _ = conditions.check(Some(&meta));
+                let _ = conditions.check(None);
+            }
         }
     }
     let _ = crate::s3::tagging::parse_tagging_header(header);

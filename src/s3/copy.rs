@@ -14,7 +14,7 @@ use crate::s3::S3State;
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::common::{blocking, meta_from_headers, quoted, require_bucket, store_error, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::preconditions::check_copy_conditions;
+use crate::s3::preconditions::{WriteConditions, check_copy_source, check_early};
 use crate::s3::router::check_key;
 use crate::s3::tagging::parse_tagging_header;
 use crate::s3::xml::{Xml, timestamp};
@@ -93,6 +93,7 @@ pub async fn copy_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &st
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
+    let mut conditions = WriteConditions::of_write(req, key)?;
     require_bucket(state, bucket).await?;
     let new_meta = if replace { Some(meta_from_headers(req)?) } else { None };
     let new_tags =
@@ -100,7 +101,7 @@ pub async fn copy_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &st
     let (sb, sk) = (src_bucket.clone(), src_key.clone());
     let opened = blocking(state, move |store| store.open_object(&sb, &sk)).await?.map_err(|e| store_error(e, &src_bucket))?;
     let Some((file, source_meta)) = opened else { return Err(S3Error::no_such_key(&src_key)) };
-    check_copy_conditions(req, &source_meta)?;
+    check_copy_source(req, &source_meta)?;
     if source_meta.size > OBJECT_BYTES_MAX {
         return Err(S3Error::invalid_request(
             "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120",
@@ -110,8 +111,9 @@ pub async fn copy_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &st
     let kept_checksum = source_meta.checksums.iter().find(|(_, v)| !v.contains('-')).map(|(k, _)| k.clone());
     let algorithm = algorithm.or_else(|| kept_checksum.as_deref().and_then(Algorithm::parse));
     let size = source_meta.size;
+    check_early(state, bucket, key, &mut conditions).await?;
     let (b, k) = (bucket.to_owned(), key.to_owned());
-    let meta = blocking(state, move |store| -> crate::store::Result<ObjectMeta> {
+    let meta = blocking(state, move |store| -> crate::store::Result<Result<ObjectMeta>> {
         let (staged, md5, checksum) = copy_range(store, file, 0, size, algorithm)?;
         let mut meta = match new_meta {
             Some(mut meta) => {
@@ -134,10 +136,10 @@ pub async fn copy_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &st
             meta.checksums.insert(algorithm.name().to_owned(), value);
             meta.checksum_type = Some("FULL_OBJECT".to_owned());
         }
-        store.commit_object(&b, &k, staged, meta)
+        store.commit_object_if(&b, &k, staged, meta, conditions.as_ref())
     })
     .await?
-    .map_err(|e| store_error(e, bucket))?;
+    .map_err(|e| store_error(e, bucket))??;
     let mut x = Xml::document();
     x.root("CopyObjectResult");
     x.leaf("LastModified", &timestamp(meta.last_modified_ms));

@@ -11,13 +11,22 @@ use crate::s3::Req;
 use crate::s3::S3State;
 use crate::s3::common::{blocking, check_small_body_digest, parse_xml, read_small_body, require_bucket, store_error, xml_response};
 use crate::s3::error::{Result, S3Error};
+use crate::s3::preconditions::WriteConditions;
 use crate::s3::router::check_key;
 use crate::s3::xml::Xml;
 
-pub async fn delete_object(state: &Arc<S3State>, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn delete_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
+    // Without versioning there is only the current object, and the null version is it:
+    // any other version id names nothing, and must not delete the current object.
+    if let Some(version) = req.query.get("versionId")
+        && version != "null"
+    {
+        return Err(S3Error::invalid_argument("Invalid version id specified", "versionId", version));
+    }
+    let conditions = WriteConditions::of_delete(req, key);
     let (b, k) = (bucket.to_owned(), key.to_owned());
-    blocking(state, move |store| store.delete_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
+    blocking(state, move |store| store.delete_object_if(&b, &k, conditions.as_ref())).await?.map_err(|e| store_error(e, bucket))??;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
 }
 
@@ -35,6 +44,9 @@ struct DeleteEntry {
     key: String,
     #[serde(rename = "VersionId")]
     version_id: Option<String>,
+    /// Delete only if the current object has this ETag (a conditional delete).
+    #[serde(rename = "ETag")]
+    etag: Option<String>,
 }
 
 pub async fn delete_objects(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
@@ -56,7 +68,12 @@ pub async fn delete_objects(state: &Arc<S3State>, req: &Req, body: Incoming, buc
                 } else if entry.key.len() > crate::store::keypath::KEY_BYTES_MAX {
                     Err(("KeyTooLongError", "Your key is too long".to_owned()))
                 } else {
-                    store.delete_object(&b, &entry.key).map(|_| ()).map_err(|err| ("InternalError", err.to_string()))
+                    let conditions = entry.etag.as_deref().map(|etag| WriteConditions::if_match(&entry.key, etag));
+                    match store.delete_object_if(&b, &entry.key, conditions.as_ref()) {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(refused)) => Err((refused.code.as_str(), refused.message)),
+                        Err(err) => Err(("InternalError", err.to_string())),
+                    }
                 };
                 (entry, outcome)
             })

@@ -36,6 +36,7 @@ codes! {
     BucketAlreadyOwnedByYou = 409,
     BucketNotEmpty = 409,
     CORSResponse = 403,
+    ConditionalRequestConflict = 409,
     EntityTooLarge = 400,
     EntityTooSmall = 400,
     IllegalLocationConstraintException = 400,

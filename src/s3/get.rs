@@ -15,7 +15,7 @@ use crate::s3::S3State;
 use crate::s3::checksum;
 use crate::s3::common::{DEFAULT_CONTENT_TYPE, blocking, quoted, store_error};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::preconditions::check_conditions;
+use crate::s3::preconditions::check_read;
 use crate::s3::router::check_key;
 use crate::store::ObjectMeta;
 
@@ -71,7 +71,7 @@ pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str
     let (b, k) = (bucket.to_owned(), key.to_owned());
     let opened = blocking(state, move |store| store.open_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
     let Some((file, meta)) = opened else { return Err(S3Error::no_such_key(key)) };
-    check_conditions(req, &meta)?;
+    check_read(req, &meta)?;
     let mut range = resolve_range(req.header("range"), meta.size)?;
     let mut status = StatusCode::OK;
     let mut builder = Response::builder();

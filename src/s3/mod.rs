@@ -172,7 +172,7 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         CopyObject { bucket, key } => copy::copy_object(state, req, &bucket, &key).await,
         GetObject { bucket, key } => get::get_object(state, req, &bucket, &key, false).await,
         HeadObject { bucket, key } => get::get_object(state, req, &bucket, &key, true).await,
-        DeleteObject { bucket, key } => delete::delete_object(state, &bucket, &key).await,
+        DeleteObject { bucket, key } => delete::delete_object(state, req, &bucket, &key).await,
         GetObjectAttributes { bucket, key } => attributes::get_object_attributes(state, req, &bucket, &key).await,
         GetObjectTagging { bucket, key } => tagging::get_object_tagging(state, &bucket, &key).await,
         PutObjectTagging { bucket, key } => tagging::put_object_tagging(state, req, body, &bucket, &key).await,

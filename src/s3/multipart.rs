@@ -21,7 +21,7 @@ use crate::s3::common::{
 use crate::s3::copy::{copy_range, parse_copy_source};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::get::resolve_range;
-use crate::s3::preconditions::check_copy_conditions;
+use crate::s3::preconditions::{WriteConditions, check_copy_source, check_early};
 use crate::s3::router::check_key;
 use crate::s3::xml::{Xml, timestamp};
 use crate::store::multipart::{Part, Upload};
@@ -152,7 +152,7 @@ pub async fn upload_part_copy(
     let (sb, sk) = (src_bucket.clone(), src_key.clone());
     let opened = blocking(state, move |store| store.open_object(&sb, &sk)).await?.map_err(|e| store_error(e, &src_bucket))?;
     let Some((file, source)) = opened else { return Err(S3Error::no_such_key(&src_key)) };
-    check_copy_conditions(req, &source)?;
+    check_copy_source(req, &source)?;
     let (start, len) = match req.header("x-amz-copy-source-range") {
         None => (0, source.size),
         Some(range) => match resolve_range(Some(range), source.size) {
@@ -258,6 +258,7 @@ fn assemble(
     chosen: &[Part],
     mut meta: ObjectMeta,
     expected_full: Option<String>,
+    conditions: Option<&WriteConditions>,
 ) -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
     let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
     let full_object = upload.checksum_type.as_deref() == Some("FULL_OBJECT");
@@ -295,7 +296,7 @@ fn assemble(
         meta.checksums.insert(algorithm.name().to_owned(), value);
         meta.checksum_type = Some("FULL_OBJECT".to_owned());
     }
-    Ok(Ok(store.commit_object(bucket, key, staged, meta)?))
+    store.commit_object_if(bucket, key, staged, meta, conditions)
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +315,9 @@ struct CompletedPart {
 
 pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
     let upload = load_upload(state, bucket, key, upload_id).await?;
+    let mut conditions = WriteConditions::of_write(req, key)?;
+    // Before the parts are joined, which can take long; the commit checks again.
+    check_early(state, bucket, key, &mut conditions).await?;
     let bytes = read_small_body(req, body).await?;
     let request: CompleteMultipartUpload = parse_xml(&bytes)?;
     if request.parts.is_empty() {
@@ -333,17 +337,31 @@ pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &
     let expected_full = req.header(&algorithm.map(Algorithm::header).unwrap_or_default()).map(str::to_owned);
     // Validated and assembled under the upload's lock, with its parts as they are then:
     // an abort or a part racing the completion comes wholly before or after it.
-    let meta = blocking(state, move |store| {
+    let outcome = blocking(state, move |store| {
         store.complete_upload(&up, |stored| -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
             let (chosen, meta) = match plan_completion(&request, stored, &up, &id) {
                 Ok(plan) => plan,
                 Err(err) => return Ok(Err(err)),
             };
-            assemble(store, &up, &b, &k, &chosen, meta, expected_full)
+            assemble(store, &up, &b, &k, &chosen, meta, expected_full, conditions.as_ref())
         })
     })
     .await?
-    .map_err(|e| upload_error(e, bucket, upload_id))??;
+    .map_err(|e| upload_error(e, bucket, upload_id))?;
+    let meta = match outcome {
+        Ok(meta) => meta,
+        // After a conflict AWS drops the upload: the client starts again. (After a 412
+        // it stays, to be completed without the condition or aborted.)
+        Err(err) if err.code == Code::ConditionalRequestConflict => {
+            let id = upload_id.to_owned();
+            match blocking(state, move |store| store.abort_upload(&id)).await? {
+                Ok(()) | Err(StoreError::NoSuchUpload) => {}
+                Err(other) => tracing::warn!(upload_id, %other, "cannot remove the upload after a conflict"),
+            }
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
     let mut x = Xml::document();
     x.root("CompleteMultipartUploadResult");
     x.leaf("Location", &format!("http://{}/{bucket}/{key}", req.header("host").unwrap_or("localhost")));

@@ -13,6 +13,7 @@ use crate::s3::body::{Expectations, receive_then};
 use crate::s3::checksum;
 use crate::s3::common::{meta_from_headers, quoted, require_bucket, store_error};
 use crate::s3::error::Result;
+use crate::s3::preconditions::{WriteConditions, check_early};
 use crate::s3::router::check_key;
 use crate::store::now_ms;
 
@@ -20,10 +21,13 @@ pub async fn put_object(state: &Arc<S3State>, req: &Req, body: Incoming, bucket:
     check_key(key)?;
     let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
     let mut meta = meta_from_headers(req)?;
+    let mut conditions = WriteConditions::of_write(req, key)?;
     // Refuse before reading the body, so `Expect: 100-continue` clients send nothing;
-    // without it the commit finds a missing bucket just the same, one step later.
+    // without it the commit finds a missing bucket (or a failed condition) just the same,
+    // one step later.
     if req.header("expect").is_some() {
         require_bucket(state, bucket).await?;
+        check_early(state, bucket, key, &mut conditions).await?;
     }
     let (b, k) = (bucket.to_owned(), key.to_owned());
     let meta = receive_then(state, &expect, body, OBJECT_BYTES_MAX, move |store, received| {
@@ -33,7 +37,7 @@ pub async fn put_object(state: &Arc<S3State>, req: &Req, body: Incoming, bucket:
             meta.checksums.insert(algorithm.name().to_owned(), value.clone());
             meta.checksum_type = Some("FULL_OBJECT".to_owned());
         }
-        store.commit_object(&b, &k, received.staged, meta).map_err(|e| store_error(e, &b))
+        store.commit_object_if(&b, &k, received.staged, meta, conditions.as_ref()).map_err(|e| store_error(e, &b))?
     })
     .await?;
     let mut response =

@@ -1,12 +1,32 @@
 //! Objects: where a key's file is, opening it with metadata that describes exactly the
 //! open bytes, the commit that publishes a staged file with its metadata, and deletion.
 
+use std::convert::Infallible;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::meta::Fingerprint;
 use super::{ObjectMeta, Result, Staged, Store, StoreError, gone, is_link_error, keypath, open_no_follow};
+
+/// A condition on the current object of a key, checked under the bucket's lock right
+/// before a commit or a delete changes that object: what S3's conditional writes need.
+pub trait Condition {
+    /// The caller's own answer when the condition does not hold.
+    type Refusal;
+    /// Whether the change may go ahead, given the current object (`None`: there is none).
+    fn allows(&self, current: Option<&ObjectMeta>) -> std::result::Result<(), Self::Refusal>;
+}
+
+/// The condition of an unconditional change.
+pub struct Always;
+
+impl Condition for Always {
+    type Refusal = Infallible;
+    fn allows(&self, _: Option<&ObjectMeta>) -> std::result::Result<(), Infallible> {
+        Ok(())
+    }
+}
 
 impl Store {
     /// The file of `key` when its path is not a folder, and the file inside that folder.
@@ -86,7 +106,22 @@ impl Store {
 
     /// Publishes a staged file as the object `key`, replacing any earlier one. `meta`
     /// gets its fingerprint here.
-    pub fn commit_object(&self, bucket: &str, key: &str, mut staged: Staged, mut meta: ObjectMeta) -> Result<ObjectMeta> {
+    pub fn commit_object(&self, bucket: &str, key: &str, staged: Staged, meta: ObjectMeta) -> Result<ObjectMeta> {
+        let Ok(meta) = self.commit_object_if::<Always>(bucket, key, staged, meta, None)?;
+        Ok(meta)
+    }
+
+    /// As [`Store::commit_object`], when `condition` allows it: the condition sees the
+    /// key's current object under the bucket's lock, in the same hold as the rename that
+    /// replaces it, so no other commit or delete of the bucket comes between the two.
+    pub fn commit_object_if<C: Condition>(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut staged: Staged,
+        mut meta: ObjectMeta,
+        condition: Option<&C>,
+    ) -> Result<std::result::Result<ObjectMeta, C::Refusal>> {
         if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
         }
@@ -104,6 +139,9 @@ impl Store {
             // One fsync and one rename publish the bytes and their metadata together.
             let dest = {
                 let _guard = self.bucket_lock(bucket);
+                if let Err(refused) = self.check_current(bucket, key, condition)? {
+                    return Ok(Err(refused));
+                }
                 let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
                 // A metadata file left from before describes another inode; drop it.
                 match fs::remove_file(&meta_path) {
@@ -113,7 +151,7 @@ impl Store {
                 dest
             };
             self.syncs.sync_parent(&dest)?;
-            return Ok(meta);
+            return Ok(Ok(meta));
         }
         let mut staged_meta = self.stage()?;
         std::io::Write::write_all(staged_meta.file(), &meta_bytes)?;
@@ -124,17 +162,45 @@ impl Store {
         let dest = {
             // Renames of one key happen in pairs, so its data and metadata match once both land.
             let _guard = self.bucket_lock(bucket);
+            if let Err(refused) = self.check_current(bucket, key, condition)? {
+                return Ok(Err(refused));
+            }
             let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
             staged_meta.rename_to(&meta_path)?;
             dest
         };
         self.syncs.sync_parent(&dest)?;
         self.syncs.sync_parent(&meta_path)?;
-        Ok(meta)
+        Ok(Ok(meta))
+    }
+
+    /// Runs `condition` on the key's current object; the caller holds the bucket's lock.
+    fn check_current<C: Condition>(&self, bucket: &str, key: &str, condition: Option<&C>) -> Result<std::result::Result<(), C::Refusal>> {
+        let Some(condition) = condition else { return Ok(Ok(())) };
+        // A bucket deleted meanwhile is NoSuchBucket, whatever the condition says.
+        if !self.bucket_exists(bucket)? {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let current = match self.open_data(bucket, key)? {
+            Some((mut file, stat)) => Some(self.meta_for(bucket, key, &mut file, &stat, true)?),
+            None => None,
+        };
+        Ok(condition.allows(current.as_ref()))
     }
 
     /// Deletes an object; answers whether there was one. Folders left empty are removed.
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
+        let Ok(deleted) = self.delete_object_if::<Always>(bucket, key, None)?;
+        Ok(deleted)
+    }
+
+    /// As [`Store::delete_object`], when `condition` allows it (checked as a commit's is).
+    pub fn delete_object_if<C: Condition>(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: Option<&C>,
+    ) -> Result<std::result::Result<bool, C::Refusal>> {
         if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
         }
@@ -144,6 +210,9 @@ impl Store {
             // Under the bucket's lock, so that a write of `a/b` cannot move `a` into its folder
             // between the look and the unlink (and leave `a` behind a 204).
             let _guard = self.bucket_lock(bucket);
+            if let Err(refused) = self.check_current(bucket, key, condition)? {
+                return Ok(Err(refused));
+            }
             for path in [&plain, &folder_object] {
                 // Only files are objects: a link (or anything through one) is left alone.
                 if self.link_above(bucket, path)?.is_some() {
@@ -166,7 +235,7 @@ impl Store {
         if let Some(folder) = &deleted {
             self.syncs.sync_folder(folder)?;
         }
-        Ok(deleted.is_some())
+        Ok(Ok(deleted.is_some()))
     }
 
     /// Removes the empty folders above a deleted file, up to the bucket's folder; answers
