@@ -45,6 +45,11 @@ pub fn s3_xml(body: &[u8]) {
     let _ = parse_xml::<crate::s3::bucket::CreateBucketConfiguration>(body);
     let _ = parse_xml::<crate::s3::cors::CorsConfiguration>(body);
     let _ = crate::s3::tagging::parse_tagging(body, 50);
+    let _ = crate::s3::acl::parse_policy(body, "000000000000");
+    let _ = parse_xml::<crate::s3::acl::OwnershipControls>(body);
+    let _ = parse_xml::<crate::s3::policy::PublicAccessBlockConfiguration>(body);
+    // Bucket policies are JSON, but arrive as S3 request bodies.
+    let _ = crate::s3::policy::validate(body, "bkt");
 }
 
 /// An aws-chunked body, fed in pieces of `piece` bytes, without and with chunk

@@ -81,14 +81,7 @@ pub async fn apply(
         if !valid_bucket_name(bucket) {
             return Err(fail(format!("{bucket:?} is not a valid bucket name")));
         }
-        let info = BucketInfo {
-            name: bucket.clone(),
-            created_ms: now_ms(),
-            region: ctx.region.clone(),
-            owner: ctx.account.clone(),
-            cors: None,
-            tags: None,
-        };
+        let info = BucketInfo::new(bucket, now_ms(), &ctx.region, &ctx.account);
         match store.create_bucket(&info) {
             Ok(Created::New) => tracing::info!(bucket, "init: created bucket"),
             Ok(Created::Existing(_)) => tracing::debug!(bucket, "init: bucket exists"),

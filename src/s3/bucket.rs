@@ -76,14 +76,8 @@ pub async fn create_bucket(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bo
             ));
         }
     };
-    let info = BucketInfo {
-        name: bucket.to_owned(),
-        created_ms: now_ms(),
-        region: region.clone(),
-        owner: ctx.account.clone(),
-        cors: None,
-        tags: None,
-    };
+    let mut info = BucketInfo::new(bucket, now_ms(), &region, &ctx.account);
+    crate::s3::acl::for_new_bucket(req, &mut info, &ctx.account)?;
     let created = blocking(state, move |store| store.create_bucket(&info)).await??;
     if let Created::Blocked = created {
         return Err(S3Error::new(
@@ -152,31 +146,13 @@ pub async fn get_bucket_location(state: &Arc<S3State>, bucket: &str) -> Result<R
 }
 
 /// What AWS answers for a bucket on which nobody configured `what`.
-pub async fn get_unconfigured(state: &Arc<S3State>, ctx: &RequestCtx, bucket: &str, what: Unconfigured) -> Result<Response<Body>> {
-    let info = bucket_info(state, bucket).await?;
-    let owner = if info.owner.is_empty() { ctx.account.clone() } else { info.owner };
+pub async fn get_unconfigured(state: &Arc<S3State>, bucket: &str, what: Unconfigured) -> Result<Response<Body>> {
+    bucket_info(state, bucket).await?;
     let mut x = Xml::document();
     match what {
         Unconfigured::Versioning => {
             x.root("VersioningConfiguration");
             x.close("VersioningConfiguration");
-        }
-        Unconfigured::Acl => {
-            x.root("AccessControlPolicy");
-            write_owner(&mut x, "Owner", &owner);
-            x.node("AccessControlList", |x| {
-                x.open("Grant");
-                x.raw("<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">");
-                x.leaf("ID", &crate::s3::common::owner_id(&owner));
-                x.leaf("DisplayName", &owner);
-                x.close("Grantee");
-                x.leaf("Permission", "FULL_CONTROL");
-                x.close("Grant");
-            });
-            x.close("AccessControlPolicy");
-        }
-        Unconfigured::Policy => {
-            return Err(S3Error::new(Code::NoSuchBucketPolicy, "The bucket policy does not exist").with("BucketName", bucket));
         }
         Unconfigured::Encryption => {
             // Since 2023 every S3 bucket encrypts with SSE-S3 unless configured otherwise.

@@ -8,7 +8,7 @@ use hyper::Response;
 use md5::{Digest, Md5};
 
 use crate::config::OBJECT_BYTES_MAX;
-use crate::http::Body;
+use crate::http::{Body, RequestCtx};
 use crate::s3::Req;
 use crate::s3::S3State;
 use crate::s3::checksum::{self, Algorithm};
@@ -71,7 +71,7 @@ pub fn copy_range(
     Ok((staged, hex::encode(md5.finalize()), hasher.map(|h| checksum::to_base64(&h.finish()))))
 }
 
-pub async fn copy_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let (src_bucket, src_key) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
     let replace = match req.header("x-amz-metadata-directive") {
@@ -95,6 +95,8 @@ pub async fn copy_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &st
     }
     let mut conditions = WriteConditions::of_write(req, key)?;
     require_bucket(state, bucket).await?;
+    // The copy never takes the source's ACL: the destination's is what this request asks.
+    let acl = crate::s3::acl::for_object_write(state, req, bucket, &ctx.account).await?;
     let new_meta = if replace { Some(meta_from_headers(req)?) } else { None };
     let new_tags =
         if replace_tags { Some(req.header("x-amz-tagging").map(parse_tagging_header).transpose()?.unwrap_or_default()) } else { None };
@@ -130,6 +132,7 @@ pub async fn copy_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &st
         if let Some(tags) = new_tags {
             meta.tags = tags;
         }
+        meta.acl = acl;
         meta.etag = md5;
         meta.last_modified_ms = now_ms();
         if let (Some(algorithm), Some(value)) = (algorithm, checksum) {

@@ -1,6 +1,7 @@
 //! The S3 REST-XML protocol: route (pure) -> handle (one function per operation) ->
 //! respond (errors rendered once, in [`error::S3Error::to_response`]).
 
+pub mod acl;
 pub mod attributes;
 pub mod body;
 pub mod bucket;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod get;
 pub mod list;
 pub mod multipart;
+pub mod policy;
 pub mod preconditions;
 pub mod put;
 pub mod router;
@@ -29,7 +31,7 @@ use crate::auth::{ChunkSigning, Keys};
 use crate::http::{Body, RequestCtx};
 use crate::store::Store;
 use error::{Result, S3Error};
-use router::{Endpoint, Query};
+use router::{AccessOp, Endpoint, Query};
 
 /// What the S3 handlers reach: the store and the few settings S3 reads, nothing of the
 /// other protocols.
@@ -156,7 +158,10 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         DeleteBucket { bucket } => bucket::delete_bucket(state, &bucket).await,
         HeadBucket { bucket } => bucket::head_bucket(state, ctx, &bucket).await,
         GetBucketLocation { bucket } => bucket::get_bucket_location(state, &bucket).await,
-        GetUnconfigured { bucket, what } => bucket::get_unconfigured(state, ctx, &bucket, what).await,
+        GetUnconfigured { bucket, what } => bucket::get_unconfigured(state, &bucket, what).await,
+        BucketAccess { bucket, op } => access(state, ctx, req, body, &bucket, op).await,
+        GetObjectAcl { bucket, key } => acl::get_object_acl(state, ctx, req, &bucket, &key).await,
+        PutObjectAcl { bucket, key } => acl::put_object_acl(state, ctx, req, body, &bucket, &key).await,
         GetBucketTagging { bucket } => bucket::get_bucket_tagging(state, &bucket).await,
         PutBucketTagging { bucket } => bucket::put_bucket_tagging(state, req, body, &bucket).await,
         DeleteBucketTagging { bucket } => bucket::delete_bucket_tagging(state, &bucket).await,
@@ -168,8 +173,8 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         ListObjectsV2 { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V2).await,
         ListObjectVersions { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::Versions).await,
         DeleteObjects { bucket } => delete::delete_objects(state, req, body, &bucket).await,
-        PutObject { bucket, key } => put::put_object(state, req, body, &bucket, &key).await,
-        CopyObject { bucket, key } => copy::copy_object(state, req, &bucket, &key).await,
+        PutObject { bucket, key } => put::put_object(state, ctx, req, body, &bucket, &key).await,
+        CopyObject { bucket, key } => copy::copy_object(state, ctx, req, &bucket, &key).await,
         GetObject { bucket, key } => get::get_object(state, req, &bucket, &key, false).await,
         HeadObject { bucket, key } => get::get_object(state, req, &bucket, &key, true).await,
         DeleteObject { bucket, key } => delete::delete_object(state, req, &bucket, &key).await,
@@ -189,5 +194,23 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         ListParts { bucket, key, upload_id } => multipart::list_parts(state, ctx, req, &bucket, &key, &upload_id).await,
         ListMultipartUploads { bucket } => multipart::list_uploads(state, ctx, req, &bucket).await,
         NotImplemented { operation } => Err(S3Error::not_implemented(&operation)),
+    }
+}
+
+async fn access(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, body: Incoming, bucket: &str, op: AccessOp) -> Result<Response<Body>> {
+    use AccessOp::*;
+    match op {
+        GetBucketAcl => acl::get_bucket_acl(state, ctx, bucket).await,
+        PutBucketAcl => acl::put_bucket_acl(state, ctx, req, body, bucket).await,
+        GetBucketOwnershipControls => acl::get_ownership_controls(state, bucket).await,
+        PutBucketOwnershipControls => acl::put_ownership_controls(state, req, body, bucket).await,
+        DeleteBucketOwnershipControls => acl::delete_ownership_controls(state, bucket).await,
+        GetBucketPolicy => policy::get_bucket_policy(state, bucket).await,
+        PutBucketPolicy => policy::put_bucket_policy(state, req, body, bucket).await,
+        DeleteBucketPolicy => policy::delete_bucket_policy(state, bucket).await,
+        GetBucketPolicyStatus => policy::get_bucket_policy_status(state, bucket).await,
+        GetPublicAccessBlock => policy::get_public_access_block(state, bucket).await,
+        PutPublicAccessBlock => policy::put_public_access_block(state, req, body, bucket).await,
+        DeletePublicAccessBlock => policy::delete_public_access_block(state, bucket).await,
     }
 }

@@ -78,8 +78,9 @@ pub async fn create(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &
         }
         Some(other) => return Err(S3Error::invalid_argument("Invalid checksum type", "x-amz-checksum-type", other)),
     };
-    let meta = meta_from_headers(req)?;
+    let mut meta = meta_from_headers(req)?;
     require_bucket(state, bucket).await?;
+    meta.acl = crate::s3::acl::for_object_write(state, req, bucket, &ctx.account).await?;
     let upload = Upload {
         id: format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
         bucket: bucket.to_owned(),

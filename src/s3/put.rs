@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 
 use crate::config::OBJECT_BYTES_MAX;
-use crate::http::{Body, empty};
+use crate::http::{Body, RequestCtx, empty};
 use crate::s3::Req;
 use crate::s3::S3State;
 use crate::s3::body::{Expectations, receive_then};
@@ -17,11 +17,19 @@ use crate::s3::preconditions::{WriteConditions, check_early};
 use crate::s3::router::check_key;
 use crate::store::now_ms;
 
-pub async fn put_object(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn put_object(
+    state: &Arc<S3State>,
+    ctx: &RequestCtx,
+    req: &Req,
+    body: Incoming,
+    bucket: &str,
+    key: &str,
+) -> Result<Response<Body>> {
     check_key(key)?;
     let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
     let mut meta = meta_from_headers(req)?;
     let mut conditions = WriteConditions::of_write(req, key)?;
+    meta.acl = crate::s3::acl::for_object_write(state, req, bucket, &ctx.account).await?;
     // Refuse before reading the body, so `Expect: 100-continue` clients send nothing;
     // without it the commit finds a missing bucket (or a failed condition) just the same,
     // one step later.

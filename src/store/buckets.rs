@@ -10,7 +10,7 @@ use super::{BucketInfo, Result, Store, StoreError, valid_bucket_name};
 /// What CreateBucket found.
 pub enum Created {
     New,
-    Existing(BucketInfo),
+    Existing(Box<BucketInfo>),
     /// Something that is not a bucket (a file, a symbolic link) has the bucket's name in
     /// the data directory.
     Blocked,
@@ -36,7 +36,7 @@ impl Store {
     pub fn create_bucket(&self, info: &BucketInfo) -> io::Result<Created> {
         let _guard = self.bucket_lock(&info.name);
         if let Some(existing) = self.bucket(&info.name)? {
-            return Ok(Created::Existing(existing));
+            return Ok(Created::Existing(Box::new(existing)));
         }
         let dir = self.bucket_dir(&info.name);
         if fs::symlink_metadata(&dir).is_ok() {

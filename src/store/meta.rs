@@ -53,6 +53,9 @@ pub struct ObjectMeta {
     pub part_sizes: Vec<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// The object's ACL; `None`: the default one (the owner's FULL_CONTROL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Vec<super::settings::Grant>>,
     #[serde(default)]
     pub fingerprint: Fingerprint,
 }

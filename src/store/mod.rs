@@ -65,7 +65,7 @@ pub use atomic::Staged;
 pub use buckets::Created;
 pub use listing::Listed;
 pub use meta::{Fingerprint, ObjectMeta};
-pub use settings::BucketInfo;
+pub use settings::{BucketInfo, Grant, PublicAccessBlock};
 
 /// Whether writes are fsynced before they are acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
