@@ -110,6 +110,14 @@ pub async fn put_bucket_cors(state: &Arc<S3State>, req: &Req, body: Incoming, bu
         if let Some(origin) = rule.allowed_origins.iter().find(|o| o.matches('*').count() > 1) {
             return Err(S3Error::invalid_request(format!("AllowedOrigin \"{origin}\" can not have more than one wildcard.")));
         }
+        // ExposeHeader values are sent back as a response header: one that cannot be
+        // (a control character, a line break) is refused here, not at every request.
+        if let Some(header) = rule.expose_headers.iter().find(|h| http::HeaderValue::from_str(h).is_err()) {
+            return Err(S3Error::invalid_request(format!(
+                "ExposeHeader \"{}\" contains characters not allowed in an HTTP header",
+                header.escape_debug()
+            )));
+        }
     }
     let value = serde_json::to_value(&config).map_err(S3Error::internal)?;
     let name = bucket.to_owned();
@@ -155,7 +163,8 @@ pub async fn preflight(state: &Arc<S3State>, req: &Req, bucket: &str) -> Result<
     if let Some(age) = rule.max_age_seconds {
         builder = builder.header("access-control-max-age", age.to_string());
     }
-    Ok(builder.body(empty()).expect("valid response"))
+    // A configuration stored before its values were checked may still hold a bad one.
+    builder.body(empty()).map_err(S3Error::internal)
 }
 
 fn allow_headers(mut builder: http::response::Builder, rule: &CorsRule, origin: &str) -> http::response::Builder {
