@@ -52,7 +52,8 @@ use xattr::FileExt;
 pub use atomic::Staged;
 
 /// Whether writes are fsynced before they are acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// fsync every object, metadata file and folder change before answering.
