@@ -36,7 +36,7 @@ def test_python_examples(firelake):
 
 def test_rust_example_is_the_tested_file():
     # tests/readme_rust.rs runs examples/quickstart.rs; the README must quote it whole.
-    assert blocks("rust", "aws_sdk_s3") == [(ROOT / "examples" / "quickstart.rs").read_text()]
+    assert blocks("rust", "cargo run --example quickstart") == [(ROOT / "examples" / "quickstart.rs").read_text()]
 
 
 def run_shell_block(code, firelake, cwd, skip=()):
