@@ -26,8 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, Secret, ServeArgs};
+use crate::firehose::registry::Firehose;
 use crate::server::{Opened, State};
-use crate::store::Durability;
+use crate::store::{Durability, Store};
 
 /// How long stopping may wait for the server's runtime to wind down its blocking work,
 /// after the (already bounded) drain of requests and buffers.
@@ -37,6 +38,8 @@ const RUNTIME_SHUTDOWN_MS: u64 = 10_000;
 pub struct Server {
     addr: SocketAddr,
     state: Arc<State>,
+    store: Arc<Store>,
+    firehose: Arc<Firehose>,
     runtime: tokio::runtime::Handle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -86,7 +89,7 @@ impl Server {
 
     /// The data directory: bucket `B`'s object `K` is the file `data_dir/B/K`.
     pub fn data_dir(&self) -> &Path {
-        self.state.store.root()
+        self.store.root()
     }
 
     /// Delivers every delivery stream's buffered records now and returns once they are
@@ -102,11 +105,11 @@ impl Server {
     }
 
     async fn flush_streams(&self, name: Option<String>) -> Result<(), Error> {
-        let state = self.state.clone();
+        let firehose = self.firehose.clone();
         let wanted = name.clone();
         let outcomes = self
             .runtime
-            .spawn(async move { state.firehose.flush(wanted.as_deref(), crate::admin::FLUSH_TIMEOUT).await })
+            .spawn(async move { firehose.flush(wanted.as_deref(), crate::admin::FLUSH_TIMEOUT).await })
             .await
             .map_err(|err| Error(format!("the flush did not finish: {err}")))?;
         if let Some(name) = name
@@ -127,7 +130,7 @@ impl Server {
     pub async fn reset(&self) -> Result<(), Error> {
         let state = self.state.clone();
         self.runtime
-            .spawn(async move { crate::admin::reset(&state) })
+            .spawn(async move { crate::admin::reset(&state.admin) })
             .await
             .map_err(|err| Error(format!("the reset did not finish: {err}")))?
             .map_err(|err| Error(format!("cannot reset: {err}")))
@@ -240,7 +243,13 @@ impl Builder {
                 runtime.block_on(async move {
                     match Opened::open(config).await {
                         Ok(opened) => {
-                            let ready = (opened.addr, opened.state.clone(), tokio::runtime::Handle::current());
+                            let ready = (
+                                opened.addr,
+                                opened.state.clone(),
+                                opened.store.clone(),
+                                opened.firehose.clone(),
+                                tokio::runtime::Handle::current(),
+                            );
                             let _ = ready_tx.send(Ok(ready));
                             opened
                                 .serve(async {
@@ -257,7 +266,9 @@ impl Builder {
             })
             .map_err(|err| Error(format!("cannot start the server's thread: {err}")))?;
         match ready_rx.recv() {
-            Ok(Ok((addr, state, runtime))) => Ok(Server { addr, state, runtime, stop: Some(stop), thread: Some(thread) }),
+            Ok(Ok((addr, state, store, firehose, runtime))) => {
+                Ok(Server { addr, state, store, firehose, runtime, stop: Some(stop), thread: Some(thread) })
+            }
             Ok(Err(err)) => {
                 let _ = thread.join();
                 Err(Error(err))
