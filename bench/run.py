@@ -491,6 +491,8 @@ def listing_section(rounds, sizes=LISTING_SIZES, moto_max=LISTING_MOTO_MAX):
         kinds = ("firelake", "moto") if n <= moto_max else ("firelake",)
         for kind in kinds:
             results[(kind, n)] = listing_round(kind, n, repeats=max(5, rounds * 3))
+            # Each bucket's figures as soon as they are measured: the large fills take minutes.
+            print(f"{kind} {n}:", json.dumps(results[(kind, n)]), flush=True)
     print("\n| ListObjectsV2, 1,000-key page (median) | " + " | ".join(f"{k} {n:,}" for k, n in results) + " |")
     print("|---|" + "---|" * len(results))
     rows = (("first-page-ms", "first page (ms)"), ("middle-page-ms", "page from the middle, start-after (ms)"),
