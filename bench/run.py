@@ -2,7 +2,8 @@
 """Runs firelake's benchmarks against firelake and moto_server in the same run, and prints
 medians, ratios and the disk baselines as Markdown (the figures in BENCHMARKS.md).
 
-    .venv/bin/python bench/run.py [--rounds 3] [--seconds 5] [--only s3|firehose|durability]
+    .venv/bin/python bench/run.py [--rounds 3] [--seconds 5] [--only s3|firehose|durability|listing]
+                                  [--profile release|profiling]
 
 It builds the release binaries, starts each server on a fresh data directory under
 bench/.data (the disk the repository is on), and drives it with bench/loadgen over
@@ -24,6 +25,7 @@ import time
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The binaries of the cargo profile given by --profile (release unless told).
 FIRELAKE = ROOT / "target" / "release" / "firelake"
 LOADGEN = ROOT / "target" / "release" / "firelake-loadgen"
 DATA = ROOT / "bench" / ".data"
@@ -71,9 +73,9 @@ def start_firelake_timed(args, port, timeout=20.0):
 
 
 class Server:
-    def __init__(self, kind, *extra, durability=DURABILITY):
+    def __init__(self, kind, *extra, durability=DURABILITY, port=None):
         self.kind = kind
-        port = free_port()
+        port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{port}"
         data = self.data = DATA / f"{kind}-{port}"
         if kind == "firelake":
@@ -379,6 +381,131 @@ def replay_startup(rounds=3):
     return journal, held, statistics.median(times)
 
 
+# ---- listings: the cost of one page against the size of the bucket ----
+
+LISTING_SIZES = (10_000, 100_000, 1_000_000)
+LISTING_MOTO_MAX = 100_000
+PER_FOLDER = 1000
+
+
+def listing_key(i):
+    """Keys in folders of PER_FOLDER, as a stream's hourly folders are: d0000/k0000000."""
+    return f"d{i // PER_FOLDER:04d}/k{i:07d}"
+
+
+def place_keys(bucket_dir, n):
+    """Hand-places n empty objects straight into a bucket's folder (README: listed as objects)."""
+    for folder in range(0, n, PER_FOLDER):
+        (bucket_dir / listing_key(folder)).parent.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        os.close(os.open(bucket_dir / listing_key(i), os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def put_keys(endpoint, bucket, n, threads=8):
+    """PUTs n empty objects through HTTP (moto has no folder to place them in)."""
+    import concurrent.futures
+    import http.client
+    host = endpoint.removeprefix("http://")
+
+    def worker(start):
+        conn = http.client.HTTPConnection(host, timeout=60)
+        for i in range(start, n, threads):
+            conn.request("PUT", f"/{bucket}/{listing_key(i)}", body=b"")
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200, response.status
+        conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(worker, range(threads)))
+
+
+def list_page(conn, bucket, **query):
+    """One ListObjectsV2 page over a kept-alive connection: (seconds, body)."""
+    import urllib.parse
+    path = f"/{bucket}?list-type=2&" + urllib.parse.urlencode(query)
+    t = time.perf_counter()
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    elapsed = time.perf_counter() - t
+    assert response.status == 200, (response.status, body[:300])
+    return elapsed, body
+
+
+def walk_all(conn, bucket):
+    """Lists every key page by page: (seconds, keys seen)."""
+    import re
+    t, keys, token = time.perf_counter(), 0, None
+    while True:
+        _, body = list_page(conn, bucket, **({"continuation-token": token} if token else {}))
+        keys += body.count(b"<Key>")
+        found = re.search(rb"<NextContinuationToken>([^<]+)</NextContinuationToken>", body)
+        if not found:
+            return time.perf_counter() - t, keys
+        token = found.group(1).decode()
+
+
+def listing_round(kind, n, repeats):
+    """Page and walk times for a bucket of n keys on a fresh `kind` server."""
+    import http.client
+    port = free_port()
+    bucket = "listing"
+    data = DATA / f"{kind}-{port}"
+    if kind == "firelake":
+        t = time.perf_counter()
+        place_keys(data / bucket, n)
+        fill = time.perf_counter() - t
+        server = Server(kind, port=port)
+    else:
+        server = Server(kind, port=port)
+        urllib.request.urlopen(urllib.request.Request(f"{server.endpoint}/{bucket}", method="PUT"), timeout=30).read()
+        t = time.perf_counter()
+        put_keys(server.endpoint, bucket, n)
+        fill = time.perf_counter() - t
+    try:
+        conn = http.client.HTTPConnection(server.endpoint.removeprefix("http://"), timeout=600)
+        out = {"fill-s": fill}
+        # firelake derives and remembers hand-placed files' metadata the first time it lists them.
+        out["walk-first-s"], keys = walk_all(conn, bucket)
+        assert keys == n, (kind, n, keys)
+        out["walk-second-s"], _ = walk_all(conn, bucket)
+        middle = listing_key(n // 2)
+        pages = {"first-page": {}, "middle-page": {"start-after": middle}, "prefix-page": {"prefix": "d0005/"}}
+        for name, query in pages.items():
+            times = []
+            for _ in range(repeats):
+                elapsed, body = list_page(conn, bucket, **query)
+                assert body.count(b"<Key>") == 1000, (name, body.count(b"<Key>"))
+                times.append(elapsed)
+            out[f"{name}-ms"] = statistics.median(times) * 1000
+        conn.close()
+        return out
+    finally:
+        server.stop()
+
+
+def listing_section(rounds, sizes=LISTING_SIZES, moto_max=LISTING_MOTO_MAX):
+    results = {}
+    for n in sizes:
+        kinds = ("firelake", "moto") if n <= moto_max else ("firelake",)
+        for kind in kinds:
+            results[(kind, n)] = listing_round(kind, n, repeats=max(5, rounds * 3))
+            # Each bucket's figures as soon as they are measured: the large fills take minutes.
+            print(f"{kind} {n}:", json.dumps(results[(kind, n)]), flush=True)
+    print("\n| ListObjectsV2, 1,000-key page (median) | " + " | ".join(f"{k} {n:,}" for k, n in results) + " |")
+    print("|---|" + "---|" * len(results))
+    rows = (("first-page-ms", "first page (ms)"), ("middle-page-ms", "page from the middle, start-after (ms)"),
+            ("prefix-page-ms", "prefix d0005/ (ms)"), ("walk-first-s", "walk of all keys, first (s)"),
+            ("walk-second-s", "walk of all keys, second (s)"), ("fill-s", "fill (s)"))
+    for key, label in rows:
+        print(f"| {label} | " + " | ".join(f"{r[key]:.2f}" for r in results.values()) + " |")
+    small, big = results[("firelake", sizes[0])], results[("firelake", sizes[-1])]
+    for key in ("first-page-ms", "middle-page-ms", "prefix-page-ms"):
+        print(f"\nfirelake {key}, {sizes[-1]:,} / {sizes[0]:,} keys: {big[key] / small[key]:.2f}x", end="")
+    print("\n\nraw:", json.dumps({f"{k} {n}": r for (k, n), r in results.items()}))
+
+
 def interleaved(kinds, round_fn, rounds, seconds):
     """round_fn(kind, seconds) for each kind in turn, `rounds` times: {kind: [result, ...]}.
     Interleaving spreads the machine's noise over every kind alike."""
@@ -393,12 +520,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--only", choices=["s3", "firehose", "durability", "partitioning", "lambda"], default=None)
+    ap.add_argument("--only", choices=["s3", "firehose", "durability", "partitioning", "lambda", "listing"], default=None)
+    ap.add_argument("--profile", default="release", help="the cargo profile to build and run (release, profiling)")
+    ap.add_argument("--listing-sizes", type=lambda v: tuple(int(n) for n in v.split(",")), default=LISTING_SIZES,
+                    help="bucket sizes of the listing section, comma-separated")
+    ap.add_argument("--listing-moto-max", type=int, default=LISTING_MOTO_MAX,
+                    help="the largest bucket filled in moto too (moto takes its PUTs at about 100/s on a busy machine)")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "firelake", "-p", "firelake-loadgen"], cwd=ROOT, check=True)
+    global FIRELAKE, LOADGEN
+    FIRELAKE = ROOT / "target" / args.profile / "firelake"
+    LOADGEN = ROOT / "target" / args.profile / "firelake-loadgen"
+    subprocess.run(["cargo", "build", "--profile", args.profile, "--locked", "-p", "firelake", "-p", "firelake-loadgen"], cwd=ROOT, check=True)
     shutil.rmtree(DATA, ignore_errors=True)
     DATA.mkdir(parents=True)
-    print(f"# firelake benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores\n")
+    print(f"# firelake benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+          f"profile {args.profile}\n")
     if args.only in (None, "s3"):
         start = startup_ms()
         rss = idle_rss_mb()
@@ -472,6 +608,8 @@ def main():
         print(f"| journal size | {journal / 1e9:.2f} GB |")
         print(f"| record bytes held again after replay | {held / 1e9:.2f} GB |")
         print(f"| exec to ready (median of 3) | {ms:.0f} ms |")
+    if args.only in (None, "listing"):
+        listing_section(args.rounds, args.listing_sizes, args.listing_moto_max)
     shutil.rmtree(DATA, ignore_errors=True)
 
 

@@ -1,4 +1,4 @@
-//! ListObjects (v1), ListObjectsV2 and ListObjectVersions over the store's sorted keys.
+//! ListObjects (v1), ListObjectsV2 and ListObjectVersions: one page of the store's lazy walk.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use crate::s3::S3State;
 use crate::s3::common::{blocking, quoted, store_error, write_owner, xml_response};
 use crate::s3::error::{Result, S3Error};
 use crate::s3::xml::{Xml, timestamp};
-use crate::store::ObjectMeta;
+use crate::store::{ListQuery, ObjectMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -24,53 +24,6 @@ pub enum Version {
 
 /// What `encoding-type=url` leaves alone: unreserved characters and `/`.
 const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
-
-/// One page of a listing: objects and common prefixes in key order.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Page {
-    /// Indexes into the key list.
-    pub objects: Vec<usize>,
-    pub prefixes: Vec<String>,
-    pub truncated: bool,
-    /// The last key or common prefix on the page, where the next page starts after.
-    pub last: Option<String>,
-}
-
-/// Cuts one page from `keys` (sorted, all starting with `prefix`): keys after `after`,
-/// rolled up at `delimiter`, at most `max` entries. Pure, so it is tested alone.
-pub fn paginate(keys: &[&str], prefix: &str, delimiter: Option<&str>, after: &str, max: usize) -> Page {
-    let mut page = Page { objects: Vec::new(), prefixes: Vec::new(), truncated: false, last: None };
-    for (i, key) in keys.iter().enumerate() {
-        if key.as_bytes() <= after.as_bytes() || !key.starts_with(prefix) {
-            continue;
-        }
-        let rolled =
-            delimiter.filter(|d| !d.is_empty()).and_then(|d| key[prefix.len()..].find(d).map(|at| &key[..prefix.len() + at + d.len()]));
-        match rolled {
-            Some(common) => {
-                // A prefix at or before the marker was on an earlier page.
-                if common.as_bytes() <= after.as_bytes() || page.prefixes.last().is_some_and(|p| p == common) {
-                    continue;
-                }
-                if page.objects.len() + page.prefixes.len() == max {
-                    page.truncated = true;
-                    break;
-                }
-                page.prefixes.push(common.to_owned());
-                page.last = Some(common.to_owned());
-            }
-            None => {
-                if page.objects.len() + page.prefixes.len() == max {
-                    page.truncated = true;
-                    break;
-                }
-                page.objects.push(i);
-                page.last = Some((*key).to_owned());
-            }
-        }
-    }
-    page
-}
 
 pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, version: Version) -> Result<Response<Body>> {
     let q = &req.query;
@@ -100,11 +53,11 @@ pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buc
                 None => q.get("start-after").unwrap_or_default().to_owned(),
             },
         };
-    let (b, p) = (bucket.to_owned(), prefix.clone());
-    let listed = blocking(state, move |store| store.list_objects(&b, &p)).await?.map_err(|e| store_error(e, bucket))?;
-    let keys: Vec<&str> = listed.iter().map(|l| l.key.as_str()).collect();
-    let page = paginate(&keys, &prefix, delimiter.as_deref(), &after, max_keys);
-    let chosen: Vec<crate::store::Listed> = page.objects.iter().map(|&i| listed[i].clone()).collect();
+    let (b, p, d, a) = (bucket.to_owned(), prefix.clone(), delimiter.clone(), after.clone());
+    let page = blocking(state, move |store| store.list_page(&b, ListQuery { prefix: &p, delimiter: d.as_deref(), after: &a }, max_keys))
+        .await?
+        .map_err(|e| store_error(e, bucket))?;
+    let chosen = page.objects;
     let b = bucket.to_owned();
     let metas: Vec<ObjectMeta> = blocking(state, move |store| -> crate::store::Result<Vec<ObjectMeta>> {
         let mut out = Vec::with_capacity(chosen.len());
@@ -185,50 +138,4 @@ pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buc
     }
     x.close(root);
     Ok(xml_response(x.finish()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[track_caller]
-    fn check(
-        keys: &[&str],
-        prefix: &str,
-        delimiter: Option<&str>,
-        after: &str,
-        max: usize,
-        objects: &[&str],
-        prefixes: &[&str],
-        truncated: bool,
-    ) {
-        let page = paginate(keys, prefix, delimiter, after, max);
-        let got: Vec<&str> = page.objects.iter().map(|&i| keys[i]).collect();
-        assert_eq!(got, objects);
-        assert_eq!(page.prefixes, prefixes);
-        assert_eq!(page.truncated, truncated);
-    }
-
-    const KEYS: &[&str] = &["a", "a-b", "a/x", "a/y", "b/c/d", "c"];
-
-    #[test]
-    fn flat() {
-        check(KEYS, "", None, "", 1000, KEYS, &[], false);
-        check(KEYS, "", None, "", 2, &["a", "a-b"], &[], true);
-        check(KEYS, "", None, "a-b", 2, &["a/x", "a/y"], &[], true);
-    }
-
-    #[test]
-    fn delimited() {
-        check(KEYS, "", Some("/"), "", 1000, &["a", "a-b", "c"], &["a/", "b/"], false);
-        check(KEYS, "", Some("/"), "", 3, &["a", "a-b"], &["a/"], true);
-        // Resuming after a common prefix skips every key under it.
-        check(KEYS, "", Some("/"), "a/", 1000, &["c"], &["b/"], false);
-        check(KEYS, "a/", Some("/"), "", 1000, &["a/x", "a/y"], &[], false);
-    }
-
-    #[test]
-    fn zero_max_keys() {
-        check(KEYS, "", None, "", 0, &[], &[], true);
-    }
 }

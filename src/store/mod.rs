@@ -63,7 +63,7 @@ use sha2::{Digest, Sha256};
 // The store's types are named from outside as `store::X`, whichever file holds them.
 pub use atomic::Staged;
 pub use buckets::Created;
-pub use listing::Listed;
+pub use listing::{ListPage, ListQuery, Listed};
 pub use meta::{Fingerprint, ObjectMeta};
 pub use settings::{BucketInfo, Grant, PublicAccessBlock};
 
