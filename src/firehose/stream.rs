@@ -223,6 +223,9 @@ pub struct StreamState {
     pub failed_records: BTreeMap<String, u64>,
     /// Lambda processor batches, by how they ended ("answered", "failed after retries").
     pub lambda_invocations: BTreeMap<&'static str, u64>,
+    /// The first seq of each Lambda batch taken and not yet committed, in take order
+    /// (`firehose::transform`): its records are in no buffer meanwhile.
+    pub lambda_in_flight: VecDeque<u64>,
 }
 
 impl StreamState {
@@ -230,7 +233,8 @@ impl StreamState {
     pub fn needed_from(&self) -> u64 {
         let buffered = self.buffers.values().filter_map(Buffer::first_seq);
         let sealed = self.pending.iter().map(|p| p.seal.min_seq());
-        buffered.chain(sealed).min().unwrap_or(self.next_seq)
+        let transforming = self.lambda_in_flight.iter().copied();
+        buffered.chain(sealed).chain(transforming).min().unwrap_or(self.next_seq)
     }
 
     /// The data partitions that hold records (the active ones).
@@ -245,12 +249,21 @@ impl StreamState {
 pub struct Stream {
     pub journal: Journal,
     state: Mutex<StreamState>,
+    /// Wakes the delivery task.
     pub notify: Notify,
+    /// Wakes the Lambda stage's task.
+    pub lambda_notify: Notify,
 }
 
 impl Stream {
     pub fn lock(&self) -> MutexGuard<'_, StreamState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the stream's tasks (delivery and the Lambda stage) to look at it again.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+        self.lambda_notify.notify_one();
     }
 
     /// A stream from its definition and its replayed journal: sealed, undelivered
@@ -369,10 +382,11 @@ impl Stream {
             delivered_objects: BTreeMap::new(),
             failed_records: BTreeMap::new(),
             lambda_invocations: BTreeMap::new(),
+            lambda_in_flight: VecDeque::new(),
         };
         let needed_from = state.needed_from();
         journal.truncate(needed_from)?;
-        Ok(Stream { journal, state: Mutex::new(state), notify: Notify::new() })
+        Ok(Stream { journal, state: Mutex::new(state), notify: Notify::new(), lambda_notify: Notify::new() })
     }
 
     /// Routes, journals and buffers records; answers for each whether it was accepted
@@ -397,6 +411,8 @@ impl Stream {
         }
         let backup = state.def.destination.backup_enabled();
         let was_idle = state.buffers.values().all(Buffer::is_empty);
+        // The Lambda stage sleeps until its oldest record's deadline: a first record wakes it.
+        let lambda_was_empty = pipeline.lambda.is_some() && state.buffers.get(&Dest::Lambda).is_none_or(Buffer::is_empty);
         let mut results = Vec::with_capacity(records.len());
         let mut entries = Vec::with_capacity(records.len());
         let mut outputs: Vec<Vec<(Dest, Bytes)>> = Vec::new();
@@ -469,7 +485,7 @@ impl Stream {
         // The delivery task sleeps until the oldest record's deadline, so it needs waking
         // only for a new buffer (a new oldest record) or a full one, not for every put.
         let pressed = state.held_bytes > settings.stream_bytes_max / 2;
-        let wake = was_idle || full || pressed || !new_partitions.is_empty();
+        let wake = was_idle || lambda_was_empty || full || pressed || !new_partitions.is_empty();
         Ok(Put { results, position: Some(position), wake, deleted: false })
     }
 }
