@@ -10,7 +10,16 @@ use hyper::body::Incoming;
 use hyper::{Method, Response, StatusCode};
 
 use crate::http::{Body, RequestCtx, full};
-use crate::server::State;
+
+/// What firelake's own endpoints reach: the delivery streams (flush, status, reset), the
+/// store (reset, health) and what the health answer reports.
+pub struct AdminState {
+    /// The Firehose protocol's state: `/_firelake/cloudwatch-logs` puts through it.
+    pub firehose: Arc<crate::firehose::FirehoseState>,
+    pub store: Arc<crate::store::Store>,
+    pub started: std::time::Instant,
+    pub durability: crate::store::Durability,
+}
 
 /// How long `POST /_firelake/flush` waits for delivery.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -18,7 +27,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// (1,024,000 bytes) is Firehose's, checked as PutRecord checks it.
 const CLOUDWATCH_RECORD_BYTES_MAX: usize = 2 * 1024 * 1024;
 
-pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+pub async fn handle(state: &AdminState, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
     match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/_firelake/cloudwatch-logs") => {
             let query = crate::s3::router::Query::parse(parts.uri.query());
@@ -35,7 +44,7 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
                     );
                 }
             };
-            match crate::firehose::put_from_cloudwatch_logs(state, ctx, name, data).await {
+            match crate::firehose::put_from_cloudwatch_logs(&state.firehose, ctx, name, data).await {
                 Ok(()) => json(StatusCode::OK, ctx, serde_json::json!({ "accepted": 1 })),
                 Err(err) => err.to_response(ctx),
             }
@@ -49,7 +58,7 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
         (&Method::POST, "/_firelake/flush") => {
             let query = crate::s3::router::Query::parse(parts.uri.query());
             let name = query.get("stream");
-            let outcomes = state.firehose.flush(name, FLUSH_TIMEOUT).await;
+            let outcomes = state.firehose.firehose.flush(name, FLUSH_TIMEOUT).await;
             if let Some(name) = name
                 && outcomes.is_empty()
             {
@@ -63,7 +72,7 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
             let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             json(status, ctx, serde_json::json!({ "flushed": flushed, "failed": failed }))
         }
-        (&Method::GET, "/_firelake/streams") => json(StatusCode::OK, ctx, state.firehose.status()),
+        (&Method::GET, "/_firelake/streams") => json(StatusCode::OK, ctx, state.firehose.firehose.status()),
         (&Method::POST, "/_firelake/reset") => match reset(state) {
             Ok(()) => json(StatusCode::OK, ctx, serde_json::json!({ "reset": true })),
             Err(err) => json(StatusCode::INTERNAL_SERVER_ERROR, ctx, serde_json::json!({ "error": err.to_string() })),
@@ -76,7 +85,7 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptime_seconds": state.started.elapsed().as_secs_f64(),
                 "data_dir": state.store.root().display().to_string(),
-                "durability": state.config.durability,
+                "durability": state.durability,
             }),
         ),
         (_, path) => {
@@ -93,9 +102,9 @@ fn method_not_allowed(ctx: &RequestCtx, allow: &str, method: &Method, path: &str
 }
 
 /// Deletes every delivery stream (discarding its buffer), then every bucket.
-fn reset(state: &State) -> std::io::Result<()> {
+fn reset(state: &AdminState) -> std::io::Result<()> {
     tokio::task::block_in_place(|| {
-        state.firehose.reset()?;
+        state.firehose.firehose.reset()?;
         state.store.reset()
     })
 }

@@ -39,12 +39,17 @@ fn check_destination(dest: &S3Destination) {
 
 /// S3 XML request bodies.
 pub fn s3_xml(body: &[u8]) {
-    use crate::s3::parse_xml;
-    let _ = parse_xml::<crate::s3::object::Delete>(body);
+    use crate::s3::common::parse_xml;
+    let _ = parse_xml::<crate::s3::delete::Delete>(body);
     let _ = parse_xml::<crate::s3::multipart::CompleteMultipartUpload>(body);
     let _ = parse_xml::<crate::s3::bucket::CreateBucketConfiguration>(body);
     let _ = parse_xml::<crate::s3::cors::CorsConfiguration>(body);
-    let _ = crate::s3::object::parse_tagging(body, 50);
+    let _ = crate::s3::tagging::parse_tagging(body, 50);
+    let _ = crate::s3::acl::parse_policy(body, "000000000000");
+    let _ = parse_xml::<crate::s3::acl::OwnershipControls>(body);
+    let _ = parse_xml::<crate::s3::policy::PublicAccessBlockConfiguration>(body);
+    // Bucket policies are JSON, but arrive as S3 request bodies.
+    let _ = crate::s3::policy::validate(body, "bkt");
 }
 
 /// An aws-chunked body, fed in pieces of `piece` bytes, without and with chunk
@@ -147,7 +152,7 @@ pub fn sigv4(text: &str) {
 
 /// Range and conditional headers against an object of `size` bytes.
 pub fn range_and_conditions(header: &str, size: u64) {
-    if let Ok(Some((first, last))) = crate::s3::object::resolve_range(Some(header), size) {
+    if let Ok(Some((first, last))) = crate::s3::get::resolve_range(Some(header), size) {
         assert!(first <= last && last < size, "a resolved range lies inside the object");
     }
     let meta = crate::store::ObjectMeta { etag: "abc".into(), size, last_modified_ms: 1_700_000_000_000, ..Default::default() };
@@ -155,10 +160,15 @@ pub fn range_and_conditions(header: &str, size: u64) {
         if let Ok(request) = http::Request::builder().uri("/b/k").header(name, header).body(()) {
             let (parts, ()) = request.into_parts();
             let req = crate::s3::Req { parts, query: crate::s3::router::Query::parse(None), chunk_signing: None };
-            let _ = crate::s3::object::check_conditions(&req, &meta);
+            let _ = crate::s3::preconditions::check_read(&req, &meta);
+            let _ = crate::s3::preconditions::check_copy_source(&req, &meta);
+            if let Ok(Some(conditions)) = crate::s3::preconditions::WriteConditions::of_write(&req, "k") {
+                let _ = conditions.check(Some(&meta));
+                let _ = conditions.check(None);
+            }
         }
     }
-    let _ = crate::s3::object::parse_tagging_header(header);
+    let _ = crate::s3::tagging::parse_tagging_header(header);
 }
 
 /// Prefix expressions, evaluated as a delivery would.

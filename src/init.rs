@@ -23,9 +23,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::config::Config;
+use crate::firehose::FirehoseState;
 use crate::http::RequestCtx;
-use crate::server::State;
-use crate::store::{BucketInfo, Created, now_ms, valid_bucket_name};
+use crate::lambda::api::LambdaState;
+use crate::store::{BucketInfo, Created, Store, now_ms, valid_bucket_name};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,14 +59,20 @@ struct InitFunction {
 }
 
 /// Creates what `path` declares; an error is one line naming the file and the problem.
-pub async fn apply(state: &Arc<State>, path: &Path) -> Result<(), String> {
+pub async fn apply(
+    config: &Config,
+    store: &Store,
+    firehose: &Arc<FirehoseState>,
+    lambda: &Arc<LambdaState>,
+    path: &Path,
+) -> Result<(), String> {
     let fail = |what: String| format!("init file {}: {what}", path.display());
     let text = std::fs::read_to_string(path).map_err(|err| fail(err.to_string()))?;
     let init: InitFile = serde_json::from_str(&text).map_err(|err| fail(err.to_string()))?;
     let ctx = RequestCtx {
         request_id: "init".to_owned(),
-        account: init.account.unwrap_or_else(|| state.config.account_id.clone()),
-        region: init.region.unwrap_or_else(|| state.config.region.clone()),
+        account: init.account.unwrap_or_else(|| config.account_id.clone()),
+        region: init.region.unwrap_or_else(|| config.region.clone()),
     };
     if !crate::config::valid_account_id(&ctx.account) {
         return Err(fail(format!("account {:?} is not 12 digits", ctx.account)));
@@ -73,15 +81,8 @@ pub async fn apply(state: &Arc<State>, path: &Path) -> Result<(), String> {
         if !valid_bucket_name(bucket) {
             return Err(fail(format!("{bucket:?} is not a valid bucket name")));
         }
-        let info = BucketInfo {
-            name: bucket.clone(),
-            created_ms: now_ms(),
-            region: ctx.region.clone(),
-            owner: ctx.account.clone(),
-            cors: None,
-            tags: None,
-        };
-        match state.store.create_bucket(&info) {
+        let info = BucketInfo::new(bucket, now_ms(), &ctx.region, &ctx.account);
+        match store.create_bucket(&info) {
             Ok(Created::New) => tracing::info!(bucket, "init: created bucket"),
             Ok(Created::Existing(_)) => tracing::debug!(bucket, "init: bucket exists"),
             Ok(Created::Blocked) => {
@@ -94,28 +95,28 @@ pub async fn apply(state: &Arc<State>, path: &Path) -> Result<(), String> {
     }
     for request in init.delivery_streams {
         let name = request.get("DeliveryStreamName").and_then(Value::as_str).unwrap_or_default().to_owned();
-        if state.firehose.get(&ctx.account, &ctx.region, &name).is_some() {
+        if firehose.firehose.get(&ctx.account, &ctx.region, &name).is_some() {
             tracing::debug!(stream = %name, "init: delivery stream exists");
             continue;
         }
-        match crate::firehose::create_from_json(state, &ctx, request).await {
+        match crate::firehose::create_from_json(firehose, &ctx, request).await {
             Ok(_) => tracing::info!(stream = %name, "init: created delivery stream"),
             Err(err) => return Err(fail(format!("delivery stream {name:?}: {}: {}", err.error_type(), err.message()))),
         }
     }
     for function in init.functions {
-        create_function(state, &ctx, path, function).await.map_err(fail)?;
+        create_function(lambda, &ctx, path, function).await.map_err(fail)?;
     }
     Ok(())
 }
 
 /// Creates a function the init file declares, unless it exists.
-async fn create_function(state: &Arc<State>, ctx: &RequestCtx, init_path: &Path, function: InitFunction) -> Result<(), String> {
+async fn create_function(lambda: &Arc<LambdaState>, ctx: &RequestCtx, init_path: &Path, function: InitFunction) -> Result<(), String> {
     use base64::Engine;
     let name = function.name.clone();
     let reference = crate::lambda::FunctionRef::parse(&ctx.account, &ctx.region, &name)
         .map_err(|err| format!("function {name:?}: {}", err.message()))?;
-    if state.lambda.get(&reference).is_ok() {
+    if lambda.lambda.get(&reference).is_ok() {
         tracing::debug!(function = %name, "init: function exists");
         return Ok(());
     }
@@ -143,7 +144,7 @@ async fn create_function(state: &Arc<State>, ctx: &RequestCtx, init_path: &Path,
         }
     }
     let body = request.to_string();
-    match crate::lambda::api::create_from_json(state, ctx, body.as_bytes(), true).await {
+    match crate::lambda::api::create_from_json(lambda, ctx, body.as_bytes(), true).await {
         Ok(_) => {
             tracing::info!(function = %name, "init: created function");
             Ok(())

@@ -17,20 +17,25 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::admin::AdminState;
 use crate::config::{Config, DEFAULT_HOST, HEADER_BYTES_MAX, SHUTDOWN_DRAIN_MS};
+use crate::firehose::FirehoseState;
 use crate::firehose::registry::Firehose;
 use crate::http::{Body, RequestCtx};
 use crate::lambda::Lambda;
+use crate::lambda::api::LambdaState;
+use crate::s3::S3State;
 use crate::store::Store;
 use crate::{admin, firehose, s3};
 
-/// What every request handler can reach.
+/// What the server holds: its configuration, and each protocol's own narrow state
+/// (a protocol sees only its own, so none of them depends on this module).
 pub struct State {
     pub config: Config,
-    pub store: Arc<Store>,
-    pub firehose: Firehose,
-    pub lambda: Arc<Lambda>,
-    pub started: Instant,
+    pub s3: Arc<S3State>,
+    pub firehose: Arc<FirehoseState>,
+    pub lambda: Arc<LambdaState>,
+    pub admin: AdminState,
 }
 
 /// Which protocol a request speaks.
@@ -81,21 +86,37 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result
         Lambda::start(store.clone(), config.lambda.clone())
             .map_err(|err| format!("cannot load the Lambda functions in {}: {err}", data_dir.display()))?,
     );
-    let firehose = Firehose::start(store.clone(), config.firehose_settings(), lambda.clone())
-        .map_err(|err| format!("cannot load the delivery streams in {}: {err}", data_dir.display()))?;
+    let firehose = Arc::new(
+        Firehose::start(store.clone(), config.firehose_settings(), lambda.clone())
+            .map_err(|err| format!("cannot load the delivery streams in {}: {err}", data_dir.display()))?,
+    );
     let listeners = bind(&config).await?;
-    let state = Arc::new(State { config, store, firehose, lambda, started: Instant::now() });
+    let keys = config.auth_keys.clone();
+    let firehose_state = Arc::new(FirehoseState { firehose: firehose.clone(), auth_keys: keys.clone() });
+    let state = Arc::new(State {
+        s3: Arc::new(S3State {
+            store: store.clone(),
+            auth_keys: keys.clone(),
+            domains: config.domains.clone(),
+            region: config.region.clone(),
+        }),
+
+        lambda: Arc::new(LambdaState { lambda: lambda.clone(), store: store.clone(), auth_keys: keys }),
+        firehose: firehose_state.clone(),
+        admin: AdminState { firehose: firehose_state, store: store.clone(), started: Instant::now(), durability: config.durability },
+        config,
+    });
     if let Some(path) = state.config.init.clone() {
-        crate::init::apply(&state, &path).await?;
+        crate::init::apply(&state.config, &store, &state.firehose, &state.lambda, &path).await?;
     }
     let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
-    state.lambda.serving_at(addr);
+    lambda.serving_at(addr);
     let also = listeners.get(1).and_then(|l| l.local_addr().ok()).map(|a| format!(" and http://{a}")).unwrap_or_default();
-    println!("firelake listening on http://{addr}{also}, data in {}", state.store.root().display());
+    println!("firelake listening on http://{addr}{also}, data in {}", store.root().display());
     run(listeners, state.clone(), shutdown).await;
     tracing::info!("delivering what the delivery streams buffered");
-    state.firehose.shutdown(Duration::from_millis(SHUTDOWN_DRAIN_MS)).await;
-    state.lambda.shutdown().await;
+    firehose.shutdown(Duration::from_millis(SHUTDOWN_DRAIN_MS)).await;
+    lambda.shutdown().await;
     drop(ephemeral);
     Ok(())
 }
@@ -195,10 +216,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let idle = Duration::from_millis(state.config.body_timeout_ms);
     let response = crate::http::with_body_idle_limit(idle, async {
         match Protocol::of(&parts, &state.config) {
-            Protocol::Firehose => firehose::handle(&state, &ctx, parts, body).await,
-            Protocol::Lambda => crate::lambda::api::handle(&state, &ctx, parts, body).await,
-            Protocol::Admin => admin::handle(&state, &ctx, parts, body).await,
-            Protocol::S3 => s3::handle(&state, &ctx, parts, body).await,
+            Protocol::Firehose => firehose::handle(&state.firehose, &ctx, parts, body).await,
+            Protocol::Lambda => crate::lambda::api::handle(&state.lambda, &ctx, parts, body).await,
+            Protocol::Admin => admin::handle(&state.admin, &ctx, parts, body).await,
+            Protocol::S3 => s3::handle(&state.s3, &ctx, parts, body).await,
         }
     })
     .await;

@@ -595,7 +595,9 @@ fn kills_while_a_lambda_transforms_lose_and_duplicate_nothing() {
             "DeliveryStreamName": LAMBDA_STREAM,
             "ExtendedS3DestinationConfiguration": {
                 "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": format!("arn:aws:s3:::{BUCKET}"),
-                "Prefix": "lambda/", "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60},
+                // Interval 0: every Lambda batch's output is sealed and written at once, so
+                // kills land among seals, object writes (several at a time) and invocations.
+                "Prefix": "lambda/", "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0},
                 "ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "Lambda", "Parameters": [
                     {"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:000000000000:function:transform"},
                     {"ParameterName": "BufferSizeInMBs", "ParameterValue": "0.2"},

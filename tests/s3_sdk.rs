@@ -435,3 +435,43 @@ async fn unsupported_operations_answer_not_implemented() {
     let encryption = s3.get_bucket_encryption().bucket("bkt").send().await.unwrap();
     assert!(encryption.server_side_encryption_configuration().is_some());
 }
+
+#[tokio::test]
+async fn conditional_writes_and_access_settings() {
+    let server = Server::start();
+    let s3 = server.s3().await;
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let first = s3.put_object().bucket("bkt").key("lock").if_none_match("*").body(ByteStream::from_static(b"a")).send().await.unwrap();
+    let err = s3.put_object().bucket("bkt").key("lock").if_none_match("*").body(ByteStream::from_static(b"b")).send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(412));
+    assert_eq!(err.into_service_error().meta().code(), Some("PreconditionFailed"));
+    let err = s3.put_object().bucket("bkt").key("lock").if_match("\"ffff\"").body(ByteStream::from_static(b"b")).send().await.unwrap_err();
+    assert_eq!(err.into_service_error().meta().code(), Some("PreconditionFailed"));
+    s3.put_object().bucket("bkt").key("lock").if_match(first.e_tag().unwrap()).body(ByteStream::from_static(b"c")).send().await.unwrap();
+    assert_eq!(std::fs::read(server.data_dir.join("bkt/lock")).unwrap(), b"c");
+    let err = s3.delete_object().bucket("bkt").key("lock").if_match("\"ffff\"").send().await.unwrap_err();
+    assert_eq!(err.into_service_error().meta().code(), Some("PreconditionFailed"));
+    assert!(server.data_dir.join("bkt/lock").exists());
+
+    // A new bucket's access settings, as AWS gives them since 2023.
+    let controls = s3.get_bucket_ownership_controls().bucket("bkt").send().await.unwrap();
+    let rule = &controls.ownership_controls().unwrap().rules()[0];
+    assert_eq!(rule.object_ownership(), &aws_sdk_s3::types::ObjectOwnership::BucketOwnerEnforced);
+    let block = s3.get_public_access_block().bucket("bkt").send().await.unwrap();
+    assert_eq!(block.public_access_block_configuration().unwrap().block_public_policy(), Some(true));
+    let err = s3
+        .put_object()
+        .bucket("bkt")
+        .key("k")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.into_service_error().meta().code(), Some("AccessControlListNotSupported"));
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"s3:*","Resource":["arn:aws:s3:::bkt","arn:aws:s3:::bkt/*"]}]}"#;
+    s3.put_bucket_policy().bucket("bkt").policy(policy).send().await.unwrap();
+    assert_eq!(s3.get_bucket_policy().bucket("bkt").send().await.unwrap().policy(), Some(policy));
+    let status = s3.get_bucket_policy_status().bucket("bkt").send().await.unwrap();
+    assert_eq!(status.policy_status().and_then(|s| s.is_public()), Some(false));
+}

@@ -4,6 +4,7 @@
 //! shutdown, deliver everything. The records waiting for a Lambda processor are the
 //! Lambda stage's (`firehose::transform`), a task of its own that this one starts.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use tokio::sync::watch;
+use tokio::task::{self, JoinSet};
 
 use crate::firehose::buffer::Records;
 use crate::firehose::compress::Compression;
@@ -32,16 +34,29 @@ enum Step {
     Exit,
 }
 
-/// Picks what to do next, under the stream's lock: a sealed batch first (in seal order),
-/// then the due buffer whose oldest record is oldest; otherwise answers the flushes that
-/// are done and sleeps until the earliest deadline. The Lambda stage's buffer is not
-/// this task's; at shutdown it exits once that stage is done too (`lambda_done`).
-fn next_step(state: &mut StreamState, settings: &Settings, shutting_down: bool, lambda_done: bool) -> Step {
+/// Objects of one stream written at once: enough to overlap their fsyncs (a flush of
+/// many partitions seals a batch each), few enough to leave the disk to the others.
+const WRITES_IN_FLIGHT_MAX: usize = 8;
+
+/// Picks what to do next, under the stream's lock: a sealed batch not yet being written
+/// (in seal order, while fewer than [`WRITES_IN_FLIGHT_MAX`] are), then the due buffer
+/// whose oldest record is oldest; otherwise answers the flushes that are done and sleeps
+/// until the earliest deadline or the next finished write. The Lambda stage's buffer is
+/// not this task's; at shutdown it exits once that stage is done too (`lambda_done`).
+fn next_step(
+    state: &mut StreamState,
+    settings: &Settings,
+    shutting_down: bool,
+    writing: &HashMap<task::Id, u64>,
+    lambda_done: bool,
+) -> Step {
     if state.deleted {
         return Step::Exit;
     }
-    if let Some(front) = state.pending.front() {
-        return Step::Deliver(Box::new(front.clone()));
+    if writing.len() < WRITES_IN_FLIGHT_MAX
+        && let Some(next) = state.pending.iter().find(|p| !writing.values().any(|id| *id == p.seal.id))
+    {
+        return Step::Deliver(Box::new(next.clone()));
     }
     let now = now_ms();
     let destination = &state.def.destination;
@@ -87,7 +102,7 @@ fn next_step(state: &mut StreamState, settings: &Settings, shutting_down: bool, 
     // Empty buffers of partitions that are no longer active are dropped.
     state.buffers.retain(|_, buffer| !buffer.is_empty() || buffer.forced);
     // At shutdown, records still with the Lambda stage come back as outputs to deliver.
-    let lambda_idle = lambda_done || (state.buffers.get(&Dest::Lambda).is_none_or(|b| b.is_empty()) && state.lambda_in_flight.is_empty());
+    let lambda_idle = lambda_done || (state.buffers.get(&Dest::Lambda).is_none_or(|b| b.is_empty()) && state.transforming.is_empty());
     if shutting_down && lambda_idle { Step::Exit } else { Step::Wait(deadline) }
 }
 
@@ -124,29 +139,50 @@ pub async fn deliver(
 ) {
     let stage = AbortOnDrop(tokio::spawn(transform::run(stream.clone(), settings.clone(), lambda, held_total.clone(), shutdown.clone())));
     let mut failures: u32 = 0;
+    // The seal ids of the objects being written, by their tasks.
+    let mut writing: HashMap<task::Id, u64> = HashMap::new();
+    let mut writes: JoinSet<Result<(), String>> = JoinSet::new();
     loop {
-        let shutting_down = *shutdown.borrow();
-        let step = next_step(&mut stream.lock(), &settings, shutting_down, stage.0.is_finished());
-        let outcome: Result<(), String> = match step {
-            Step::Exit => return,
-            Step::Wait(deadline) => {
-                let sleep = deadline.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64)).unwrap_or(Duration::from_secs(3600));
-                tokio::select! {
-                    () = stream.notify.notified() => {}
-                    () = tokio::time::sleep(sleep) => {}
-                    _ = shutdown.changed() => {}
+        let mut outcome: Result<(), String> = Ok(());
+        while let Some(done) = writes.try_join_next_with_id() {
+            outcome = outcome.and(finished(done, &mut writing));
+        }
+        if outcome.is_ok() {
+            let shutting_down = *shutdown.borrow();
+            let step = next_step(&mut stream.lock(), &settings, shutting_down, &writing, stage.0.is_finished());
+            outcome = match step {
+                // Deleted, or at shutdown with nothing left: the writes under way end first.
+                Step::Exit if writes.is_empty() => return,
+                Step::Exit => match writes.join_next_with_id().await {
+                    Some(done) => finished(done, &mut writing),
+                    None => Ok(()),
+                },
+                Step::Wait(deadline) => {
+                    let sleep = deadline.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64)).unwrap_or(Duration::from_secs(3600));
+                    tokio::select! {
+                        () = stream.notify.notified() => Ok(()),
+                        () = tokio::time::sleep(sleep) => Ok(()),
+                        _ = shutdown.changed() => Ok(()),
+                        Some(done) = writes.join_next_with_id(), if !writes.is_empty() => finished(done, &mut writing),
+                    }
                 }
-                continue;
-            }
-            Step::Seal(dest) => seal(&stream, &store, &settings, dest).await,
-            Step::Deliver(pending) => write_object(&stream, &store, *pending, &held_total).await,
-        };
+                Step::Seal(dest) => seal(&stream, &store, &settings, dest).await,
+                Step::Deliver(pending) => {
+                    let id = pending.seal.id;
+                    let (stream, store, held_total) = (stream.clone(), store.clone(), held_total.clone());
+                    let task = writes.spawn(async move { write_object(&stream, &store, *pending, &held_total).await });
+                    writing.insert(task.id(), id);
+                    Ok(())
+                }
+            };
+        }
         match outcome {
             Ok(()) => failures = 0,
             Err(reason) => {
                 failures += 1;
                 report_failure(&stream, reason);
                 if *shutdown.borrow() {
+                    while writes.join_next().await.is_some() {}
                     let state = stream.lock();
                     tracing::warn!(stream = %state.def.name, "undelivered records stay in the journal and are delivered after the next start");
                     return;
@@ -157,7 +193,23 @@ pub async fn deliver(
                     () = tokio::time::sleep(Duration::from_millis(delay)) => {}
                     _ = shutdown.changed() => {}
                 }
+                continue;
             }
+        }
+    }
+}
+
+/// Takes a finished write off the writes under way; answers its outcome. A write that
+/// failed (or panicked) leaves its batch sealed, to be written again.
+fn finished(done: Result<(task::Id, Result<(), String>), task::JoinError>, writing: &mut HashMap<task::Id, u64>) -> Result<(), String> {
+    match done {
+        Ok((task, outcome)) => {
+            writing.remove(&task);
+            outcome
+        }
+        Err(err) => {
+            writing.remove(&err.id());
+            Err(format!("an object write failed: {err}"))
         }
     }
 }
@@ -388,7 +440,10 @@ async fn write_object(stream: &Arc<Stream>, store: &Arc<Store>, pending: Pending
     stream.journal.append(&[Note::Delivered { seal: seal.id }.entry()]).await.map_err(|e| e.to_string())?;
     let (needed_from, done) = {
         let mut state = stream.lock();
-        let Some(done) = state.pending.pop_front() else { return Ok(()) };
+        // Writes end in any order; a batch discarded meanwhile (the stream deleted) is gone.
+        let Some(done) = state.pending.iter().position(|p| p.seal.id == seal.id).and_then(|at| state.pending.remove(at)) else {
+            return Ok(());
+        };
         let bytes = done.records.bytes();
         state.held_bytes = state.held_bytes.saturating_sub(bytes);
         let _ = held_total.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| Some(held.saturating_sub(bytes)));

@@ -25,11 +25,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::{Body, RequestCtx, full};
-use crate::server::State;
 use api::{S3Destination, Tag, Violations, check_stream_name, check_tags, not_emulated, parse};
 use error::{FirehoseError, Result};
 use registry::{ChangeError, Refusal};
 use stream::{DESTINATION_ID, Stream, StreamDef};
+
+/// What the Firehose handlers reach: the delivery streams and the keys requests are
+/// signed with, nothing of the other protocols.
+pub struct FirehoseState {
+    pub firehose: Arc<registry::Firehose>,
+    /// With `--auth strict`, the keys a request must be signed with.
+    pub auth_keys: Option<crate::auth::Keys>,
+}
 
 /// The `X-Amz-Target` prefix of every Firehose operation.
 pub const TARGET_PREFIX: &str = "Firehose_20150804.";
@@ -41,7 +48,7 @@ const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 const STREAMS_MAX: usize = 5_000;
 const TAGS_MAX: usize = 50;
 
-pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+pub async fn handle(state: &Arc<FirehoseState>, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or(target).to_owned();
     let span = tracing::debug_span!("firehose", op = %operation, id = %ctx.request_id);
@@ -53,7 +60,7 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
             }
             crate::http::BodyError::Io(err) => FirehoseError::Serialization(format!("the request body could not be read: {err}")),
         })?;
-        if let Some(keys) = &state.config.auth_keys {
+        if let Some(keys) = &state.auth_keys {
             let body_sha256 = crate::sigv4::sha256_hex(&body);
             crate::auth::verify(keys, &parts, crate::auth::Service::Firehose, Some(&body_sha256), chrono::Utc::now())
                 .map_err(FirehoseError::Auth)?;
@@ -81,7 +88,7 @@ enum Reply {
     Text(String),
 }
 
-async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, operation: &str, body: &[u8]) -> Result<Reply> {
+async fn dispatch(state: &Arc<FirehoseState>, ctx: &RequestCtx, operation: &str, body: &[u8]) -> Result<Reply> {
     if operation == "PutRecordBatch" {
         return put_record_batch(state, ctx, body).await.map(Reply::Text);
     }
@@ -106,13 +113,13 @@ fn not_found(name: &str, ctx: &RequestCtx) -> FirehoseError {
     FirehoseError::ResourceNotFound(format!("Firehose {name} under account {} not found.", ctx.account))
 }
 
-fn find(state: &State, ctx: &RequestCtx, name: &str) -> Result<Arc<Stream>> {
+fn find(state: &FirehoseState, ctx: &RequestCtx, name: &str) -> Result<Arc<Stream>> {
     state.firehose.get(&ctx.account, &ctx.region, name).ok_or_else(|| not_found(name, ctx))
 }
 
 /// Changes a stream's definition through the registry's one serialised path.
 async fn change(
-    state: &Arc<State>,
+    state: &Arc<FirehoseState>,
     ctx: &RequestCtx,
     stream: Arc<Stream>,
     change: impl FnOnce(&StreamDef) -> Result<Option<StreamDef>> + Send + 'static,
@@ -138,7 +145,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 }
 
 /// Creates a stream from a CreateDeliveryStream request body (for init files).
-pub async fn create_from_json(state: &Arc<State>, ctx: &RequestCtx, request: Value) -> Result<Value> {
+pub async fn create_from_json(state: &Arc<FirehoseState>, ctx: &RequestCtx, request: Value) -> Result<Value> {
     let input: CreateInput = serde_json::from_value(request).map_err(|err| FirehoseError::Serialization(err.to_string()))?;
     create(state, ctx, input).await
 }
@@ -161,7 +168,7 @@ pub(crate) struct CreateInput {
 
 const STREAM_TYPES: [&str; 4] = ["DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource"];
 
-async fn create(state: &Arc<State>, ctx: &RequestCtx, input: CreateInput) -> Result<Value> {
+async fn create(state: &Arc<FirehoseState>, ctx: &RequestCtx, input: CreateInput) -> Result<Value> {
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.one_of("deliveryStreamType", input.delivery_stream_type.as_deref(), &STREAM_TYPES);
@@ -289,7 +296,7 @@ struct NameInput {
     exclusive_start_destination_id: Option<String>,
 }
 
-fn describe(state: &Arc<State>, ctx: &RequestCtx, input: NameInput) -> Result<Value> {
+fn describe(state: &Arc<FirehoseState>, ctx: &RequestCtx, input: NameInput) -> Result<Value> {
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.range("limit", input.limit, 1, 10_000);
@@ -340,7 +347,7 @@ struct ListInput {
     exclusive_start_delivery_stream_name: Option<String>,
 }
 
-fn list(state: &Arc<State>, ctx: &RequestCtx, input: ListInput) -> Result<Value> {
+fn list(state: &Arc<FirehoseState>, ctx: &RequestCtx, input: ListInput) -> Result<Value> {
     let mut v = Violations::default();
     v.range("limit", input.limit, 1, 10_000);
     v.one_of("deliveryStreamType", input.delivery_stream_type.as_deref(), &STREAM_TYPES);
@@ -371,7 +378,7 @@ struct DeleteInput {
     allow_force_delete: Option<bool>,
 }
 
-async fn delete(state: &Arc<State>, ctx: &RequestCtx, input: DeleteInput) -> Result<Value> {
+async fn delete(state: &Arc<FirehoseState>, ctx: &RequestCtx, input: DeleteInput) -> Result<Value> {
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.finish()?;
@@ -474,7 +481,7 @@ pub enum Source {
 }
 
 /// Finds the stream for a put and checks that it takes records from `source`.
-fn stream_for_put(state: &Arc<State>, ctx: &RequestCtx, name: &str, source: Source) -> Result<(Arc<Stream>, bool)> {
+fn stream_for_put(state: &Arc<FirehoseState>, ctx: &RequestCtx, name: &str, source: Source) -> Result<(Arc<Stream>, bool)> {
     let stream = find(state, ctx, name)?;
     let s = stream.lock();
     // AWS lets only CloudWatch Logs put into a stream that decompresses its records.
@@ -498,7 +505,7 @@ fn stream_for_put(state: &Arc<State>, ctx: &RequestCtx, name: &str, source: Sour
     Ok((stream, encrypted))
 }
 
-async fn put_record(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> Result<Value> {
+async fn put_record(state: &Arc<FirehoseState>, ctx: &RequestCtx, body: &[u8]) -> Result<Value> {
     let input: PutRecordInput<'_> = parse_borrowed(body)?;
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
@@ -529,7 +536,7 @@ async fn put_record(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> Result
 }
 
 /// PutRecordBatch answers with a body written directly: it is the hot path.
-async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> Result<String> {
+async fn put_record_batch(state: &Arc<FirehoseState>, ctx: &RequestCtx, body: &[u8]) -> Result<String> {
     let input: PutRecordBatchInput<'_> = parse_borrowed(body)?;
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
@@ -581,7 +588,7 @@ async fn put_record_batch(state: &Arc<State>, ctx: &RequestCtx, body: &[u8]) -> 
 
 /// Delivers one record as a CloudWatch Logs subscription would (the gzipped envelope
 /// as it is), for streams with Decompression, which refuse direct puts as AWS does.
-pub async fn put_from_cloudwatch_logs(state: &Arc<State>, ctx: &RequestCtx, name: &str, data: Bytes) -> Result<()> {
+pub async fn put_from_cloudwatch_logs(state: &Arc<FirehoseState>, ctx: &RequestCtx, name: &str, data: Bytes) -> Result<()> {
     if data.len() > RECORD_BYTES_MAX {
         return Err(FirehoseError::Validation(format!(
             "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim={0} cap={0}]' at 'record.data' failed to satisfy constraint: Member must have length less than or equal to {RECORD_BYTES_MAX}",
@@ -610,7 +617,7 @@ pub(crate) struct UpdateInput {
     other: serde_json::Map<String, Value>,
 }
 
-async fn update_destination(state: &Arc<State>, ctx: &RequestCtx, input: UpdateInput) -> Result<Value> {
+async fn update_destination(state: &Arc<FirehoseState>, ctx: &RequestCtx, input: UpdateInput) -> Result<Value> {
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.required("currentDeliveryStreamVersionId", &input.current_delivery_stream_version_id);
@@ -686,7 +693,7 @@ struct TagInput {
     limit: Option<i64>,
 }
 
-async fn tag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<Value> {
+async fn tag(state: &Arc<FirehoseState>, ctx: &RequestCtx, input: TagInput) -> Result<Value> {
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.required("tags", &input.tags);
@@ -715,7 +722,7 @@ async fn tag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<Va
     Ok(json!({}))
 }
 
-async fn untag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<Value> {
+async fn untag(state: &Arc<FirehoseState>, ctx: &RequestCtx, input: TagInput) -> Result<Value> {
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.required("tagKeys", &input.tag_keys);
@@ -738,7 +745,7 @@ async fn untag(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<
     Ok(json!({}))
 }
 
-fn list_tags(state: &Arc<State>, ctx: &RequestCtx, input: TagInput) -> Result<Value> {
+fn list_tags(state: &Arc<FirehoseState>, ctx: &RequestCtx, input: TagInput) -> Result<Value> {
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.range("limit", input.limit, 1, 50);
@@ -762,7 +769,7 @@ struct EncryptionInput {
     delivery_stream_encryption_configuration_input: Option<Value>,
 }
 
-async fn encryption(state: &Arc<State>, ctx: &RequestCtx, input: EncryptionInput, enable: bool) -> Result<Value> {
+async fn encryption(state: &Arc<FirehoseState>, ctx: &RequestCtx, input: EncryptionInput, enable: bool) -> Result<Value> {
     let mut v = Violations::default();
     check_stream_name(&mut v, &input.delivery_stream_name);
     v.finish()?;

@@ -342,7 +342,7 @@ impl Firehose {
                     "delivered_objects": state.delivered_objects,
                     "failed_records": state.failed_records,
                     "lambda_invocations": state.lambda_invocations,
-                    "lambda_batches_in_flight": state.lambda_in_flight.len(),
+                    "lambda_batches_in_flight": state.transforming.len(),
                     "recent_objects": state.recent,
                     "last_error": state.last_error,
                     "ignored": state.def.ignored,

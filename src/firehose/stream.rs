@@ -223,18 +223,26 @@ pub struct StreamState {
     pub failed_records: BTreeMap<String, u64>,
     /// Lambda processor batches, by how they ended ("answered", "failed after retries").
     pub lambda_invocations: BTreeMap<&'static str, u64>,
-    /// The first seq of each Lambda batch taken and not yet committed, in take order
-    /// (`firehose::transform`): its records are in no buffer meanwhile.
-    pub lambda_in_flight: VecDeque<u64>,
+    /// The first seq of each batch the Lambda stage holds (`firehose::transform`), out of
+    /// every buffer until its outputs are buffered: still needed, so the journal keeps it
+    /// and a flush waits for it.
+    pub transforming: Vec<u64>,
 }
 
 impl StreamState {
-    /// The lowest seq still needed: no buffer and no sealed batch holds one below it.
+    /// The lowest seq still needed: no buffer, sealed batch or batch in the Lambda
+    /// stage holds one below it.
     pub fn needed_from(&self) -> u64 {
         let buffered = self.buffers.values().filter_map(Buffer::first_seq);
         let sealed = self.pending.iter().map(|p| p.seal.min_seq());
-        let transforming = self.lambda_in_flight.iter().copied();
-        buffered.chain(sealed).chain(transforming).min().unwrap_or(self.next_seq)
+        buffered.chain(sealed).chain(self.transforming.iter().copied()).min().unwrap_or(self.next_seq)
+    }
+
+    /// The Lambda stage is done with the batch that begins at `first_seq`.
+    pub fn transformed(&mut self, first_seq: Option<u64>) {
+        if let Some(at) = first_seq.and_then(|seq| self.transforming.iter().position(|s| *s == seq)) {
+            self.transforming.swap_remove(at);
+        }
     }
 
     /// The data partitions that hold records (the active ones).
@@ -382,7 +390,7 @@ impl Stream {
             delivered_objects: BTreeMap::new(),
             failed_records: BTreeMap::new(),
             lambda_invocations: BTreeMap::new(),
-            lambda_in_flight: VecDeque::new(),
+            transforming: Vec::new(),
         };
         let needed_from = state.needed_from();
         journal.truncate(needed_from)?;

@@ -7,7 +7,7 @@
 //! documents). Records therefore reach their buffers in seq order whatever order the
 //! invocations end in, and nothing is buffered downstream before its outcome is durable.
 //!
-//! A taken batch is in no buffer until it is committed; `StreamState::lambda_in_flight`
+//! A taken batch is in no buffer until it is committed; `StreamState::transforming`
 //! holds its first seq, so the journal keeps its records and a flush waits for it, and its
 //! bytes stay counted in what the stream holds (the put path's backpressure).
 
@@ -145,7 +145,7 @@ fn next(stream: &Arc<Stream>, settings: &Settings, lambda: &Arc<Lambda>, shuttin
         return Next::Wait(Some(now_ms()));
     };
     let Some(first_seq) = records.first_seq() else { return Next::Wait(None) };
-    state.lambda_in_flight.push_back(first_seq);
+    state.transforming.push(first_seq);
     let (stream_arn, account, region) = (state.def.arn(), state.def.account.clone(), state.def.region.clone());
     drop(state);
     let records = Arc::new(records);
@@ -251,7 +251,7 @@ async fn commit(
     loop {
         if stream.lock().deleted {
             // DeleteDeliveryStream discarded what the stream held, these records included.
-            stream.lock().lambda_in_flight.pop_front();
+            stream.lock().transformed(records.first_seq());
             return Ok(());
         }
         match stream.journal.append(std::slice::from_ref(&entry)).await {
@@ -271,7 +271,7 @@ async fn commit(
         }
     }
     let mut state = stream.lock();
-    state.lambda_in_flight.pop_front();
+    state.transformed(records.first_seq());
     if state.deleted {
         return Ok(());
     }

@@ -15,7 +15,15 @@ use serde_json::{Value, json};
 use super::error::LambdaError;
 use super::{FUNCTIONS_MAX, Family, Function, FunctionRef, INVOKE_BYTES_MAX, InvokeOptions, Lambda, ZIP_BYTES_MAX};
 use crate::http::{Body, BodyError, RequestCtx, full, read_body_limited};
-use crate::server::State;
+
+/// What the Lambda API handlers reach: the functions, the store (for code read from S3)
+/// and the keys requests are signed with, nothing of the other protocols.
+pub struct LambdaState {
+    pub lambda: Arc<Lambda>,
+    pub store: Arc<crate::store::Store>,
+    /// With `--auth strict`, the keys a request must be signed with.
+    pub auth_keys: Option<crate::auth::Keys>,
+}
 
 /// Largest CreateFunction / UpdateFunctionCode request: a 50 MB zip in base64, as AWS counts.
 const CODE_REQUEST_BYTES_MAX: usize = 69_905_067;
@@ -149,7 +157,7 @@ impl Reply {
     }
 }
 
-pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+pub async fn handle(state: &Arc<LambdaState>, ctx: &RequestCtx, parts: http::request::Parts, body: Incoming) -> Response<Body> {
     let operation = Operation::route(&parts.method, parts.uri.path());
     let span = tracing::debug_span!("lambda", op = operation.name(), id = %ctx.request_id);
     let _enter = span.enter();
@@ -168,7 +176,7 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
             }
             BodyError::Io(err) => LambdaError::InvalidContent(format!("the request body could not be read: {err}")),
         })?;
-        if let Some(keys) = &state.config.auth_keys {
+        if let Some(keys) = &state.auth_keys {
             let body_sha256 = crate::sigv4::sha256_hex(&body);
             crate::auth::verify(keys, &parts, crate::auth::Service::Lambda, Some(&body_sha256), chrono::Utc::now())
                 .map_err(LambdaError::Auth)?;
@@ -190,7 +198,7 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, parts: http::request::
 }
 
 async fn apply(
-    state: &Arc<State>,
+    state: &Arc<LambdaState>,
     ctx: &RequestCtx,
     parts: &http::request::Parts,
     operation: Operation,
@@ -479,7 +487,7 @@ fn check_architectures(architectures: &Option<Vec<String>>) -> Result<Vec<String
 
 /// The code a request gives: inline, or an object in firelake's own S3.
 /// `trusted` code comes from the operator (the init file), not from a request.
-async fn code_bytes(state: &Arc<State>, code: CodeInput, trusted: bool) -> Result<Bytes, LambdaError> {
+async fn code_bytes(state: &Arc<LambdaState>, code: CodeInput, trusted: bool) -> Result<Bytes, LambdaError> {
     if code.image_uri.is_some() {
         return Err(LambdaError::InvalidParameter("firelake does not run container images; give the code as a .zip".to_owned()));
     }
@@ -511,7 +519,7 @@ async fn code_bytes(state: &Arc<State>, code: CodeInput, trusted: bool) -> Resul
     }
 }
 
-async fn read_s3_code(state: &Arc<State>, bucket: String, key: String) -> Result<Bytes, LambdaError> {
+async fn read_s3_code(state: &Arc<LambdaState>, bucket: String, key: String) -> Result<Bytes, LambdaError> {
     use std::io::Read;
     let store = state.store.clone();
     let limit = super::UNZIPPED_BYTES_MAX;
@@ -541,7 +549,7 @@ async fn read_s3_code(state: &Arc<State>, bucket: String, key: String) -> Result
 }
 
 /// CreateFunction from its JSON body; `trusted` as for [`code_bytes`]. Answers the function's configuration.
-pub async fn create_from_json(state: &Arc<State>, ctx: &RequestCtx, body: &[u8], trusted: bool) -> Result<Value, LambdaError> {
+pub async fn create_from_json(state: &Arc<LambdaState>, ctx: &RequestCtx, body: &[u8], trusted: bool) -> Result<Value, LambdaError> {
     let input: CreateInput = parse(body)?;
     let reference = FunctionRef::parse(&ctx.account, &ctx.region, &input.function_name)?;
     if reference.qualifier.is_some() {
@@ -589,7 +597,7 @@ pub async fn create_from_json(state: &Arc<State>, ctx: &RequestCtx, body: &[u8],
     Ok(configuration(&function))
 }
 
-async fn update_function_code(state: &Arc<State>, reference: &FunctionRef, body: &[u8]) -> Result<Reply, LambdaError> {
+async fn update_function_code(state: &Arc<LambdaState>, reference: &FunctionRef, body: &[u8]) -> Result<Reply, LambdaError> {
     let input: UpdateCodeInput = parse(body)?;
     if input.publish == Some(true) {
         return Err(LambdaError::InvalidParameter("firelake does not publish versions (Publish); functions run at $LATEST".to_owned()));

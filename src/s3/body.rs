@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 use crate::auth::ChunkSigning;
 use crate::http::FrameError;
 use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::chunked::{Decoder, FramingError};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::server::State;
 use crate::store::{Staged, Store};
 
 /// An object or part written to a staged file and checked.
@@ -193,7 +193,7 @@ const FLUSH_EVERY_BYTES: u64 = 8 * 1024 * 1024;
 /// Receives the body into a staged file, checks it against `expect`, then runs `then`
 /// (the commit) off the async threads.
 pub async fn receive_then<T: Send + 'static>(
-    state: &Arc<State>,
+    state: &Arc<S3State>,
     expect: &Expectations,
     body: Incoming,
     size_max: u64,
@@ -206,7 +206,7 @@ pub async fn receive_then<T: Send + 'static>(
         let mut body = body;
         let bytes = crate::http::read_limited(&mut body, length as usize + 1).await.map_err(frame_error)?.ok_or_else(incomplete)?;
         let expect = expect.clone();
-        return crate::s3::blocking(state, move |store| {
+        return crate::s3::common::blocking(state, move |store| {
             let mut staged = store.stage()?;
             staged.file().write_all(&bytes)?;
             let mut hashers = Hashers::new(&expect);
@@ -217,7 +217,7 @@ pub async fn receive_then<T: Send + 'static>(
         .await?;
     }
     let received = receive_streaming(state, expect, body, size_max).await?;
-    crate::s3::blocking(state, move |store| then(store, received)).await?
+    crate::s3::common::blocking(state, move |store| then(store, received)).await?
 }
 
 /// S3's answers for a body that stalled or broke off.
@@ -314,8 +314,8 @@ fn incomplete() -> S3Error {
 
 /// Streams a body to disk: one thread writes (and flushes as it goes), another hashes,
 /// while this task reads from the socket and undoes aws-chunked.
-async fn receive_streaming(state: &Arc<State>, expect: &Expectations, mut body: Incoming, size_max: u64) -> Result<Received> {
-    let mut staged = crate::s3::blocking(state, |store| store.stage()).await??;
+async fn receive_streaming(state: &Arc<S3State>, expect: &Expectations, mut body: Incoming, size_max: u64) -> Result<Received> {
+    let mut staged = crate::s3::common::blocking(state, |store| store.stage()).await??;
     let durable = state.store.durability() == crate::store::Durability::Fsync;
     let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(16);
     let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(16);

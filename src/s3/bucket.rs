@@ -7,17 +7,18 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
 use crate::http::{Body, RequestCtx, empty};
+use crate::s3::Req;
+use crate::s3::S3State;
+use crate::s3::common::{blocking, parse_xml, read_small_body, require_bucket, store_error, write_owner, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::object::{parse_tagging, require_bucket, store_error, tagging_xml};
 use crate::s3::router::Unconfigured;
+use crate::s3::tagging::{parse_tagging, tagging_xml};
 use crate::s3::xml::{Xml, timestamp};
-use crate::s3::{Req, blocking, parse_xml, read_small_body, write_owner, xml_response};
-use crate::server::State;
 use crate::store::{BucketInfo, Created, now_ms, valid_bucket_name};
 
 const BUCKET_TAGS_MAX: usize = 50;
 
-pub async fn list_buckets(state: &Arc<State>, ctx: &RequestCtx) -> Result<Response<Body>> {
+pub async fn list_buckets(state: &Arc<S3State>, ctx: &RequestCtx) -> Result<Response<Body>> {
     let buckets = blocking(state, |store| store.list_buckets()).await??;
     let mut x = Xml::document();
     x.root("ListAllMyBucketsResult");
@@ -27,7 +28,7 @@ pub async fn list_buckets(state: &Arc<State>, ctx: &RequestCtx) -> Result<Respon
             x.node("Bucket", |x| {
                 x.leaf("Name", &bucket.name);
                 x.leaf("CreationDate", &timestamp(bucket.created_ms));
-                x.leaf("BucketRegion", region_of(bucket, &state.config.region));
+                x.leaf("BucketRegion", region_of(bucket, &state.region));
             });
         }
     });
@@ -45,7 +46,7 @@ pub(crate) struct CreateBucketConfiguration {
     location_constraint: Option<String>,
 }
 
-pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+pub async fn create_bucket(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     if !valid_bucket_name(bucket) {
         return Err(S3Error::new(Code::InvalidBucketName, "The specified bucket is not valid.").with("BucketName", bucket));
     }
@@ -75,14 +76,8 @@ pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, req: &Req, body
             ));
         }
     };
-    let info = BucketInfo {
-        name: bucket.to_owned(),
-        created_ms: now_ms(),
-        region: region.clone(),
-        owner: ctx.account.clone(),
-        cors: None,
-        tags: None,
-    };
+    let mut info = BucketInfo::new(bucket, now_ms(), &region, &ctx.account);
+    crate::s3::acl::for_new_bucket(req, &mut info, &ctx.account)?;
     let created = blocking(state, move |store| store.create_bucket(&info)).await??;
     if let Created::Blocked = created {
         return Err(S3Error::new(
@@ -111,7 +106,7 @@ pub async fn create_bucket(state: &Arc<State>, ctx: &RequestCtx, req: &Req, body
     Ok(Response::builder().status(StatusCode::OK).header("location", format!("/{bucket}")).body(empty()).expect("valid response"))
 }
 
-pub async fn delete_bucket(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+pub async fn delete_bucket(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
     let name = bucket.to_owned();
     blocking(state, move |store| store.delete_bucket(&name)).await?.map_err(|err| match err {
         crate::store::StoreError::BucketNotEmpty => {
@@ -122,24 +117,24 @@ pub async fn delete_bucket(state: &Arc<State>, bucket: &str) -> Result<Response<
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
 }
 
-async fn bucket_info(state: &Arc<State>, bucket: &str) -> Result<BucketInfo> {
+async fn bucket_info(state: &Arc<S3State>, bucket: &str) -> Result<BucketInfo> {
     let name = bucket.to_owned();
     blocking(state, move |store| store.bucket(&name)).await??.ok_or_else(|| S3Error::no_such_bucket(bucket))
 }
 
-pub async fn head_bucket(state: &Arc<State>, _ctx: &RequestCtx, bucket: &str) -> Result<Response<Body>> {
+pub async fn head_bucket(state: &Arc<S3State>, _ctx: &RequestCtx, bucket: &str) -> Result<Response<Body>> {
     let info = bucket_info(state, bucket).await?;
     Ok(Response::builder()
         .status(StatusCode::OK)
-        .header("x-amz-bucket-region", region_of(&info, &state.config.region))
+        .header("x-amz-bucket-region", region_of(&info, &state.region))
         .header("x-amz-access-point-alias", "false")
         .body(empty())
         .expect("valid response"))
 }
 
-pub async fn get_bucket_location(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+pub async fn get_bucket_location(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
     let info = bucket_info(state, bucket).await?;
-    let region = region_of(&info, &state.config.region);
+    let region = region_of(&info, &state.region);
     let mut x = Xml::document();
     x.root("LocationConstraint");
     // us-east-1 is the empty location constraint.
@@ -151,31 +146,13 @@ pub async fn get_bucket_location(state: &Arc<State>, bucket: &str) -> Result<Res
 }
 
 /// What AWS answers for a bucket on which nobody configured `what`.
-pub async fn get_unconfigured(state: &Arc<State>, ctx: &RequestCtx, bucket: &str, what: Unconfigured) -> Result<Response<Body>> {
-    let info = bucket_info(state, bucket).await?;
-    let owner = if info.owner.is_empty() { ctx.account.clone() } else { info.owner };
+pub async fn get_unconfigured(state: &Arc<S3State>, bucket: &str, what: Unconfigured) -> Result<Response<Body>> {
+    bucket_info(state, bucket).await?;
     let mut x = Xml::document();
     match what {
         Unconfigured::Versioning => {
             x.root("VersioningConfiguration");
             x.close("VersioningConfiguration");
-        }
-        Unconfigured::Acl => {
-            x.root("AccessControlPolicy");
-            write_owner(&mut x, "Owner", &owner);
-            x.node("AccessControlList", |x| {
-                x.open("Grant");
-                x.raw("<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">");
-                x.leaf("ID", &crate::s3::owner_id(&owner));
-                x.leaf("DisplayName", &owner);
-                x.close("Grantee");
-                x.leaf("Permission", "FULL_CONTROL");
-                x.close("Grant");
-            });
-            x.close("AccessControlPolicy");
-        }
-        Unconfigured::Policy => {
-            return Err(S3Error::new(Code::NoSuchBucketPolicy, "The bucket policy does not exist").with("BucketName", bucket));
         }
         Unconfigured::Encryption => {
             // Since 2023 every S3 bucket encrypts with SSE-S3 unless configured otherwise.
@@ -223,14 +200,14 @@ pub async fn get_unconfigured(state: &Arc<State>, ctx: &RequestCtx, bucket: &str
     Ok(xml_response(x.finish()))
 }
 
-pub async fn get_bucket_tagging(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+pub async fn get_bucket_tagging(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
     match bucket_info(state, bucket).await?.tags {
         Some(tags) if !tags.is_empty() => Ok(xml_response(tagging_xml(&tags))),
         _ => Err(S3Error::new(Code::NoSuchTagSet, "The TagSet does not exist").with("BucketName", bucket)),
     }
 }
 
-pub async fn put_bucket_tagging(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+pub async fn put_bucket_tagging(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
     let bytes = read_small_body(req, body).await?;
     let tags = parse_tagging(&bytes, BUCKET_TAGS_MAX)?;
@@ -239,7 +216,7 @@ pub async fn put_bucket_tagging(state: &Arc<State>, req: &Req, body: Incoming, b
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
 }
 
-pub async fn delete_bucket_tagging(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+pub async fn delete_bucket_tagging(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
     let name = bucket.to_owned();
     blocking(state, move |store| store.update_bucket(&name, |info| info.tags = None)).await?.map_err(|e| store_error(e, bucket))?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))

@@ -8,11 +8,11 @@ use hyper::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::http::{Body, empty};
+use crate::s3::Req;
+use crate::s3::S3State;
+use crate::s3::common::{blocking, parse_xml, read_small_body, require_bucket, store_error, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::object::{require_bucket, store_error};
 use crate::s3::xml::Xml;
-use crate::s3::{Req, blocking, parse_xml, read_small_body, xml_response};
-use crate::server::State;
 
 const RULES_MAX: usize = 100;
 const METHODS: [&str; 5] = ["GET", "PUT", "HEAD", "POST", "DELETE"];
@@ -59,13 +59,13 @@ impl CorsRule {
     }
 }
 
-async fn configuration(state: &Arc<State>, bucket: &str) -> Result<Option<CorsConfiguration>> {
+async fn configuration(state: &Arc<S3State>, bucket: &str) -> Result<Option<CorsConfiguration>> {
     let name = bucket.to_owned();
     let info = blocking(state, move |store| store.bucket(&name)).await??.ok_or_else(|| S3Error::no_such_bucket(bucket))?;
     Ok(info.cors.and_then(|v| serde_json::from_value(v).ok()))
 }
 
-pub async fn get_bucket_cors(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+pub async fn get_bucket_cors(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
     let Some(config) = configuration(state, bucket).await? else {
         return Err(S3Error::new(Code::NoSuchCORSConfiguration, "The CORS configuration does not exist").with("BucketName", bucket));
     };
@@ -93,7 +93,7 @@ pub async fn get_bucket_cors(state: &Arc<State>, bucket: &str) -> Result<Respons
     Ok(xml_response(x.finish()))
 }
 
-pub async fn put_bucket_cors(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
+pub async fn put_bucket_cors(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
     let bytes = read_small_body(req, body).await?;
     let config: CorsConfiguration = parse_xml(&bytes)?;
@@ -110,6 +110,14 @@ pub async fn put_bucket_cors(state: &Arc<State>, req: &Req, body: Incoming, buck
         if let Some(origin) = rule.allowed_origins.iter().find(|o| o.matches('*').count() > 1) {
             return Err(S3Error::invalid_request(format!("AllowedOrigin \"{origin}\" can not have more than one wildcard.")));
         }
+        // ExposeHeader values are sent back as a response header: one that cannot be
+        // (a control character, a line break) is refused here, not at every request.
+        if let Some(header) = rule.expose_headers.iter().find(|h| http::HeaderValue::from_str(h).is_err()) {
+            return Err(S3Error::invalid_request(format!(
+                "ExposeHeader \"{}\" contains characters not allowed in an HTTP header",
+                header.escape_debug()
+            )));
+        }
     }
     let value = serde_json::to_value(&config).map_err(S3Error::internal)?;
     let name = bucket.to_owned();
@@ -117,13 +125,13 @@ pub async fn put_bucket_cors(state: &Arc<State>, req: &Req, body: Incoming, buck
     Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
 }
 
-pub async fn delete_bucket_cors(state: &Arc<State>, bucket: &str) -> Result<Response<Body>> {
+pub async fn delete_bucket_cors(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
     let name = bucket.to_owned();
     blocking(state, move |store| store.update_bucket(&name, |info| info.cors = None)).await?.map_err(|e| store_error(e, bucket))?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
 }
 
-pub async fn preflight(state: &Arc<State>, req: &Req, bucket: &str) -> Result<Response<Body>> {
+pub async fn preflight(state: &Arc<S3State>, req: &Req, bucket: &str) -> Result<Response<Body>> {
     let Some(origin) = req.header("origin") else {
         return Err(S3Error::new(Code::InvalidRequest, "Insufficient information. Origin request header needed."));
     };
@@ -155,7 +163,8 @@ pub async fn preflight(state: &Arc<State>, req: &Req, bucket: &str) -> Result<Re
     if let Some(age) = rule.max_age_seconds {
         builder = builder.header("access-control-max-age", age.to_string());
     }
-    Ok(builder.body(empty()).expect("valid response"))
+    // A configuration stored before its values were checked may still hold a bad one.
+    builder.body(empty()).map_err(S3Error::internal)
 }
 
 fn allow_headers(mut builder: http::response::Builder, rule: &CorsRule, origin: &str) -> http::response::Builder {
@@ -174,7 +183,7 @@ fn allow_headers(mut builder: http::response::Builder, rule: &CorsRule, origin: 
 }
 
 /// Adds CORS headers to a response for a request with an `Origin`, when a rule allows it.
-pub async fn apply(state: &Arc<State>, bucket: &str, origin: &str, method: &Method, response: &mut Response<Body>) {
+pub async fn apply(state: &Arc<S3State>, bucket: &str, origin: &str, method: &Method, response: &mut Response<Body>) {
     if !crate::store::valid_bucket_name(bucket) {
         return;
     }

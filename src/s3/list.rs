@@ -8,11 +8,11 @@ use hyper::Response;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::http::{Body, RequestCtx};
+use crate::s3::Req;
+use crate::s3::S3State;
+use crate::s3::common::{blocking, quoted, store_error, write_owner, xml_response};
 use crate::s3::error::{Result, S3Error};
-use crate::s3::object::{quoted, store_error};
 use crate::s3::xml::{Xml, timestamp};
-use crate::s3::{Req, blocking, write_owner, xml_response};
-use crate::server::State;
 use crate::store::ObjectMeta;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub fn paginate(keys: &[&str], prefix: &str, delimiter: Option<&str>, after: &st
     page
 }
 
-pub async fn list_objects(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str, version: Version) -> Result<Response<Body>> {
+pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, version: Version) -> Result<Response<Body>> {
     let q = &req.query;
     let prefix = q.get("prefix").unwrap_or_default().to_owned();
     let delimiter = q.get("delimiter").filter(|d| !d.is_empty()).map(str::to_owned);

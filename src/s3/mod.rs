@@ -1,29 +1,49 @@
 //! The S3 REST-XML protocol: route (pure) -> handle (one function per operation) ->
 //! respond (errors rendered once, in [`error::S3Error::to_response`]).
 
+pub mod acl;
+pub mod attributes;
 pub mod body;
 pub mod bucket;
 pub mod checksum;
 pub mod chunked;
+pub mod common;
+pub mod copy;
 pub mod cors;
+pub mod delete;
 pub mod error;
+pub mod get;
 pub mod list;
 pub mod multipart;
-pub mod object;
+pub mod policy;
+pub mod preconditions;
+pub mod put;
 pub mod router;
+pub mod tagging;
 pub mod xml;
 
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::{Method, Response, StatusCode};
+use hyper::{Method, Response};
 
-use crate::auth::ChunkSigning;
-use crate::http::{Body, RequestCtx, full};
-use crate::server::State;
+use crate::auth::{ChunkSigning, Keys};
+use crate::http::{Body, RequestCtx};
 use crate::store::Store;
 use error::{Result, S3Error};
-use router::{Endpoint, Query};
+use router::{AccessOp, Endpoint, Query};
+
+/// What the S3 handlers reach: the store and the few settings S3 reads, nothing of the
+/// other protocols.
+pub struct S3State {
+    pub store: Arc<Store>,
+    /// With `--auth strict`, the keys a request must be signed with.
+    pub auth_keys: Option<Keys>,
+    /// The domains under which a `Host` names a bucket (virtual-hosted style).
+    pub domains: Vec<String>,
+    /// The region a bucket made by hand (without settings) reports.
+    pub region: String,
+}
 
 /// A parsed request: what the handlers read besides the body.
 pub struct Req {
@@ -39,14 +59,14 @@ impl Req {
     }
 }
 
-pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, mut parts: http::request::Parts, body: Incoming) -> Response<Body> {
+pub async fn handle(state: &Arc<S3State>, ctx: &RequestCtx, mut parts: http::request::Parts, body: Incoming) -> Response<Body> {
     let head = parts.method == Method::HEAD;
     let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = parts.method.clone();
     let expects_continue = parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let routed = authenticate(state, &parts).and_then(|chunk_signing| {
         lift_presigned_headers(&mut parts);
-        Endpoint::from_request(&parts, &state.config.domains).map(|(e, q)| (chunk_signing, e, q))
+        Endpoint::from_request(&parts, &state.domains).map(|(e, q)| (chunk_signing, e, q))
     });
     let (mut response, bucket) = match routed {
         Ok((chunk_signing, endpoint, query)) => {
@@ -80,10 +100,10 @@ pub async fn handle(state: &Arc<State>, ctx: &RequestCtx, mut parts: http::reque
 
 /// With `--auth strict`, verifies the request's signature; answers the chunk signatures
 /// its body must then carry.
-fn authenticate(state: &State, parts: &http::request::Parts) -> Result<Option<ChunkSigning>> {
+fn authenticate(state: &S3State, parts: &http::request::Parts) -> Result<Option<ChunkSigning>> {
     // A CORS preflight carries no credentials, on AWS too.
-    let Some(keys) = state.config.auth_keys.as_ref().filter(|_| parts.method != Method::OPTIONS) else { return Ok(None) };
-    let vhost_bucket = router::virtual_host_bucket(parts, &state.config.domains);
+    let Some(keys) = state.auth_keys.as_ref().filter(|_| parts.method != Method::OPTIONS) else { return Ok(None) };
+    let vhost_bucket = router::virtual_host_bucket(parts, &state.domains);
     Ok(crate::auth::verify_s3(keys, parts, vhost_bucket.as_deref(), chrono::Utc::now())?.chunks)
 }
 
@@ -120,7 +140,7 @@ fn lift_presigned_headers(parts: &mut http::request::Parts) {
     }
 }
 
-async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, mut body: Incoming) -> Result<Response<Body>> {
+async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, req: &Req, mut body: Incoming) -> Result<Response<Body>> {
     use Endpoint::*;
     if let Some(bucket) = endpoint.bucket()
         && !matches!(endpoint, CreateBucket { .. })
@@ -138,7 +158,10 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
         DeleteBucket { bucket } => bucket::delete_bucket(state, &bucket).await,
         HeadBucket { bucket } => bucket::head_bucket(state, ctx, &bucket).await,
         GetBucketLocation { bucket } => bucket::get_bucket_location(state, &bucket).await,
-        GetUnconfigured { bucket, what } => bucket::get_unconfigured(state, ctx, &bucket, what).await,
+        GetUnconfigured { bucket, what } => bucket::get_unconfigured(state, &bucket, what).await,
+        BucketAccess { bucket, op } => access(state, ctx, req, body, &bucket, op).await,
+        GetObjectAcl { bucket, key } => acl::get_object_acl(state, ctx, req, &bucket, &key).await,
+        PutObjectAcl { bucket, key } => acl::put_object_acl(state, ctx, req, body, &bucket, &key).await,
         GetBucketTagging { bucket } => bucket::get_bucket_tagging(state, &bucket).await,
         PutBucketTagging { bucket } => bucket::put_bucket_tagging(state, req, body, &bucket).await,
         DeleteBucketTagging { bucket } => bucket::delete_bucket_tagging(state, &bucket).await,
@@ -149,16 +172,16 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
         ListObjects { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V1).await,
         ListObjectsV2 { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V2).await,
         ListObjectVersions { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::Versions).await,
-        DeleteObjects { bucket } => object::delete_objects(state, req, body, &bucket).await,
-        PutObject { bucket, key } => object::put_object(state, req, body, &bucket, &key).await,
-        CopyObject { bucket, key } => object::copy_object(state, req, &bucket, &key).await,
-        GetObject { bucket, key } => object::get_object(state, req, &bucket, &key, false).await,
-        HeadObject { bucket, key } => object::get_object(state, req, &bucket, &key, true).await,
-        DeleteObject { bucket, key } => object::delete_object(state, &bucket, &key).await,
-        GetObjectAttributes { bucket, key } => object::get_object_attributes(state, req, &bucket, &key).await,
-        GetObjectTagging { bucket, key } => object::get_object_tagging(state, &bucket, &key).await,
-        PutObjectTagging { bucket, key } => object::put_object_tagging(state, req, body, &bucket, &key).await,
-        DeleteObjectTagging { bucket, key } => object::delete_object_tagging(state, &bucket, &key).await,
+        DeleteObjects { bucket } => delete::delete_objects(state, req, body, &bucket).await,
+        PutObject { bucket, key } => put::put_object(state, ctx, req, body, &bucket, &key).await,
+        CopyObject { bucket, key } => copy::copy_object(state, ctx, req, &bucket, &key).await,
+        GetObject { bucket, key } => get::get_object(state, req, &bucket, &key, false).await,
+        HeadObject { bucket, key } => get::get_object(state, req, &bucket, &key, true).await,
+        DeleteObject { bucket, key } => delete::delete_object(state, req, &bucket, &key).await,
+        GetObjectAttributes { bucket, key } => attributes::get_object_attributes(state, req, &bucket, &key).await,
+        GetObjectTagging { bucket, key } => tagging::get_object_tagging(state, &bucket, &key).await,
+        PutObjectTagging { bucket, key } => tagging::put_object_tagging(state, req, body, &bucket, &key).await,
+        DeleteObjectTagging { bucket, key } => tagging::delete_object_tagging(state, &bucket, &key).await,
         CreateMultipartUpload { bucket, key } => multipart::create(state, ctx, req, &bucket, &key).await,
         UploadPart { bucket, key, upload_id, part_number } => {
             multipart::upload_part(state, req, body, &bucket, &key, &upload_id, &part_number).await
@@ -174,45 +197,20 @@ async fn dispatch(state: &Arc<State>, ctx: &RequestCtx, endpoint: Endpoint, req:
     }
 }
 
-/// Runs blocking store work off the async threads.
-pub async fn blocking<T: Send + 'static>(state: &Arc<State>, work: impl FnOnce(&Store) -> T + Send + 'static) -> Result<T> {
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || work(&state.store)).await.map_err(S3Error::internal)
-}
-
-/// A 200 with an XML body.
-pub fn xml_response(xml: String) -> Response<Body> {
-    Response::builder().status(StatusCode::OK).header("content-type", "application/xml").body(full(xml)).expect("valid response")
-}
-
-/// The canonical user id S3 shows for an account.
-pub fn owner_id(account: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(format!("firelake-owner:{account}")))
-}
-
-/// `<Owner><ID/><DisplayName/></Owner>` (or another element name).
-pub fn write_owner(x: &mut xml::Xml, element: &str, account: &str) {
-    x.node(element, |x| {
-        x.leaf("ID", &owner_id(account));
-        x.leaf("DisplayName", account);
-    });
-}
-
-/// Reads a small XML request body, with S3's errors for bad ones; aws-chunked framing,
-/// chunk signatures and a signed payload hash are checked ([`body::receive_small`]).
-pub async fn read_small_body(req: &Req, body: Incoming) -> Result<bytes::Bytes> {
-    match body::receive_small(req, body, crate::config::SMALL_BODY_BYTES_MAX).await? {
-        Some(bytes) => Ok(bytes),
-        None => Err(S3Error::new(error::Code::MalformedXML, "The XML you provided was larger than firelake accepts (2 MiB)")),
+async fn access(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, body: Incoming, bucket: &str, op: AccessOp) -> Result<Response<Body>> {
+    use AccessOp::*;
+    match op {
+        GetBucketAcl => acl::get_bucket_acl(state, ctx, bucket).await,
+        PutBucketAcl => acl::put_bucket_acl(state, ctx, req, body, bucket).await,
+        GetBucketOwnershipControls => acl::get_ownership_controls(state, bucket).await,
+        PutBucketOwnershipControls => acl::put_ownership_controls(state, req, body, bucket).await,
+        DeleteBucketOwnershipControls => acl::delete_ownership_controls(state, bucket).await,
+        GetBucketPolicy => policy::get_bucket_policy(state, bucket).await,
+        PutBucketPolicy => policy::put_bucket_policy(state, req, body, bucket).await,
+        DeleteBucketPolicy => policy::delete_bucket_policy(state, bucket).await,
+        GetBucketPolicyStatus => policy::get_bucket_policy_status(state, bucket).await,
+        GetPublicAccessBlock => policy::get_public_access_block(state, bucket).await,
+        PutPublicAccessBlock => policy::put_public_access_block(state, req, body, bucket).await,
+        DeletePublicAccessBlock => policy::delete_public_access_block(state, bucket).await,
     }
-}
-
-/// Parses an XML request body into `T`, answering MalformedXML when it does not fit.
-pub fn parse_xml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let text = std::str::from_utf8(bytes).map_err(|_| S3Error::malformed_xml())?;
-    quick_xml::de::from_str(text).map_err(|err| {
-        tracing::debug!(%err, "malformed xml");
-        S3Error::malformed_xml()
-    })
 }

@@ -11,16 +11,19 @@ use serde::Deserialize;
 
 use crate::config::OBJECT_BYTES_MAX;
 use crate::http::{Body, RequestCtx, empty};
+use crate::s3::Req;
+use crate::s3::S3State;
 use crate::s3::body::{Expectations, receive_then};
 use crate::s3::checksum::{self, Algorithm};
-use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::object::{
-    check_copy_conditions, copy_range, meta_from_headers, parse_copy_source, quoted, require_bucket, resolve_range, store_error,
+use crate::s3::common::{
+    blocking, meta_from_headers, parse_xml, quoted, read_small_body, require_bucket, store_error, write_owner, xml_response,
 };
+use crate::s3::copy::{copy_range, parse_copy_source};
+use crate::s3::error::{Code, Result, S3Error};
+use crate::s3::get::resolve_range;
+use crate::s3::preconditions::{WriteConditions, check_copy_source, check_early};
 use crate::s3::router::check_key;
 use crate::s3::xml::{Xml, timestamp};
-use crate::s3::{Req, blocking, parse_xml, read_small_body, write_owner, xml_response};
-use crate::server::State;
 use crate::store::multipart::{Part, Upload};
 use crate::store::{ObjectMeta, StoreError, now_ms};
 
@@ -35,7 +38,7 @@ fn upload_error(err: StoreError, bucket: &str, upload_id: &str) -> S3Error {
     }
 }
 
-async fn load_upload(state: &Arc<State>, bucket: &str, key: &str, upload_id: &str) -> Result<Upload> {
+async fn load_upload(state: &Arc<S3State>, bucket: &str, key: &str, upload_id: &str) -> Result<Upload> {
     let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
     blocking(state, move |store| store.upload(&b, &k, &u)).await?.map_err(|e| upload_error(e, bucket, upload_id))
 }
@@ -48,7 +51,7 @@ fn part_number(value: &str) -> Result<u32> {
         .ok_or_else(|| S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive", "partNumber", value))
 }
 
-pub async fn create(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn create(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let checksum_algorithm =
         match req.header("x-amz-checksum-algorithm") {
@@ -75,8 +78,9 @@ pub async fn create(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &st
         }
         Some(other) => return Err(S3Error::invalid_argument("Invalid checksum type", "x-amz-checksum-type", other)),
     };
-    let meta = meta_from_headers(req)?;
+    let mut meta = meta_from_headers(req)?;
     require_bucket(state, bucket).await?;
+    meta.acl = crate::s3::acl::for_object_write(state, req, bucket, &ctx.account).await?;
     let upload = Upload {
         id: format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
         bucket: bucket.to_owned(),
@@ -107,7 +111,7 @@ pub async fn create(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &st
 }
 
 pub async fn upload_part(
-    state: &Arc<State>,
+    state: &Arc<S3State>,
     req: &Req,
     body: Incoming,
     bucket: &str,
@@ -136,7 +140,7 @@ pub async fn upload_part(
 }
 
 pub async fn upload_part_copy(
-    state: &Arc<State>,
+    state: &Arc<S3State>,
     req: &Req,
     bucket: &str,
     key: &str,
@@ -149,7 +153,7 @@ pub async fn upload_part_copy(
     let (sb, sk) = (src_bucket.clone(), src_key.clone());
     let opened = blocking(state, move |store| store.open_object(&sb, &sk)).await?.map_err(|e| store_error(e, &src_bucket))?;
     let Some((file, source)) = opened else { return Err(S3Error::no_such_key(&src_key)) };
-    check_copy_conditions(req, &source)?;
+    check_copy_source(req, &source)?;
     let (start, len) = match req.header("x-amz-copy-source-range") {
         None => (0, source.size),
         Some(range) => match resolve_range(Some(range), source.size) {
@@ -255,6 +259,7 @@ fn assemble(
     chosen: &[Part],
     mut meta: ObjectMeta,
     expected_full: Option<String>,
+    conditions: Option<&WriteConditions>,
 ) -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
     let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
     let full_object = upload.checksum_type.as_deref() == Some("FULL_OBJECT");
@@ -292,7 +297,7 @@ fn assemble(
         meta.checksums.insert(algorithm.name().to_owned(), value);
         meta.checksum_type = Some("FULL_OBJECT".to_owned());
     }
-    Ok(Ok(store.commit_object(bucket, key, staged, meta)?))
+    store.commit_object_if(bucket, key, staged, meta, conditions)
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,8 +314,11 @@ struct CompletedPart {
     etag: String,
 }
 
-pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
     let upload = load_upload(state, bucket, key, upload_id).await?;
+    let mut conditions = WriteConditions::of_write(req, key)?;
+    // Before the parts are joined, which can take long; the commit checks again.
+    check_early(state, bucket, key, &mut conditions).await?;
     let bytes = read_small_body(req, body).await?;
     let request: CompleteMultipartUpload = parse_xml(&bytes)?;
     if request.parts.is_empty() {
@@ -330,17 +338,31 @@ pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &st
     let expected_full = req.header(&algorithm.map(Algorithm::header).unwrap_or_default()).map(str::to_owned);
     // Validated and assembled under the upload's lock, with its parts as they are then:
     // an abort or a part racing the completion comes wholly before or after it.
-    let meta = blocking(state, move |store| {
+    let outcome = blocking(state, move |store| {
         store.complete_upload(&up, |stored| -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
             let (chosen, meta) = match plan_completion(&request, stored, &up, &id) {
                 Ok(plan) => plan,
                 Err(err) => return Ok(Err(err)),
             };
-            assemble(store, &up, &b, &k, &chosen, meta, expected_full)
+            assemble(store, &up, &b, &k, &chosen, meta, expected_full, conditions.as_ref())
         })
     })
     .await?
-    .map_err(|e| upload_error(e, bucket, upload_id))??;
+    .map_err(|e| upload_error(e, bucket, upload_id))?;
+    let meta = match outcome {
+        Ok(meta) => meta,
+        // After a conflict AWS drops the upload: the client starts again. (After a 412
+        // it stays, to be completed without the condition or aborted.)
+        Err(err) if err.code == Code::ConditionalRequestConflict => {
+            let id = upload_id.to_owned();
+            match blocking(state, move |store| store.abort_upload(&id)).await? {
+                Ok(()) | Err(StoreError::NoSuchUpload) => {}
+                Err(other) => tracing::warn!(upload_id, %other, "cannot remove the upload after a conflict"),
+            }
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
     let mut x = Xml::document();
     x.root("CompleteMultipartUploadResult");
     x.leaf("Location", &format!("http://{}/{bucket}/{key}", req.header("host").unwrap_or("localhost")));
@@ -355,7 +377,7 @@ pub async fn complete(state: &Arc<State>, req: &Req, body: Incoming, bucket: &st
     Ok(response)
 }
 
-pub async fn abort(state: &Arc<State>, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+pub async fn abort(state: &Arc<S3State>, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
     load_upload(state, bucket, key, upload_id).await?;
     let id = upload_id.to_owned();
     blocking(state, move |store| store.abort_upload(&id)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
@@ -372,7 +394,7 @@ fn number_arg(req: &Req, name: &str, default: u32) -> Result<u32> {
 }
 
 pub async fn list_parts(
-    state: &Arc<State>,
+    state: &Arc<S3State>,
     ctx: &RequestCtx,
     req: &Req,
     bucket: &str,
@@ -414,7 +436,7 @@ pub async fn list_parts(
     Ok(xml_response(x.finish()))
 }
 
-pub async fn list_uploads(state: &Arc<State>, ctx: &RequestCtx, req: &Req, bucket: &str) -> Result<Response<Body>> {
+pub async fn list_uploads(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str) -> Result<Response<Body>> {
     require_bucket(state, bucket).await?;
     let prefix = req.query.get("prefix").unwrap_or_default().to_owned();
     let key_marker = req.query.get("key-marker").unwrap_or_default().to_owned();

@@ -11,8 +11,6 @@ use crate::s3::error::{Code, Result, S3Error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unconfigured {
     Versioning,
-    Acl,
-    Policy,
     Encryption,
     Lifecycle,
     Website,
@@ -21,6 +19,31 @@ pub enum Unconfigured {
     Replication,
     ObjectLock,
     Accelerate,
+}
+
+/// The settings of a bucket about access: ACL, Object Ownership, policy, Block Public
+/// Access (stored and answered, not enforced; see `s3::acl` and `s3::policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessOp {
+    GetBucketAcl,
+    PutBucketAcl,
+    GetBucketOwnershipControls,
+    PutBucketOwnershipControls,
+    DeleteBucketOwnershipControls,
+    GetBucketPolicy,
+    PutBucketPolicy,
+    DeleteBucketPolicy,
+    GetBucketPolicyStatus,
+    GetPublicAccessBlock,
+    PutPublicAccessBlock,
+    DeletePublicAccessBlock,
+}
+
+impl AccessOp {
+    fn reads_body(self) -> bool {
+        use AccessOp::*;
+        matches!(self, PutBucketAcl | PutBucketOwnershipControls | PutBucketPolicy | PutPublicAccessBlock)
+    }
 }
 
 /// One S3 operation with its bucket and key.
@@ -75,6 +98,18 @@ pub enum Endpoint {
     GetUnconfigured {
         bucket: String,
         what: Unconfigured,
+    },
+    BucketAccess {
+        bucket: String,
+        op: AccessOp,
+    },
+    GetObjectAcl {
+        bucket: String,
+        key: String,
+    },
+    PutObjectAcl {
+        bucket: String,
+        key: String,
     },
     PutObject {
         bucket: String,
@@ -175,6 +210,9 @@ impl Endpoint {
             | PutBucketTagging { bucket }
             | DeleteBucketTagging { bucket }
             | GetUnconfigured { bucket, .. }
+            | BucketAccess { bucket, .. }
+            | GetObjectAcl { bucket, .. }
+            | PutObjectAcl { bucket, .. }
             | PutObject { bucket, .. }
             | CopyObject { bucket, .. }
             | GetObject { bucket, .. }
@@ -198,6 +236,9 @@ impl Endpoint {
     /// it against a signed payload hash).
     pub fn reads_body(&self) -> bool {
         use Endpoint::*;
+        if let BucketAccess { op, .. } = self {
+            return op.reads_body();
+        }
         matches!(
             self,
             CreateBucket { .. }
@@ -206,6 +247,7 @@ impl Endpoint {
                 | DeleteObjects { .. }
                 | PutObject { .. }
                 | PutObjectTagging { .. }
+                | PutObjectAcl { .. }
                 | UploadPart { .. }
                 | CompleteMultipartUpload { .. }
         )
@@ -215,6 +257,7 @@ impl Endpoint {
     pub fn name(&self) -> String {
         match self {
             Endpoint::GetUnconfigured { what, .. } => format!("GetBucket{what:?}"),
+            Endpoint::BucketAccess { op, .. } => format!("{op:?}"),
             Endpoint::NotImplemented { operation } => format!("NotImplemented({operation})"),
             other => format!("{other:?}").split([' ', '{']).next().unwrap_or_default().to_owned(),
         }
@@ -364,6 +407,7 @@ fn bucket_op(method: &Method, query: &Query, bucket: String) -> Endpoint {
         many => return not_implemented(method, &format!("bucket ?{}", many.join("&"))),
     };
     let unconfigured = |what| GetUnconfigured { bucket: bucket.clone(), what };
+    let access = |op| BucketAccess { bucket: bucket.clone(), op };
     match (method, sub) {
         (&Method::PUT, None) => CreateBucket { bucket },
         (&Method::DELETE, None) => DeleteBucket { bucket },
@@ -381,8 +425,18 @@ fn bucket_op(method: &Method, query: &Query, bucket: String) -> Endpoint {
         (&Method::PUT, Some("tagging")) => PutBucketTagging { bucket },
         (&Method::DELETE, Some("tagging")) => DeleteBucketTagging { bucket },
         (&Method::GET, Some("versioning")) => unconfigured(Unconfigured::Versioning),
-        (&Method::GET, Some("acl")) => unconfigured(Unconfigured::Acl),
-        (&Method::GET, Some("policy")) => unconfigured(Unconfigured::Policy),
+        (&Method::GET, Some("acl")) => access(AccessOp::GetBucketAcl),
+        (&Method::PUT, Some("acl")) => access(AccessOp::PutBucketAcl),
+        (&Method::GET, Some("ownershipControls")) => access(AccessOp::GetBucketOwnershipControls),
+        (&Method::PUT, Some("ownershipControls")) => access(AccessOp::PutBucketOwnershipControls),
+        (&Method::DELETE, Some("ownershipControls")) => access(AccessOp::DeleteBucketOwnershipControls),
+        (&Method::GET, Some("policy")) => access(AccessOp::GetBucketPolicy),
+        (&Method::PUT, Some("policy")) => access(AccessOp::PutBucketPolicy),
+        (&Method::DELETE, Some("policy")) => access(AccessOp::DeleteBucketPolicy),
+        (&Method::GET, Some("policyStatus")) => access(AccessOp::GetBucketPolicyStatus),
+        (&Method::GET, Some("publicAccessBlock")) => access(AccessOp::GetPublicAccessBlock),
+        (&Method::PUT, Some("publicAccessBlock")) => access(AccessOp::PutPublicAccessBlock),
+        (&Method::DELETE, Some("publicAccessBlock")) => access(AccessOp::DeletePublicAccessBlock),
         (&Method::GET, Some("encryption")) => unconfigured(Unconfigured::Encryption),
         (&Method::GET, Some("lifecycle")) => unconfigured(Unconfigured::Lifecycle),
         (&Method::GET, Some("website")) => unconfigured(Unconfigured::Website),
@@ -422,6 +476,8 @@ fn object_op(method: &Method, query: &Query, bucket: String, key: String, copy: 
         (&Method::GET, Some("tagging"), None, _) => GetObjectTagging { bucket, key },
         (&Method::PUT, Some("tagging"), None, _) => PutObjectTagging { bucket, key },
         (&Method::DELETE, Some("tagging"), None, _) => DeleteObjectTagging { bucket, key },
+        (&Method::GET, Some("acl"), None, _) => GetObjectAcl { bucket, key },
+        (&Method::PUT, Some("acl"), None, _) => PutObjectAcl { bucket, key },
         (&Method::OPTIONS, _, _, _) => Preflight { bucket },
         (_, sub, _, _) => not_implemented(method, &format!("object{}", sub.map(|s| format!(" ?{s}")).unwrap_or_default())),
     }
@@ -548,7 +604,7 @@ mod tests {
         for (method, uri) in [
             ("GET", "/bkt?notification"),
             ("PUT", "/bkt?versioning"),
-            ("GET", "/bkt/k?acl"),
+            ("GET", "/bkt/k?retention"),
             ("POST", "/bkt/k?restore"),
             ("POST", "/bkt"),
             ("GET", "/bkt?analytics&id=1"),

@@ -7,6 +7,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import pytest
@@ -141,6 +142,20 @@ def test_cors_preflight_and_response_headers(firelake, s3):
         urllib.request.urlopen(denied)
     assert err.value.code == 403
     assert b"<Code>CORSResponse</Code>" in err.value.read()
+
+
+def test_cors_values_that_cannot_be_headers_are_refused_when_put(firelake, s3):
+    s3.create_bucket(Bucket="web")
+    rule = {"AllowedOrigins": ["*"], "AllowedMethods": ["GET"], "ExposeHeaders": ["x-ok", "x-bad\nheader"]}
+    with pytest.raises(s3.exceptions.ClientError) as err:
+        s3.put_bucket_cors(Bucket="web", CORSConfiguration={"CORSRules": [rule]})
+    assert err.value.response["Error"]["Code"] == "InvalidRequest"
+    # Nothing was stored, and the preflight answers (before, the connection dropped).
+    request = urllib.request.Request(f"{firelake.endpoint}/web/k", method="OPTIONS",
+                                     headers={"Origin": "http://a.example", "Access-Control-Request-Method": "GET"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
 
 
 def test_bucket_subresources_for_infrastructure_tools(firelake, s3):

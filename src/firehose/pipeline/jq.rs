@@ -122,7 +122,7 @@ mod fields {
 
     pub fn extract(paths: &[(String, Vec<String>)], record: &[u8]) -> Result<Vec<(String, Option<String>)>, ExtractError> {
         let wanted: Vec<(usize, &[String])> = paths.iter().enumerate().map(|(i, (_, p))| (i, p.as_slice())).collect();
-        let mut found: Vec<Option<Value>> = vec![None; paths.len()];
+        let mut found: Vec<Option<String>> = vec![None; paths.len()];
         let mut de = serde_json::Deserializer::from_slice(record);
         let picked = Pick { wanted: &wanted, found: &mut found }.deserialize(&mut de).and_then(|()| de.end());
         match picked {
@@ -130,7 +130,7 @@ mod fields {
             Err(err) if err.is_data() => return Err(ExtractError(format!("JQ query evaluation failed: {err}"))),
             Err(_) => return Err(ExtractError("Non JSON record provided".to_owned())),
         }
-        Ok(paths.iter().zip(found).map(|((key, _), value)| (key.clone(), value.as_ref().and_then(render))).collect())
+        Ok(paths.iter().zip(found).map(|((key, _), value)| (key.clone(), value)).collect())
     }
 
     fn render(value: &Value) -> Option<String> {
@@ -142,10 +142,11 @@ mod fields {
         }
     }
 
-    /// The values at `wanted` paths (output index, path) of the value being read.
+    /// The values at `wanted` paths (output index, path) of the value being read, as
+    /// partition key text.
     struct Pick<'a, 'p> {
         wanted: &'a [(usize, &'p [String])],
-        found: &'a mut [Option<Value>],
+        found: &'a mut [Option<String>],
     }
 
     impl<'de> DeserializeSeed<'de> for Pick<'_, '_> {
@@ -172,20 +173,28 @@ mod fields {
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                let here: Vec<(usize, &[String])> =
-                    self.wanted.iter().filter(|(_, p)| p[0] == key.as_ref()).map(|(i, p)| (*i, &p[1..])).collect();
-                if here.is_empty() {
+                // Most fields are wanted by no path: skipped without allocating.
+                let mut here = self.wanted.iter().filter(|(_, p)| p[0] == key.as_ref()).peekable();
+                if here.peek().is_none() {
                     map.next_value::<IgnoredAny>()?;
-                } else if here.iter().all(|(_, rest)| !rest.is_empty()) {
-                    // A repeated key: jq keeps the last value, so the earlier one is forgotten.
-                    for (i, _) in &here {
+                } else if self.wanted.iter().filter(|(_, p)| p[0] == key.as_ref()).all(|(_, p)| p.len() == 1) {
+                    // The common case, `{vin: .vin}`: the field's value is the key's, read
+                    // straight into its text. A repeated field: jq keeps the last value.
+                    let text = map.next_value_seed(Leaf)?;
+                    for (i, _) in here {
+                        self.found[*i] = text.clone();
+                    }
+                } else if here.clone().all(|(_, p)| p.len() > 1) {
+                    let deeper: Vec<(usize, &[String])> = here.map(|(i, p)| (*i, &p[1..])).collect();
+                    for (i, _) in &deeper {
                         self.found[*i] = None;
                     }
-                    map.next_value_seed(Pick { wanted: &here, found: self.found })?;
+                    map.next_value_seed(Pick { wanted: &deeper, found: self.found })?;
                 } else {
+                    // Paths that end here and paths that go on: the value whole, walked.
                     let value: Value = map.next_value()?;
-                    for (i, rest) in &here {
-                        self.found[*i] = walk(&value, rest).map_err(serde::de::Error::custom)?;
+                    for (i, p) in here {
+                        self.found[*i] = walk(&value, &p[1..]).map_err(serde::de::Error::custom)?.and_then(render);
                     }
                 }
             }
@@ -226,8 +235,70 @@ mod fields {
         }
     }
 
+    /// A value read as partition key text, as [`render`] gives it, without building it.
+    struct Leaf;
+
+    impl<'de> DeserializeSeed<'de> for Leaf {
+        type Value = Option<String>;
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<String>, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Leaf {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_str<E>(self, s: &str) -> Result<Option<String>, E> {
+            Ok(Some(s.to_owned()))
+        }
+
+        fn visit_string<E>(self, s: String) -> Result<Option<String>, E> {
+            Ok(Some(s))
+        }
+
+        fn visit_bool<E>(self, b: bool) -> Result<Option<String>, E> {
+            Ok(Some(b.to_string()))
+        }
+
+        // jq 1.6 holds every number as a double, as `render` does through `as_f64`.
+        fn visit_i64<E>(self, n: i64) -> Result<Option<String>, E> {
+            Ok(Some(jq16_number(n as f64)))
+        }
+
+        fn visit_u64<E>(self, n: u64) -> Result<Option<String>, E> {
+            Ok(Some(jq16_number(n as f64)))
+        }
+
+        fn visit_f64<E>(self, n: f64) -> Result<Option<String>, E> {
+            Ok(Some(jq16_number(n)))
+        }
+
+        fn visit_unit<E>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+
     /// `value` at `path`, by jq's rules.
-    fn walk(value: &Value, path: &[String]) -> Result<Option<Value>, String> {
+    fn walk<'v>(value: &'v Value, path: &[String]) -> Result<Option<&'v Value>, String> {
         let mut at = value;
         for field in path {
             at = match at {
@@ -239,7 +310,7 @@ mod fields {
                 _ => return Err(format!("Cannot index a non-object with \"{field}\"")),
             };
         }
-        Ok(Some(at.clone()))
+        Ok(Some(at))
     }
 }
 

@@ -246,6 +246,10 @@ impl Pipeline {
         let fail = |kind: &str, code: &str, message: &str, raw: &[u8]| {
             (Dest::Error(kind.to_owned()), error_document(arrival_ms, code, message, raw, None))
         };
+        if !self.decompress && !self.extract_messages && self.deaggregate.is_none() && self.lambda.is_none() {
+            // Partitioning alone, the common configuration: one output, no list between.
+            return vec![self.partition(data.clone(), &[], overflow, arrival_ms)];
+        }
         let mut records = vec![data.clone()];
         if self.decompress {
             match cloudwatch::gunzip(data) {
@@ -324,7 +328,7 @@ impl Pipeline {
     /// The partition of a record: the values of the keys the Prefix uses, from the jq
     /// query or the Lambda's `metadata.partitionKeys`.
     pub fn partition_of(&self, record: &[u8], lambda_keys: &[(String, String)]) -> Result<Vec<String>, String> {
-        let query_keys = match &self.query {
+        let mut query_keys = match &self.query {
             Some(query) if self.partition_keys.iter().any(|(from_lambda, _)| !from_lambda) => query.extract(record).map_err(|e| e.0)?,
             _ => Vec::new(),
         };
@@ -338,8 +342,9 @@ impl Pipeline {
                         .map(|(_, v)| v.clone())
                         .ok_or_else(|| format!("The partition key {name} was not found in the Lambda's partitionKeys"));
                 }
-                match query_keys.iter().find(|(k, _)| k == name) {
-                    Some((_, Some(value))) => Ok(value.clone()),
+                // Taken, not cloned: the Prefix names each key once.
+                match query_keys.iter_mut().find(|(k, _)| k == name) {
+                    Some((_, Some(value))) => Ok(std::mem::take(value)),
                     Some((_, None)) => Err(format!("The partition key {name} has no value that can name a partition")),
                     None if self.query.is_none() => Err("The delivery stream has no MetadataExtraction query".to_owned()),
                     None => Err(format!("The partition key {name} was not found in the JQ query output")),

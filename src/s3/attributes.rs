@@ -1,0 +1,78 @@
+//! GetObjectAttributes.
+
+use std::sync::Arc;
+
+use hyper::Response;
+
+use crate::http::Body;
+use crate::s3::Req;
+use crate::s3::S3State;
+use crate::s3::checksum;
+use crate::s3::common::{blocking, store_error, xml_response};
+use crate::s3::error::{Result, S3Error};
+use crate::s3::get::last_modified;
+use crate::s3::router::check_key;
+use crate::s3::xml::Xml;
+
+pub async fn get_object_attributes(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
+    check_key(key)?;
+    // Clients send the list as one comma-separated value or as repeated headers.
+    let wanted: Vec<String> = req
+        .parts
+        .headers
+        .get_all("x-amz-object-attributes")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if wanted.is_empty() {
+        return Err(S3Error::invalid_argument("Invalid attribute name specified.", "x-amz-object-attributes", ""));
+    }
+    for name in &wanted {
+        if !["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"].contains(&name.as_str()) {
+            return Err(S3Error::invalid_argument("Invalid attribute name specified.", "x-amz-object-attributes", name));
+        }
+    }
+    let (b, k) = (bucket.to_owned(), key.to_owned());
+    let opened = blocking(state, move |store| store.open_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
+    let Some((_, meta)) = opened else { return Err(S3Error::no_such_key(key)) };
+    let has = |name: &str| wanted.iter().any(|w| w == name);
+    let mut x = Xml::document();
+    x.root("GetObjectAttributesResponse");
+    if has("ETag") {
+        x.leaf("ETag", &meta.etag);
+    }
+    if has("Checksum") && !meta.checksums.is_empty() {
+        x.node("Checksum", |x| {
+            checksum::write_elements(x, &meta.checksums);
+            x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
+        });
+    }
+    if has("ObjectParts") && !meta.part_sizes.is_empty() {
+        x.node("ObjectParts", |x| {
+            x.leaf("PartsCount", &meta.part_sizes.len().to_string());
+            x.leaf("PartNumberMarker", "0");
+            x.leaf("NextPartNumberMarker", &meta.part_sizes.len().to_string());
+            x.leaf("MaxParts", "1000");
+            x.leaf("IsTruncated", "false");
+            for (i, size) in meta.part_sizes.iter().enumerate() {
+                x.node("Part", |x| {
+                    x.leaf("PartNumber", &(i + 1).to_string());
+                    x.leaf("Size", &size.to_string());
+                });
+            }
+        });
+    }
+    if has("StorageClass") {
+        x.leaf("StorageClass", meta.headers.get("x-amz-storage-class").map(String::as_str).unwrap_or("STANDARD"));
+    }
+    if has("ObjectSize") {
+        x.leaf("ObjectSize", &meta.size.to_string());
+    }
+    x.close("GetObjectAttributesResponse");
+    let mut response = xml_response(x.finish());
+    response.headers_mut().insert("last-modified", last_modified(&meta).parse().expect("dates are valid headers"));
+    Ok(response)
+}

@@ -1,0 +1,219 @@
+//! GetObject and HeadObject: ranges, part numbers, conditions, response overrides,
+//! and the streamed body.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::{Response, StatusCode};
+
+use crate::http::{Body, empty};
+use crate::s3::Req;
+use crate::s3::S3State;
+use crate::s3::checksum;
+use crate::s3::common::{DEFAULT_CONTENT_TYPE, blocking, quoted, store_error};
+use crate::s3::error::{Code, Result, S3Error};
+use crate::s3::preconditions::check_read;
+use crate::s3::router::check_key;
+use crate::store::ObjectMeta;
+
+/// Bytes per read when streaming an object out: what a download that stalls holds.
+const READ_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Resolves `bytes=a-b`, `bytes=a-`, `bytes=-n` against `size`: `None` serves the whole
+/// object (no header, or one S3 ignores), an error is a 416.
+pub fn resolve_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>> {
+    let Some(header) = header else { return Ok(None) };
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
+    let (first, last) = (first.trim(), last.trim());
+    let unsatisfiable = || {
+        S3Error::new(Code::InvalidRange, "The requested range is not satisfiable")
+            .with("RangeRequested", header.to_owned())
+            .with("ActualObjectSize", size.to_string())
+    };
+    let range = if first.is_empty() {
+        let Ok(n) = last.parse::<u64>() else { return Ok(None) };
+        if n == 0 || size == 0 {
+            return Err(unsatisfiable());
+        }
+        (size.saturating_sub(n), size - 1)
+    } else {
+        let Ok(start) = first.parse::<u64>() else { return Ok(None) };
+        let end = if last.is_empty() {
+            u64::MAX
+        } else {
+            match last.parse::<u64>() {
+                Ok(end) if end >= start => end,
+                _ => return Ok(None),
+            }
+        };
+        if start >= size {
+            return Err(unsatisfiable());
+        }
+        (start, end.min(size - 1))
+    };
+    Ok(Some(range))
+}
+
+pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str, head: bool) -> Result<Response<Body>> {
+    check_key(key)?;
+    if let Some(version) = req.query.get("versionId")
+        && version != "null"
+    {
+        return Err(S3Error::invalid_argument("Invalid version id specified", "versionId", version));
+    }
+    let (b, k) = (bucket.to_owned(), key.to_owned());
+    let opened = blocking(state, move |store| store.open_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
+    let Some((file, meta)) = opened else { return Err(S3Error::no_such_key(key)) };
+    check_read(req, &meta)?;
+    let mut range = resolve_range(req.header("range"), meta.size)?;
+    let mut status = StatusCode::OK;
+    let mut builder = Response::builder();
+    if let Some(part) = req.query.get("partNumber") {
+        let number: usize = part.parse().ok().filter(|n| (1..=10000).contains(n)).ok_or_else(|| {
+            S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive", "partNumber", part)
+        })?;
+        let sizes = if meta.part_sizes.is_empty() { vec![meta.size] } else { meta.part_sizes.clone() };
+        if number > sizes.len() {
+            return Err(S3Error::new(Code::InvalidRange, "The requested partnumber is not satisfiable")
+                .with("ActualPartCount", sizes.len().to_string()));
+        }
+        let start: u64 = sizes[..number - 1].iter().sum();
+        let size = sizes[number - 1];
+        range = (size > 0).then(|| (start, start + size - 1));
+        builder = builder.header("x-amz-mp-parts-count", sizes.len().to_string());
+    }
+    let (start, len) = match range {
+        Some((first, last)) => {
+            status = StatusCode::PARTIAL_CONTENT;
+            builder = builder.header("content-range", format!("bytes {first}-{last}/{}", meta.size));
+            (first, last - first + 1)
+        }
+        None => (0, meta.size),
+    };
+    builder = object_headers(builder.status(status), &meta).header("content-length", len.to_string());
+    let checksum_mode = req.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
+    // A checksum describes the whole object, so a ranged read gets none.
+    if checksum_mode && status == StatusCode::OK {
+        builder = checksum::add_headers(builder, &meta.checksums);
+        if let Some(kind) = &meta.checksum_type {
+            builder = builder.header("x-amz-checksum-type", kind);
+        }
+    }
+    for (param, header) in [
+        ("response-content-type", "content-type"),
+        ("response-content-language", "content-language"),
+        ("response-expires", "expires"),
+        ("response-cache-control", "cache-control"),
+        ("response-content-disposition", "content-disposition"),
+        ("response-content-encoding", "content-encoding"),
+    ] {
+        if let Some(value) = req.query.get(param)
+            && let Some(headers) = builder.headers_mut()
+        {
+            headers.insert(header, value.parse().map_err(|_| S3Error::invalid_argument("invalid response header override", param, value))?);
+        }
+    }
+    let body = if head { empty() } else { file_body(file, start, len) };
+    Ok(builder.body(body).expect("valid response"))
+}
+
+/// An object's `Last-Modified` as an HTTP date.
+pub fn last_modified(meta: &ObjectMeta) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64))
+}
+
+/// The headers every GET and HEAD of an object carries.
+pub fn object_headers(mut builder: http::response::Builder, meta: &ObjectMeta) -> http::response::Builder {
+    builder = builder
+        .header("etag", quoted(&meta.etag))
+        .header("last-modified", last_modified(meta))
+        .header("accept-ranges", "bytes")
+        .header("x-amz-server-side-encryption", "AES256");
+    if !meta.headers.contains_key("content-type") {
+        builder = builder.header("content-type", DEFAULT_CONTENT_TYPE);
+    }
+    for (name, value) in &meta.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    for (name, value) in &meta.user {
+        builder = builder.header(format!("x-amz-meta-{name}"), value.as_str());
+    }
+    if !meta.tags.is_empty() {
+        builder = builder.header("x-amz-tagging-count", meta.tags.len().to_string());
+    }
+    builder
+}
+
+/// Streams `len` bytes of `file` from `start`. Each piece is read on a blocking thread
+/// only when the connection asks for it: a client that stops reading holds no thread and
+/// at most one piece (plus hyper's write buffer), never the object.
+pub fn file_body(file: File, start: u64, len: u64) -> Body {
+    struct Reading {
+        file: File,
+        /// Where the next read starts.
+        at: u64,
+        left: u64,
+    }
+    let state = Some(Reading { file, at: start, left: len });
+    let stream = futures_util::stream::unfold(state, |state| async move {
+        let reading = state.filter(|r| r.left > 0)?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = BytesMut::zeroed(READ_CHUNK_BYTES.min(reading.left as usize));
+            let read = loop {
+                match std::os::unix::fs::FileExt::read_at(&reading.file, &mut buf, reading.at) {
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            (reading, buf, read)
+        })
+        .await;
+        match read {
+            Ok((mut reading, mut buf, Ok(n))) if n > 0 => {
+                buf.truncate(n);
+                reading.at += n as u64;
+                reading.left -= n as u64;
+                Some((Ok(Frame::data(buf.freeze())), Some(reading)))
+            }
+            Ok((_, _, Ok(_))) => {
+                Some((Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "object shrank while being read")), None))
+            }
+            Ok((_, _, Err(err))) => Some((Err(err), None)),
+            Err(err) => Some((Err(std::io::Error::other(err)), None)),
+        }
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_range(header: &str, size: u64, expected: Option<(u64, u64)>) {
+        assert_eq!(resolve_range(Some(header), size).unwrap(), expected);
+    }
+
+    #[test]
+    fn ranges() {
+        check_range("bytes=0-9", 100, Some((0, 9)));
+        check_range("bytes=90-200", 100, Some((90, 99)));
+        check_range("bytes=10-", 100, Some((10, 99)));
+        check_range("bytes=-10", 100, Some((90, 99)));
+        check_range("bytes=-200", 100, Some((0, 99)));
+        check_range("bytes=5-1", 100, None);
+        check_range("bytes=a-b", 100, None);
+        check_range("items=0-1", 100, None);
+        check_range("bytes=0-1,5-6", 100, None);
+        assert!(resolve_range(Some("bytes=100-"), 100).is_err());
+        assert!(resolve_range(Some("bytes=0-"), 0).is_err());
+        assert!(resolve_range(Some("bytes=-0"), 100).is_err());
+    }
+}
