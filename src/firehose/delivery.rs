@@ -29,7 +29,8 @@ const RETRY_DELAY_MS_MAX: u64 = 5_000;
 
 enum Step {
     Deliver(Box<Pending>),
-    Seal(Dest),
+    /// Seal these buffers (due ones, oldest first), one journal append for them all.
+    Seal(Vec<Dest>),
     Wait(Option<i64>),
     Exit,
 }
@@ -38,11 +39,14 @@ enum Step {
 /// many partitions seals a batch each), few enough to leave the disk to the others.
 const WRITES_IN_FLIGHT_MAX: usize = 8;
 
+/// Seals made by one journal append at most (a flush of many partitions seals them all).
+const SEALS_PER_APPEND_MAX: usize = 64;
+
 /// Picks what to do next, under the stream's lock: a sealed batch not yet being written
-/// (in seal order, while fewer than [`WRITES_IN_FLIGHT_MAX`] are), then the due buffer
-/// whose oldest record is oldest; otherwise answers the flushes that are done and sleeps
-/// until the earliest deadline or the next finished write. The Lambda stage's buffer is
-/// not this task's; at shutdown it exits once that stage is done too (`lambda_done`).
+/// (in seal order, while fewer than [`WRITES_IN_FLIGHT_MAX`] are), then the due buffers,
+/// oldest record first; otherwise answers the flushes that are done and sleeps until the
+/// earliest deadline or the next finished write. The Lambda stage's buffer is not this
+/// task's; at shutdown it exits once that stage is done too (`lambda_done`).
 fn next_step(
     state: &mut StreamState,
     settings: &Settings,
@@ -61,7 +65,7 @@ fn next_step(
     let now = now_ms();
     let destination = &state.def.destination;
     let flush_upto = state.flushes.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
-    let mut due: Option<(i64, &Dest)> = None;
+    let mut due: Vec<(i64, &Dest)> = Vec::new();
     let mut deadline: Option<i64> = None;
     for (dest, buffer) in &state.buffers {
         if buffer.is_empty() || *dest == Dest::Lambda {
@@ -73,15 +77,14 @@ fn next_step(
         // reached a buffer after the flush (a Lambda's outputs) are due too.
         let flushed = buffer.first_seq().is_some_and(|seq| seq <= flush_upto);
         if shutting_down || flushed || buffer.due(now, hints) {
-            if due.is_none_or(|(at, _)| oldest < at) {
-                due = Some((oldest, dest));
-            }
+            due.push((oldest, dest));
         } else if let Some(at) = buffer.deadline_ms(hints) {
             deadline = Some(deadline.map_or(at, |d: i64| d.min(at)));
         }
     }
-    if let Some((_, dest)) = due {
-        return Step::Seal(dest.clone());
+    due.sort_by_key(|(oldest, _)| *oldest);
+    if !due.is_empty() {
+        return Step::Seal(due.iter().map(|(_, dest)| *dest).take(SEALS_PER_APPEND_MAX).cloned().collect());
     }
     // Holding over half of what the stream may hold (many partitions, none full yet):
     // the largest buffer goes now, so puts are not throttled while every buffer waits
@@ -90,7 +93,7 @@ fn next_step(
         && let Some((dest, _)) = state.buffers.iter().filter(|(_, b)| !b.is_empty()).max_by_key(|(_, b)| b.bytes())
         && *dest != Dest::Lambda
     {
-        return Step::Seal(dest.clone());
+        return Step::Seal(vec![dest.clone()]);
     }
     // Nothing sealed and nothing due: answer every flush whose records are delivered.
     let needed_from = state.needed_from();
@@ -166,7 +169,7 @@ pub async fn deliver(
                         Some(done) = writes.join_next_with_id(), if !writes.is_empty() => finished(done, &mut writing),
                     }
                 }
-                Step::Seal(dest) => seal(&stream, &store, &settings, dest).await,
+                Step::Seal(dests) => seal(&stream, &store, &settings, dests).await,
                 Step::Deliver(pending) => {
                     let id = pending.seal.id;
                     let (stream, store, held_total) = (stream.clone(), store.clone(), held_total.clone());
@@ -222,51 +225,75 @@ fn bucket_of(state: &StreamState, dest: &Dest) -> String {
     }
 }
 
-/// Seals the next batch of `dest`: checks the bucket, takes the records, journals the seal.
-async fn seal(stream: &Arc<Stream>, store: &Arc<Store>, settings: &Settings, dest: Dest) -> Result<(), String> {
-    let bucket = bucket_of(&stream.lock(), &dest);
-    if bucket.is_empty() {
+/// Seals `dests`: takes an object's worth of records from each buffer, and journals
+/// every seal in one append before any is written. A buffer whose bucket is missing stays
+/// due (it is sealed as soon as the bucket exists) and the answer says why.
+async fn seal(stream: &Arc<Stream>, store: &Arc<Store>, settings: &Settings, dests: Vec<Dest>) -> Result<(), String> {
+    let buckets: Vec<String> = {
+        let state = stream.lock();
+        dests.iter().map(|dest| bucket_of(&state, dest)).collect()
+    };
+    if buckets.iter().any(String::is_empty) {
         return Err("the stream has no S3 destination firelake can deliver to".to_owned());
     }
+    let mut distinct = buckets.clone();
+    distinct.sort();
+    distinct.dedup();
     let check = store.clone();
-    let b = bucket.clone();
-    let exists = tokio::task::spawn_blocking(move || check.bucket_exists(&b)).await;
-    let missing = match exists {
-        Ok(Ok(true)) => None,
-        Ok(Ok(false)) => Some(format!("bucket {bucket} does not exist")),
-        Ok(Err(err)) => Some(format!("cannot check bucket {bucket}: {err}")),
-        Err(err) => Some(err.to_string()),
-    };
-    if let Some(reason) = missing {
-        // A due or flushed batch stays due: it is delivered as soon as the bucket exists.
-        if let Some(buffer) = stream.lock().buffers.get_mut(&dest) {
-            buffer.forced = true;
-        }
-        return Err(reason);
-    }
-    let (seal, records) = {
+    let checked = tokio::task::spawn_blocking(move || {
+        distinct
+            .into_iter()
+            .map(|bucket| match check.bucket_exists(&bucket) {
+                Ok(true) => Ok(bucket),
+                Ok(false) => Err(format!("bucket {bucket} does not exist")),
+                Err(err) => Err(format!("cannot check bucket {bucket}: {err}")),
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|err| err.to_string())?;
+    let present: Vec<&String> = checked.iter().filter_map(|c| c.as_ref().ok()).collect();
+    let missing = checked.iter().find_map(|c| c.as_ref().err()).cloned();
+    let mut sealed = Vec::with_capacity(dests.len());
+    {
         let mut state = stream.lock();
-        let hints = hints_of(&state.def.destination, &state.pipeline, &dest, settings);
-        let Some(buffer) = state.buffers.get_mut(&dest) else { return Ok(()) };
-        let records = buffer.take(hints.size_bytes);
-        let Some(oldest_arrival_ms) = records.oldest_arrival_ms() else { return Ok(()) };
-        let id = state.next_seal;
-        state.next_seal += 1;
-        let seal = seal_for(&state, id, dest.clone(), bucket, &records, oldest_arrival_ms);
-        (seal, records)
-    };
-    // A batch whose seal is not durable is not written: after a crash it would be sealed
-    // again under another key. Its records go back to the buffer and sealing is retried.
-    let journaled = stream.journal.append(&[Note::Seal(seal.clone()).entry()]).await;
-    let mut state = stream.lock();
-    if let Err(err) = journaled {
-        let buffer = state.buffers.entry(dest).or_default();
-        buffer.restore(records);
-        buffer.forced = true;
-        return Err(format!("could not journal the seal of {}: {err}", seal.key));
+        for (dest, bucket) in dests.into_iter().zip(buckets) {
+            if !present.contains(&&bucket) {
+                // A due or flushed batch stays due: it is delivered as soon as the bucket exists.
+                if let Some(buffer) = state.buffers.get_mut(&dest) {
+                    buffer.forced = true;
+                }
+                continue;
+            }
+            let hints = hints_of(&state.def.destination, &state.pipeline, &dest, settings);
+            let Some(buffer) = state.buffers.get_mut(&dest) else { continue };
+            let records = buffer.take(hints.size_bytes);
+            let Some(oldest_arrival_ms) = records.oldest_arrival_ms() else { continue };
+            let id = state.next_seal;
+            state.next_seal += 1;
+            sealed.push((seal_for(&state, id, dest, bucket, &records, oldest_arrival_ms), records));
+        }
     }
-    state.pending.push_back(Pending { seal, records: Arc::new(records) });
-    Ok(())
+    if !sealed.is_empty() {
+        // A batch whose seal is not durable is not written: after a crash it would be
+        // sealed again under another key. Its records go back to the buffer and sealing
+        // is retried.
+        let notes: Vec<_> = sealed.iter().map(|(seal, _)| Note::Seal(seal.clone()).entry()).collect();
+        let journaled = stream.journal.append(&notes).await;
+        let mut state = stream.lock();
+        if let Err(err) = journaled {
+            for (seal, records) in sealed {
+                let buffer = state.buffers.entry(seal.dest).or_default();
+                buffer.restore(records);
+                buffer.forced = true;
+            }
+            return Err(format!("could not journal a seal: {err}"));
+        }
+        for (seal, records) in sealed {
+            state.pending.push_back(Pending { seal, records: Arc::new(records) });
+        }
+    }
+    missing.map_or(Ok(()), Err)
 }
 
 /// The seal of an object of `dest` holding `records`: its key, compression and framing.
