@@ -1,5 +1,6 @@
 //! aws-sdk-rust against firelake: a bucket, an object, a delivery stream and a record.
-//! Run it with `cargo run --example quickstart` while firelake serves on port 4573.
+//! Run it with `cargo run --example quickstart` while firelake serves on port 4573; run
+//! again, it uses the bucket and the stream it made before.
 
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{ExtendedS3DestinationConfiguration, Record};
@@ -27,13 +28,19 @@ pub async fn run(endpoint: &str) -> Result<(), Box<dyn std::error::Error>> {
         .role_arn("arn:aws:iam::000000000000:role/firehose")
         .bucket_arn("arn:aws:s3:::sd-vehicle-data")
         .build()?;
-    firehose
+    let created = firehose
         .create_delivery_stream()
-        .delivery_stream_name("gps-delivery-stream")
+        .delivery_stream_name("quickstart-stream")
         .extended_s3_destination_configuration(destination)
         .send()
-        .await?;
+        .await;
+    // A second run finds the stream of the first (as it finds its bucket) and uses it.
+    if let Err(err) = created
+        && !err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception())
+    {
+        return Err(err.into());
+    }
     let record = Record::builder().data(Blob::new("939ed1d1 4:25:06.000 4FTEX4944AK844294 106.94 -6.33 25\n")).build()?;
-    firehose.put_record().delivery_stream_name("gps-delivery-stream").record(record).send().await?;
+    firehose.put_record().delivery_stream_name("quickstart-stream").record(record).send().await?;
     Ok(())
 }

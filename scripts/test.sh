@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, the Rust unit and integration tests (aws-sdk-rust
 # against a real firelake), then the Python tests (boto3, the AWS CLI, pandas, s3fs).
-# Creates .venv with the pinned clients on first use.
+# Creates .venv with the pinned clients on first use, and installs the pytest plugin of python/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,10 @@ if [ ! -x .venv/bin/python ] || ! cmp -s tests/python/requirements.txt .venv/req
   .venv/bin/pip install --quiet -r tests/python/requirements.txt
   cp tests/python/requirements.txt .venv/requirements.txt
 fi
+# The pytest plugin (python/), which the Python tests use: installed afresh every run, as
+# a user installs it (not editable), so the tests see what `pip install ./python` gives.
+.venv/bin/pip install --quiet --no-deps --no-build-isolation --force-reinstall ./python
+rm -rf python/build python/*.egg-info
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -22,7 +22,7 @@ pub struct AdminState {
 }
 
 /// How long `POST /_firelake/flush` waits for delivery.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest body of `POST /_firelake/cloudwatch-logs` read; the record limit itself
 /// (1,024,000 bytes) is Firehose's, checked as PutRecord checks it.
 const CLOUDWATCH_RECORD_BYTES_MAX: usize = 2 * 1024 * 1024;
@@ -102,7 +102,7 @@ fn method_not_allowed(ctx: &RequestCtx, allow: &str, method: &Method, path: &str
 }
 
 /// Deletes every delivery stream (discarding its buffer), then every bucket.
-fn reset(state: &AdminState) -> std::io::Result<()> {
+pub fn reset(state: &AdminState) -> std::io::Result<()> {
     tokio::task::block_in_place(|| {
         state.firehose.firehose.reset()?;
         state.store.reset()

@@ -16,7 +16,8 @@ use crate::http::{Credential, parse_credential};
 use crate::sigv4;
 
 /// Whether requests must be signed with a known key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum AuthMode {
     /// Any credentials, or none, are accepted (what local tools expect).
     #[default]

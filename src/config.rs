@@ -3,8 +3,6 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-
 use crate::auth::{AuthMode, Keys};
 use crate::store::Durability;
 
@@ -13,6 +11,9 @@ pub const DEFAULT_PORT: u16 = 4573;
 pub const DEFAULT_DATA_DIR: &str = "./firelake-data";
 pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+pub const DEFAULT_LOG: &str = "info";
+pub const DEFAULT_LAMBDA_PYTHON: &str = "python3";
+pub const DEFAULT_LAMBDA_NODE: &str = "node";
 pub const DEFAULT_DOMAINS: &str = "localhost,s3.localhost,localhost.localstack.cloud,s3.localhost.localstack.cloud";
 /// Most simultaneous connections; further ones wait to be accepted.
 pub const DEFAULT_CONNECTIONS_MAX: usize = 1024;
@@ -40,7 +41,8 @@ pub const DEFAULT_SEND_TIMEOUT_SECS: f64 = 30.0;
 pub const DEFAULT_BLOCKING_THREADS: usize = 512;
 
 /// firelake: a local Amazon Data Firehose and Amazon S3 that keeps objects as plain files.
-#[derive(Debug, Parser)]
+#[cfg(feature = "cli")]
+#[derive(Debug, clap::Parser)]
 #[command(name = "firelake", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,11 +51,13 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
-#[derive(Debug, Subcommand)]
+#[cfg(feature = "cli")]
+#[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(Box<ServeArgs>),
     /// Send records to a delivery stream through the AWS SDK (a producer for workshops and load).
+    #[cfg(feature = "produce")]
     Produce(crate::produce::ProduceArgs),
     /// Exit 0 when a firelake answers its health endpoint, 1 otherwise (for container health checks).
     Healthcheck {
@@ -63,96 +67,142 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args, Clone)]
+/// The server's options as given, before [`Config::from_args`] validates them: the
+/// command line's (with the `cli` feature), or [`ServeArgs::default`]'s for a server
+/// started by [`crate::testing`].
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ServeArgs {
     /// Address to listen on. With the default, [::1] is served too (for `*.localhost` names).
-    #[arg(long, env = "FIRELAKE_HOST", default_value = DEFAULT_HOST)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_HOST", default_value = DEFAULT_HOST))]
     pub host: IpAddr,
     /// Port to listen on; 0 picks a free one.
-    #[arg(long, env = "FIRELAKE_PORT", default_value_t = DEFAULT_PORT)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_PORT", default_value_t = DEFAULT_PORT))]
     pub port: u16,
     /// Folder that holds the buckets (one folder each) and firelake's own `.firelake/`.
-    #[arg(long, env = "FIRELAKE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_DATA_DIR", default_value = DEFAULT_DATA_DIR))]
     pub data_dir: PathBuf,
     /// Region reported when a request does not name one in its signature.
-    #[arg(long, env = "FIRELAKE_REGION", default_value = DEFAULT_REGION)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_REGION", default_value = DEFAULT_REGION))]
     pub region: String,
     /// Account that owns what requests create; a 12-digit access key id acts for that account instead.
-    #[arg(long, env = "FIRELAKE_ACCOUNT_ID", default_value = DEFAULT_ACCOUNT_ID)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_ACCOUNT_ID", default_value = DEFAULT_ACCOUNT_ID))]
     pub account_id: String,
     /// Log filter (`info`, `debug`, `firelake=trace`, ...); RUST_LOG overrides it.
-    #[arg(long, env = "FIRELAKE_LOG", default_value = "info")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_LOG", default_value = DEFAULT_LOG))]
     pub log: String,
     /// Host names under which `<bucket>.<domain>` addresses a bucket (virtual-hosted style), comma-separated.
-    #[arg(long, env = "FIRELAKE_DOMAINS", default_value = DEFAULT_DOMAINS, value_delimiter = ',')]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_DOMAINS", default_value = DEFAULT_DOMAINS, value_delimiter = ','))]
     pub domains: Vec<String>,
     /// `fsync` makes every acknowledged write durable; `none` makes no fsync calls (faster; a power cut may lose writes).
-    #[arg(long, env = "FIRELAKE_DURABILITY", value_enum, default_value = "fsync")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_DURABILITY", value_enum, default_value = "fsync"))]
     pub durability: Durability,
     /// Most simultaneous connections; a connection beyond them is answered 503 SlowDown at once.
-    #[arg(long, env = "FIRELAKE_MAX_CONNECTIONS", default_value_t = DEFAULT_CONNECTIONS_MAX)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_MAX_CONNECTIONS", default_value_t = DEFAULT_CONNECTIONS_MAX))]
     pub max_connections: usize,
     /// Seconds a request body may send nothing before it is refused (S3 `RequestTimeout`).
-    #[arg(long, env = "FIRELAKE_BODY_TIMEOUT", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_BODY_TIMEOUT", default_value_t = DEFAULT_BODY_TIMEOUT_SECS))]
     pub body_timeout: f64,
     /// Seconds a response may wait on a client that reads nothing before the connection is cut.
-    #[arg(long, env = "FIRELAKE_SEND_TIMEOUT", default_value_t = DEFAULT_SEND_TIMEOUT_SECS)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_SEND_TIMEOUT", default_value_t = DEFAULT_SEND_TIMEOUT_SECS))]
     pub send_timeout: f64,
     /// Most threads doing blocking file work at once.
-    #[arg(long, env = "FIRELAKE_BLOCKING_THREADS", default_value_t = DEFAULT_BLOCKING_THREADS, hide = true)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_BLOCKING_THREADS", default_value_t = DEFAULT_BLOCKING_THREADS, hide = true))]
     pub blocking_threads: usize,
     /// Keep new delivery streams CREATING this many seconds (to test waiters); 0 makes them ACTIVE at once.
-    #[arg(long, env = "FIRELAKE_CREATE_DELAY", default_value_t = 0.0)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_CREATE_DELAY", default_value_t = 0.0))]
     pub create_delay: f64,
     /// Cap every delivery stream's buffer interval at this many seconds (Describe still reports the configured one).
-    #[arg(long, env = "FIRELAKE_BUFFER_INTERVAL_CAP")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_BUFFER_INTERVAL_CAP"))]
     pub buffer_interval_cap: Option<f64>,
     /// Accept delivery stream settings firelake does not emulate (data format conversion, other sources and destinations) and ignore them, instead of refusing.
-    #[arg(long, env = "FIRELAKE_LENIENT")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_LENIENT"))]
     pub lenient: bool,
     /// Most undelivered MiB one delivery stream holds before puts are throttled ("Slow down."); a
     /// stream whose SizeInMBs is more than half of it flushes at half of it.
-    #[arg(long, env = "FIRELAKE_STREAM_BUFFER_MAX_MB", default_value_t = DEFAULT_STREAM_BUFFER_MB)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_STREAM_BUFFER_MAX_MB", default_value_t = DEFAULT_STREAM_BUFFER_MB))]
     pub stream_buffer_max_mb: u64,
     /// Run on a fresh temporary data directory, removed at exit (for test suites).
-    #[arg(long, env = "FIRELAKE_EPHEMERAL", conflicts_with = "data_dir")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_EPHEMERAL", conflicts_with = "data_dir"))]
     pub ephemeral: bool,
     /// A JSON file of buckets and delivery streams to create at start, before serving (see fixtures/workshop.json).
-    #[arg(long, env = "FIRELAKE_INIT")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_INIT"))]
     pub init: Option<PathBuf>,
     /// Most undelivered MiB all delivery streams hold together before puts are throttled ("Slow down.").
-    #[arg(long, env = "FIRELAKE_TOTAL_BUFFER_MAX_MB", default_value_t = DEFAULT_TOTAL_BUFFER_MB)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_TOTAL_BUFFER_MAX_MB", default_value_t = DEFAULT_TOTAL_BUFFER_MB))]
     pub total_buffer_max_mb: u64,
     /// `off` accepts any credentials; `strict` verifies SigV4 signatures (headers, presigned URLs, chunks) against the access keys.
-    #[arg(long, env = "FIRELAKE_AUTH", value_enum, default_value = "off")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_AUTH", value_enum, default_value = "off"))]
     pub auth: AuthMode,
     /// Access keys for `--auth strict`, as `ID:SECRET,ID:SECRET`.
-    #[arg(long, env = "FIRELAKE_AUTH_KEYS", hide_env_values = true)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_AUTH_KEYS", hide_env_values = true))]
     pub auth_keys: Option<Secret>,
     /// A file of access keys for `--auth strict`, one `ID:SECRET` per line (`#` starts a comment).
-    #[arg(long, env = "FIRELAKE_AUTH_KEYS_FILE")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_AUTH_KEYS_FILE"))]
     pub auth_keys_file: Option<PathBuf>,
     /// The Python interpreter that runs `python3.*` Lambda functions.
-    #[arg(long, env = "FIRELAKE_LAMBDA_PYTHON", default_value = "python3")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_LAMBDA_PYTHON", default_value = DEFAULT_LAMBDA_PYTHON))]
     pub lambda_python: String,
     /// The Node.js executable that runs `nodejs*` Lambda functions.
-    #[arg(long, env = "FIRELAKE_LAMBDA_NODE", default_value = "node")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_LAMBDA_NODE", default_value = DEFAULT_LAMBDA_NODE))]
     pub lambda_node: String,
     /// Send invocations of functions firelake does not hold to this Lambda endpoint (`http://host:port`; no https).
-    #[arg(long, env = "FIRELAKE_LAMBDA_ENDPOINT")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_LAMBDA_ENDPOINT"))]
     pub lambda_endpoint: Option<String>,
     /// Accept Lambda function code while listening beyond loopback without `--auth strict` (anyone who reaches the port can then run code as firelake's user).
-    #[arg(long, env = "FIRELAKE_LAMBDA_ALLOW_CODE")]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_LAMBDA_ALLOW_CODE"))]
     pub lambda_allow_code: bool,
     /// Workers of one Lambda function that run at once.
-    #[arg(long, env = "FIRELAKE_LAMBDA_WORKERS_MAX", default_value_t = DEFAULT_LAMBDA_WORKERS_MAX)]
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_LAMBDA_WORKERS_MAX", default_value_t = DEFAULT_LAMBDA_WORKERS_MAX))]
     pub lambda_workers_max: usize,
+}
+
+/// The command line's defaults, without the command line: what a server started by
+/// [`crate::testing`] begins from. A test (`defaults_are_the_command_lines`) keeps the two equal.
+impl Default for ServeArgs {
+    fn default() -> ServeArgs {
+        ServeArgs {
+            host: DEFAULT_HOST.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            port: DEFAULT_PORT,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            region: DEFAULT_REGION.to_owned(),
+            account_id: DEFAULT_ACCOUNT_ID.to_owned(),
+            log: DEFAULT_LOG.to_owned(),
+            domains: DEFAULT_DOMAINS.split(',').map(str::to_owned).collect(),
+            durability: Durability::Fsync,
+            max_connections: DEFAULT_CONNECTIONS_MAX,
+            body_timeout: DEFAULT_BODY_TIMEOUT_SECS,
+            send_timeout: DEFAULT_SEND_TIMEOUT_SECS,
+            blocking_threads: DEFAULT_BLOCKING_THREADS,
+            create_delay: 0.0,
+            buffer_interval_cap: None,
+            lenient: false,
+            stream_buffer_max_mb: DEFAULT_STREAM_BUFFER_MB,
+            ephemeral: false,
+            init: None,
+            total_buffer_max_mb: DEFAULT_TOTAL_BUFFER_MB,
+            auth: AuthMode::Off,
+            auth_keys: None,
+            auth_keys_file: None,
+            lambda_python: DEFAULT_LAMBDA_PYTHON.to_owned(),
+            lambda_node: DEFAULT_LAMBDA_NODE.to_owned(),
+            lambda_endpoint: None,
+            lambda_allow_code: false,
+            lambda_workers_max: DEFAULT_LAMBDA_WORKERS_MAX,
+        }
+    }
 }
 
 /// Text that holds secrets: parsed after clap, so that neither clap's errors nor a
 /// `Debug` of the arguments ever shows it.
 #[derive(Clone)]
 pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: String) -> Secret {
+        Secret(text)
+    }
+}
 
 impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
@@ -296,4 +346,17 @@ impl Config {
 
 pub fn valid_account_id(id: &str) -> bool {
     id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(all(test, feature = "cli"))]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, ServeArgs};
+
+    #[test]
+    fn defaults_are_the_command_lines() {
+        let parsed = Cli::try_parse_from(["firelake"]).map(|cli| cli.serve);
+        assert_eq!(format!("{:?}", parsed.ok()), format!("{:?}", Some(ServeArgs::default())));
+    }
 }

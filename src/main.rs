@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::Healthcheck { url }) => firelake::admin::healthcheck(&url),
+        #[cfg(feature = "produce")]
         Some(Command::Produce(args)) => firelake::produce::run(args),
         None => serve(cli.serve),
     }

@@ -68,57 +68,83 @@ impl Protocol {
 
 /// Opens the data directory, binds, prints where it serves, and serves until `shutdown`.
 pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-    // An ephemeral data directory lives as long as this function: removed at exit.
-    let ephemeral = match config.ephemeral {
-        true => Some(
-            tempfile::Builder::new()
-                .prefix("firelake-")
-                .tempdir()
-                .map_err(|err| format!("cannot make a temporary data directory: {err}"))?,
-        ),
-        false => None,
-    };
-    let data_dir = ephemeral.as_ref().map_or_else(|| config.data_dir.clone(), |dir| dir.path().to_path_buf());
-    let store =
-        Store::open(&data_dir, config.durability).map_err(|err| format!("cannot use the data directory {}: {err}", data_dir.display()))?;
-    let store = Arc::new(store);
-    let lambda = Arc::new(
-        Lambda::start(store.clone(), config.lambda.clone())
-            .map_err(|err| format!("cannot load the Lambda functions in {}: {err}", data_dir.display()))?,
-    );
-    let firehose = Arc::new(
-        Firehose::start(store.clone(), config.firehose_settings(), lambda.clone())
-            .map_err(|err| format!("cannot load the delivery streams in {}: {err}", data_dir.display()))?,
-    );
-    let listeners = bind(&config).await?;
-    let keys = config.auth_keys.clone();
-    let firehose_state = Arc::new(FirehoseState { firehose: firehose.clone(), auth_keys: keys.clone() });
-    let state = Arc::new(State {
-        s3: Arc::new(S3State {
-            store: store.clone(),
-            auth_keys: keys.clone(),
-            domains: config.domains.clone(),
-            region: config.region.clone(),
-        }),
-
-        lambda: Arc::new(LambdaState { lambda: lambda.clone(), store: store.clone(), auth_keys: keys }),
-        firehose: firehose_state.clone(),
-        admin: AdminState { firehose: firehose_state, store: store.clone(), started: Instant::now(), durability: config.durability },
-        config,
-    });
-    if let Some(path) = state.config.init.clone() {
-        crate::init::apply(&state.config, &store, &state.firehose, &state.lambda, &path).await?;
-    }
-    let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
-    lambda.serving_at(addr);
-    let also = listeners.get(1).and_then(|l| l.local_addr().ok()).map(|a| format!(" and http://{a}")).unwrap_or_default();
-    println!("firelake listening on http://{addr}{also}, data in {}", store.root().display());
-    run(listeners, state.clone(), shutdown).await;
-    tracing::info!("delivering what the delivery streams buffered");
-    firehose.shutdown(Duration::from_millis(SHUTDOWN_DRAIN_MS)).await;
-    lambda.shutdown().await;
-    drop(ephemeral);
+    let opened = Opened::open(config).await?;
+    let also = opened.listeners.get(1).and_then(|l| l.local_addr().ok()).map(|a| format!(" and http://{a}")).unwrap_or_default();
+    println!("firelake listening on http://{}{also}, data in {}", opened.addr, opened.store.root().display());
+    opened.serve(shutdown).await;
     Ok(())
+}
+
+/// A server that is ready (data directory open, streams and functions loaded, the init
+/// file applied, bound) but not yet accepting: the step between `start`'s start-up and
+/// its serving, which [`crate::testing`] takes apart to learn the address first.
+pub struct Opened {
+    pub state: Arc<State>,
+    pub store: Arc<Store>,
+    pub firehose: Arc<Firehose>,
+    pub lambda: Arc<Lambda>,
+    /// The first listener's address (the one with `--port 0`'s port).
+    pub addr: SocketAddr,
+    listeners: Vec<TcpListener>,
+    /// An `--ephemeral` data directory, removed when this is dropped, after serving.
+    ephemeral: Option<tempfile::TempDir>,
+}
+
+impl Opened {
+    pub async fn open(config: Config) -> Result<Opened, String> {
+        let ephemeral = match config.ephemeral {
+            true => Some(
+                tempfile::Builder::new()
+                    .prefix("firelake-")
+                    .tempdir()
+                    .map_err(|err| format!("cannot make a temporary data directory: {err}"))?,
+            ),
+            false => None,
+        };
+        let data_dir = ephemeral.as_ref().map_or_else(|| config.data_dir.clone(), |dir| dir.path().to_path_buf());
+        let store = Store::open(&data_dir, config.durability)
+            .map_err(|err| format!("cannot use the data directory {}: {err}", data_dir.display()))?;
+        let store = Arc::new(store);
+        let lambda = Arc::new(
+            Lambda::start(store.clone(), config.lambda.clone())
+                .map_err(|err| format!("cannot load the Lambda functions in {}: {err}", data_dir.display()))?,
+        );
+        let firehose = Arc::new(
+            Firehose::start(store.clone(), config.firehose_settings(), lambda.clone())
+                .map_err(|err| format!("cannot load the delivery streams in {}: {err}", data_dir.display()))?,
+        );
+        let listeners = bind(&config).await?;
+        let keys = config.auth_keys.clone();
+        let firehose_state = Arc::new(FirehoseState { firehose: firehose.clone(), auth_keys: keys.clone() });
+        let state = Arc::new(State {
+            s3: Arc::new(S3State {
+                store: store.clone(),
+                auth_keys: keys.clone(),
+                domains: config.domains.clone(),
+                region: config.region.clone(),
+            }),
+            lambda: Arc::new(LambdaState { lambda: lambda.clone(), store: store.clone(), auth_keys: keys }),
+            firehose: firehose_state.clone(),
+            admin: AdminState { firehose: firehose_state, store: store.clone(), started: Instant::now(), durability: config.durability },
+            config,
+        });
+        if let Some(path) = state.config.init.clone() {
+            crate::init::apply(&state.config, &store, &state.firehose, &state.lambda, &path).await?;
+        }
+        let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+        lambda.serving_at(addr);
+        Ok(Opened { state, store, firehose, lambda, addr, listeners, ephemeral })
+    }
+
+    /// Serves until `shutdown`, then delivers what the streams buffered (bounded).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let Opened { state, firehose, lambda, listeners, ephemeral, .. } = self;
+        run(listeners, state, shutdown).await;
+        tracing::info!("delivering what the delivery streams buffered");
+        firehose.shutdown(Duration::from_millis(SHUTDOWN_DRAIN_MS)).await;
+        lambda.shutdown().await;
+        drop(ephemeral);
+    }
 }
 
 /// Binds the configured address; with the default host, `[::1]` on the same port too,

@@ -68,7 +68,8 @@ pub use meta::{Fingerprint, ObjectMeta};
 pub use settings::{BucketInfo, Grant, PublicAccessBlock};
 
 /// Whether writes are fsynced before they are acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// fsync every object, metadata file and folder change before answering.

@@ -197,7 +197,11 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(server: &Server) -> Conn {
-        let stream = TcpStream::connect(server.addr).expect("connect");
+        Conn::open_addr(server.addr)
+    }
+
+    pub fn open_addr(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Conn { reader: BufReader::new(stream) }
     }

@@ -1,12 +1,15 @@
-"""Starts a real firelake process on port 0 with a fresh data directory for each test."""
+"""firelake's own Python tests use the pytest plugin of `python/` (pytest_firelake, which
+scripts/test.sh installs into .venv) for their servers and clients: `firelake`, `s3`,
+`firehose` and `flush` are its fixtures. pytest.ini asks it for a fresh server per test
+(`firelake_fresh`), on `tmp_path / "data"`; test_plugin.py tests its shared-server mode."""
 import os
 import pathlib
-import signal
-import subprocess
 
-import boto3
 import pytest
-from botocore.config import Config
+import pytest_firelake
+
+# test_plugin.py runs the plugin in pytest sessions of its own.
+pytest_plugins = ["pytester"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = os.environ.get("FIRELAKE_BIN", str(ROOT / "target" / "debug" / "firelake"))
@@ -23,39 +26,17 @@ def require(present, what):
     pytest.skip(f"needs {what}")
 
 
-class Firelake:
+class Firelake(pytest_firelake.Firelake):
+    """A server of the binary under test on `data_dir`, as the plugin starts one."""
+
     def __init__(self, data_dir, *args, env=None, stderr=None):
-        self.data_dir = pathlib.Path(data_dir)
-        self.proc = subprocess.Popen(
-            [BINARY, "--port", "0", "--data-dir", str(self.data_dir), *args],
-            stdout=subprocess.PIPE, stderr=stderr, text=True,
-            env={**os.environ, "RUST_LOG": "warn", "AWS_EC2_METADATA_DISABLED": "true", **(env or {})},
-        )
-        line = self.proc.stdout.readline()
-        url = next(w for w in line.split() if w.startswith("http://"))
-        self.endpoint = url.rstrip(",")
-        self.port = int(self.endpoint.rsplit(":", 1)[1])
-        self.data_dir = self.data_dir.resolve()
-
-    def client(self, service, access_key="test", secret="test", **config):
-        return boto3.client(
-            service, endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=access_key, aws_secret_access_key=secret,
-            config=Config(**config) if config else None,
-        )
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            return self.proc.wait(timeout=30)
-        return self.proc.returncode
+        super().__init__(BINARY, *args, data_dir=data_dir, env=env, stderr=stderr)
 
 
-@pytest.fixture
-def firelake(tmp_path):
-    server = Firelake(tmp_path / "data")
-    yield server
-    server.stop()
+@pytest.fixture(scope="session")
+def firelake_binary():
+    """The plugin's fixtures start the binary under test, not a `firelake` on PATH."""
+    return pathlib.Path(BINARY)
 
 
 @pytest.fixture
@@ -70,36 +51,16 @@ def start_firelake(tmp_path):
 
     yield start
     for server in servers:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
+        server.kill()
 
 
 def flush(server, stream=None):
     """POST /_firelake/flush; answers (HTTP status, JSON body)."""
-    import json
-    import urllib.error
-    import urllib.request
-
-    url = f"{server.endpoint}/_firelake/flush" + (f"?stream={stream}" if stream else "")
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=90) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    return server.request("POST", "/_firelake/flush" + (f"?stream={stream}" if stream else ""))
 
 
 def streams_status(server):
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(f"{server.endpoint}/_firelake/streams", timeout=10) as response:
-        return {s["name"]: s for s in json.loads(response.read())["streams"]}
-
-
-@pytest.fixture
-def s3(firelake):
-    return firelake.client("s3")
+    return server.streams()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import os
 import pathlib
 import re
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -23,7 +24,8 @@ def blocks(lang, containing):
 
 def test_python_examples(firelake):
     namespace = {}
-    for code in [code for kind, code in BLOCKS if kind == "python"]:
+    # The pytest example (it defines tests) runs in test_pytest_example.
+    for code in [code for kind, code in BLOCKS if kind == "python" and "def test_" not in code]:
         exec(code.replace(ENDPOINT, firelake.endpoint), namespace)
     assert flush(firelake)[0] == 200
     s3 = firelake.client("s3")
@@ -36,7 +38,7 @@ def test_python_examples(firelake):
 
 def test_rust_example_is_the_tested_file():
     # tests/readme_rust.rs runs examples/quickstart.rs; the README must quote it whole.
-    assert blocks("rust", "aws_sdk_s3") == [(ROOT / "examples" / "quickstart.rs").read_text()]
+    assert blocks("rust", "cargo run --example quickstart") == [(ROOT / "examples" / "quickstart.rs").read_text()]
 
 
 def run_shell_block(code, firelake, cwd, skip=()):
@@ -58,9 +60,9 @@ def run_shell_block(code, firelake, cwd, skip=()):
 
 
 def test_aws_cli_example(firelake, tmp_path):
-    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    # The step makes its data.csv itself.
     run_shell_block(blocks("sh", "aws s3 mb")[0], firelake, tmp_path)
-    assert (firelake.data_dir / "sd-vehicle-data" / "raw" / "data.csv").read_text() == "a,b\n1,2\n"
+    assert (firelake.data_dir / "sd-vehicle-data" / "raw" / "data.csv").read_text() == "vin,speed\n4FTEX4944AK844294,25\n"
 
 
 def test_flush_and_produce_examples(start_firelake):
@@ -99,5 +101,72 @@ def test_course_walkthrough_steps(firelake):
     [code] = blocks("sh", "seed_scenario.py")
     code = code.replace(".venv/bin/python", sys.executable)
     run_shell_block(code, firelake, ROOT, skip=("cargo run", "python3 -m venv"))
-    delivered = list((firelake.data_dir / "sd-vehicle-data").rglob("gps-delivery-stream-1-*"))
+    delivered = list((firelake.data_dir / "sd-vehicle-data").rglob("walkthrough-stream-1-*"))
     assert len(delivered) == 1, delivered
+
+
+def test_pytest_example(pytester):
+    # The README's pytest example, in a pytest session of its own with the installed plugin.
+    [code] = [code for kind, code in BLOCKS if kind == "python" and "def test_" in code]
+    pytester.makepyfile(test_fleet=code)
+    result = pytester.runpytest_subprocess(f"--firelake-bin={BINARY}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+CI_TESTS = """
+import os
+
+import boto3
+
+
+def test_the_job_reaches_its_firelake():
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="ci-bucket")
+    s3.put_object(Bucket="ci-bucket", Key="a.txt", Body=b"from CI")
+    assert s3.get_object(Bucket="ci-bucket", Key="a.txt")["Body"].read() == b"from CI"
+    assert os.environ["AWS_ENDPOINT_URL"].endswith(os.environ["FIRELAKE_PORT"])
+"""
+
+
+def test_ci_recipe(tmp_path):
+    # The README's GitHub Actions job, step by step as a runner would (`bash -e`), with
+    # the binary under test on PATH instead of its install step, and a free port instead
+    # of 4573 (FIRELAKE_PORT and FIRELAKE_URL, which firelake reads).
+    import socket
+
+    import yaml
+
+    [code] = blocks("yaml", "firelake healthcheck")
+    job = yaml.safe_load(code)["jobs"]["test"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FIRELAKE_"))}
+    env["PATH"] = f"{pathlib.Path(sys.executable).parent}:{pathlib.Path(BINARY).parent}:{env['PATH']}"
+    env.update({**job["env"], "FIRELAKE_PORT": port, "FIRELAKE_URL": f"http://127.0.0.1:{port}"})
+    (tmp_path / "test_ci.py").write_text(CI_TESTS)
+    ran = []
+    started = None
+    try:
+        for step in job["steps"]:
+            if "run" not in step or step["name"] == "Install firelake":
+                continue
+            script = "\n".join(l for l in step["run"].splitlines() if not l.startswith("pip install "))
+            step_env = {**env, **{k: str(v).replace("4573", port) for k, v in step.get("env", {}).items()}}
+            # Its own session, so that what it leaves running (firelake) can be stopped after.
+            proc = subprocess.Popen(["bash", "-e", "-c", script], cwd=tmp_path, env=step_env, start_new_session=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            out = proc.communicate(timeout=120)[0] if step["name"] != "Start firelake" else None
+            if step["name"] == "Start firelake":
+                started = proc
+                proc.wait(timeout=60)
+            assert proc.returncode == 0, f"step {step['name']!r} failed:\n{script}\n{out}"
+            ran.append(step["name"])
+    finally:
+        if started is not None:
+            try:
+                os.killpg(started.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    assert ran == ["Start firelake", "Test", "firelake's log"]
+    assert "firelake listening on" in (tmp_path / "firelake.log").read_text()
