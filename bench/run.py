@@ -288,11 +288,16 @@ def lambda_zip(source):
     return buffer.getvalue()
 
 
+LAMBDA_FIREHOSE_KINDS = ("firehose", "firehose-one-at-a-time")
+
+
 def lambda_round(kind, seconds):
     """Warm invocations of an identity Python handler (and, as the baseline, the same
-    handler called in a plain Python loop); then a Firehose stream of 1 KiB records
-    through the identity transform, delivered."""
-    server = Server("firelake", "--lambda-python", sys.executable, durability=DURABILITY)
+    handler called in a plain Python loop); or a Firehose stream of 1 KiB records
+    through the identity transform, delivered: with the default --lambda-workers-max (4
+    batches of the stream invoked at once), or with 1 (one batch at a time, the baseline)."""
+    workers = ["--lambda-workers-max", "1"] if kind == "firehose-one-at-a-time" else []
+    server = Server("firelake", "--lambda-python", sys.executable, *workers, durability=DURABILITY)
     try:
         lam = client("lambda", server.endpoint, retries={"max_attempts": 1})
         out = {}
@@ -569,13 +574,17 @@ def main():
         print(f"| throttled records | {u['throttled-records']:.0f} | {p['throttled-records']:.0f} | |")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "lambda"):
-        for kind in ("invoke", "firehose"):
-            runs = [lambda_round(kind, args.seconds) for _ in range(args.rounds)]
+        results = {"invoke": [lambda_round("invoke", args.seconds) for _ in range(args.rounds)]}
+        # The two Firehose kinds interleaved, so the machine's noise falls on both alike.
+        results.update(interleaved(LAMBDA_FIREHOSE_KINDS, lambda_round, args.rounds, args.seconds))
+        for kind, runs in results.items():
             med = medians(runs)
             print(f"\n| Lambda, {kind} (median of {args.rounds}) | value |\n|---|---|")
             for k, v in med.items():
                 print(f"| {k} | {v:,.3f} |")
             print("\nraw rounds:", json.dumps(runs))
+        at_once, one = (medians(results[kind])["delivered-mb-per-s"] for kind in LAMBDA_FIREHOSE_KINDS)
+        print(f"\n| delivered through the Lambda, batches at once / one at a time | {at_once / one:.2f}x |")
     if args.only in (None, "firehose"):
         results = interleaved(FIREHOSE_KINDS, firehose_round, args.rounds, args.seconds)
         med = {kind: medians(runs) for kind, runs in results.items()}

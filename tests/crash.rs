@@ -519,19 +519,32 @@ fn kills_during_partitioned_delivery_lose_and_duplicate_nothing() {
 }
 
 const LAMBDA_STREAM: &str = "crash-lambda";
+/// Invocations of this firelake the handler must have begun before a round's kill comes:
+/// its (cold-started) workers are then busy, several batches at a time.
+const LAMBDA_INVOCATIONS_BEFORE_KILL: usize = 6;
 
+/// Transforms or drops each record; first writes down, in a file of its own, which
+/// firelake invoked it (its parent process) and which records it was given, so that the
+/// test sees which invocations a kill cut off (their records are invoked again after the
+/// restart); sleeps a random while, so that batches in flight together end out of order.
 const TRANSFORM: &str = r#"
-import base64, time
+import base64, os, random, time, uuid
+
+PARENT = os.getppid()
 
 def handler(event, context):
-    time.sleep(0.05)
+    ids = [base64.b64decode(r["data"]).decode().rstrip() for r in event["records"]]
+    path = os.path.join(os.environ["INVOCATIONS"], f"{PARENT}-{uuid.uuid4()}")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(ids))
+    os.rename(path + ".tmp", path)
+    time.sleep(random.uniform(0.0, 0.1))
     out = []
-    for record in event["records"]:
-        data = base64.b64decode(record["data"]).decode()
-        if data.rstrip().endswith("7"):
+    for record, data in zip(event["records"], ids):
+        if data.endswith("7"):
             out.append({"recordId": record["recordId"], "result": "Dropped"})
         else:
-            out.append({"recordId": record["recordId"], "result": "Ok", "data": base64.b64encode(("T:" + data).encode()).decode()})
+            out.append({"recordId": record["recordId"], "result": "Ok", "data": base64.b64encode(("T:" + data + "\n").encode()).decode()})
     return {"records": out}
 "#;
 
@@ -543,20 +556,41 @@ fn put_for_lambda(addr: std::net::SocketAddr, round: usize, worker: usize, stop:
     put_until_stopped(addr, LAMBDA_STREAM, &label, 50, pause, stop, line, |ids| acked.lock().unwrap().extend(ids));
 }
 
-/// A stream whose records a real Python Lambda (run by firelake) transforms or drops,
-/// killed while batches are being invoked, journaled and delivered: every acknowledged
-/// record is delivered exactly once, transformed, unless the function dropped it.
+/// The invocations the handler wrote down: (the firelake that invoked it, its records).
+fn invocations(dir: &Path) -> Vec<(u32, Vec<String>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") {
+            continue;
+        }
+        let parent: u32 = name.split('-').next().unwrap().parse().unwrap();
+        let ids = std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned).collect();
+        out.push((parent, ids));
+    }
+    out
+}
+
+/// A stream whose records a real Python Lambda (run by firelake, up to 4 batches at once)
+/// transforms or drops, killed while batches are being invoked, journaled and delivered:
+/// every acknowledged record is delivered exactly once, transformed, unless the function
+/// dropped it; each object holds its records in the order they were put; and some kill
+/// cut off several invocations at once (batches in flight together).
 #[test]
 fn kills_while_a_lambda_transforms_lose_and_duplicate_nothing() {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
     let code = temp.path().join("transform");
+    let seen = temp.path().join("invocations");
     std::fs::create_dir_all(&code).unwrap();
+    std::fs::create_dir_all(&seen).unwrap();
     std::fs::write(code.join("transform.py"), TRANSFORM).unwrap();
     let init = temp.path().join("init.json");
     let init_json = serde_json::json!({
         "buckets": [BUCKET],
-        "functions": [{"name": "transform", "runtime": "python3.12", "handler": "transform.handler", "code": "transform"}],
+        "functions": [{"name": "transform", "runtime": "python3.12", "handler": "transform.handler", "code": "transform",
+                       "timeout": 30, "environment": {"INVOCATIONS": seen.to_string_lossy()}}],
         "delivery_streams": [{
             "DeliveryStreamName": LAMBDA_STREAM,
             "ExtendedS3DestinationConfiguration": {
@@ -575,10 +609,14 @@ fn kills_while_a_lambda_transforms_lose_and_duplicate_nothing() {
     let init = init.to_string_lossy().into_owned();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut rng = rand::thread_rng();
+    // The firelakes in the order they ran.
+    let mut pids = Vec::new();
     for round in 0..KILLS / 2 {
         let durability = if round % 2 == 0 { "fsync" } else { "none" };
-        let server =
-            Server::start_in(&data, &["--log", "error", "--durability", durability, "--buffer-interval-cap", "0.1", "--init", &init]);
+        let server = Server::start_in(
+            &data,
+            &["--log", "error", "--durability", durability, "--buffer-interval-cap", "0.1", "--lambda-workers-max", "4", "--init", &init],
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (0..2)
             .map(|worker| {
@@ -586,7 +624,16 @@ fn kills_while_a_lambda_transforms_lose_and_duplicate_nothing() {
                 std::thread::spawn(move || put_for_lambda(addr, round, worker, &stop, &acked))
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(300..900)));
+        // Workers start cold (a Python process each): the kill waits until they are at work.
+        let pid = server.pid();
+        pids.push(pid);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while invocations(&seen).iter().filter(|(parent, _)| *parent == pid).count() < LAMBDA_INVOCATIONS_BEFORE_KILL
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..400)));
         server.kill();
         stop.store(true, Ordering::Relaxed);
         for worker in workers {
@@ -594,6 +641,7 @@ fn kills_while_a_lambda_transforms_lose_and_duplicate_nothing() {
         }
     }
     let server = Server::start_in(&data, &["--log", "error", "--init", &init]);
+    pids.push(server.pid());
     // The backlog of every round goes through the function now: a flush may take a while.
     let stream = std::net::TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
@@ -607,9 +655,16 @@ fn kills_while_a_lambda_transforms_lose_and_duplicate_nothing() {
     let mut objects = 0;
     for (key, bytes) in files_under(&server.data_dir.join(BUCKET).join("lambda")) {
         objects += 1;
+        // The records of one writer were put in order (`l-<round>-<worker>-<call>-<i>`).
+        let mut last: HashMap<String, (u64, u64)> = HashMap::new();
         for line in String::from_utf8(bytes).unwrap().lines() {
             let id = line.strip_prefix("T:").unwrap_or_else(|| panic!("{key} holds a line the Lambda did not make: {line:?}"));
             *delivered.entry(id.to_owned()).or_default() += 1;
+            let parts: Vec<&str> = id.split('-').collect();
+            let (writer, at) = (parts[..3].join("-"), (parts[3].parse().unwrap(), parts[4].parse().unwrap()));
+            if let Some(before) = last.insert(writer, at) {
+                assert!(before < at, "{key} holds {id} after a record put later ({before:?})");
+            }
         }
     }
     let twice: Vec<_> = delivered.iter().filter(|(_, n)| **n > 1).take(5).collect();
@@ -618,13 +673,35 @@ fn kills_while_a_lambda_transforms_lose_and_duplicate_nothing() {
     let lost: Vec<&String> = acked.iter().filter(|id| !id.ends_with('7') && !delivered.contains_key(*id)).take(5).collect();
     assert!(lost.is_empty(), "acknowledged records lost: {lost:?}");
     let kept = acked.iter().filter(|id| !id.ends_with('7')).count();
+    // An invocation whose records a later firelake invoked again was cut off by its
+    // firelake's kill before its answer was journaled; count them per kill.
+    let run_of = |pid: u32| pids.iter().position(|p| *p == pid).unwrap_or_else(|| panic!("an invocation by an unknown parent {pid}"));
+    let invoked: Vec<(usize, Vec<String>)> = invocations(&seen).into_iter().map(|(parent, ids)| (run_of(parent), ids)).collect();
+    let mut last_invoked: HashMap<&str, usize> = HashMap::new();
+    for (run, ids) in &invoked {
+        for id in ids {
+            let last = last_invoked.entry(id.as_str()).or_default();
+            *last = (*last).max(*run);
+        }
+    }
+    let mut cut_off: BTreeMap<usize, usize> = BTreeMap::new();
+    for (run, ids) in &invoked {
+        if ids.iter().any(|id| last_invoked[id.as_str()] > *run) {
+            *cut_off.entry(*run).or_default() += 1;
+        }
+    }
+    let most_at_once = cut_off.values().copied().max().unwrap_or(0);
     eprintln!(
-        "lambda crash test: survived {} kills; {} acknowledged records, {kept} delivered transformed exactly once in {objects} objects, the rest dropped by the function",
+        "lambda crash test: survived {} kills; {} acknowledged records, {kept} delivered transformed exactly once in {objects} objects, the rest dropped by the function; {} invocations, cut off by the kills: {:?} (at most {most_at_once} by one kill)",
         KILLS / 2,
-        acked.len()
+        acked.len(),
+        invoked.len(),
+        cut_off.values().collect::<Vec<_>>()
     );
     // Objects sealed during the rounds are few when the machine is loaded (the function
     // answers slowly, and the final flush seals the backlog in 1 MiB objects): more than
     // two still shows seals from several moments.
     assert!(acked.len() > 1000 && objects > 2, "too little load to prove anything");
+    assert!(most_at_once >= 2, "no kill caught two Lambda batches in flight: {cut_off:?}");
+    assert!(most_at_once <= 4, "more Lambda batches in flight than --lambda-workers-max: {cut_off:?}");
 }

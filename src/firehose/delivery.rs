@@ -1,7 +1,8 @@
 //! The delivery task of one stream: take a due buffer (a partition, an error-output type
 //! or the backup), seal it in the journal, write its object through the store, mark it
 //! delivered; retry with backoff when the bucket is missing or a write fails; on
-//! shutdown, deliver everything.
+//! shutdown, deliver everything. The records waiting for a Lambda processor are the
+//! Lambda stage's (`firehose::transform`), a task of its own that this one starts.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -9,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use md5::{Digest, Md5};
 use tokio::sync::watch;
 use tokio::task::{self, JoinSet};
@@ -17,10 +17,10 @@ use tokio::task::{self, JoinSet};
 use crate::firehose::buffer::Records;
 use crate::firehose::compress::Compression;
 use crate::firehose::naming::{self, Part};
-use crate::firehose::pipeline::lambda::{BatchFailure, EventRecord, PAYLOAD_BYTES_MAX};
-use crate::firehose::pipeline::{self, ACTIVE_PARTITIONS_MAX, Dest, Outcome};
+use crate::firehose::pipeline::Dest;
 use crate::firehose::stream::{DeliveredObject, Note, Pending, RECENT_OBJECTS_MAX, Routing, Seal, Settings, Stream, StreamState, hints_of};
-use crate::lambda::{InvokeError, Lambda};
+use crate::firehose::transform;
+use crate::lambda::Lambda;
 use crate::store::atomic::Staged;
 use crate::store::{Durability, ObjectMeta, Store, StoreError, now_ms};
 
@@ -31,8 +31,6 @@ enum Step {
     Deliver(Box<Pending>),
     /// Seal these buffers (due ones, oldest first), one journal append for them all.
     Seal(Vec<Dest>),
-    /// Run the Lambda stage over its next batch.
-    Transform,
     Wait(Option<i64>),
     Exit,
 }
@@ -46,10 +44,16 @@ const SEALS_PER_APPEND_MAX: usize = 64;
 
 /// Picks what to do next, under the stream's lock: a sealed batch not yet being written
 /// (in seal order, while fewer than [`WRITES_IN_FLIGHT_MAX`] are), then the due buffers,
-/// oldest record first (the Lambda stage alone, when its batch is the oldest); otherwise
-/// answers the flushes that are done and sleeps until the earliest deadline or the next
-/// finished write.
-fn next_step(state: &mut StreamState, settings: &Settings, shutting_down: bool, writing: &HashMap<task::Id, u64>) -> Step {
+/// oldest record first; otherwise answers the flushes that are done and sleeps until the
+/// earliest deadline or the next finished write. The Lambda stage's buffer is not this
+/// task's; at shutdown it exits once that stage is done too (`lambda_done`).
+fn next_step(
+    state: &mut StreamState,
+    settings: &Settings,
+    shutting_down: bool,
+    writing: &HashMap<task::Id, u64>,
+    lambda_done: bool,
+) -> Step {
     if state.deleted {
         return Step::Exit;
     }
@@ -64,7 +68,7 @@ fn next_step(state: &mut StreamState, settings: &Settings, shutting_down: bool, 
     let mut due: Vec<(i64, &Dest)> = Vec::new();
     let mut deadline: Option<i64> = None;
     for (dest, buffer) in &state.buffers {
-        if buffer.is_empty() {
+        if buffer.is_empty() || *dest == Dest::Lambda {
             continue;
         }
         let hints = hints_of(destination, &state.pipeline, dest, settings);
@@ -79,21 +83,17 @@ fn next_step(state: &mut StreamState, settings: &Settings, shutting_down: bool, 
         }
     }
     due.sort_by_key(|(oldest, _)| *oldest);
-    match due.first() {
-        Some((_, Dest::Lambda)) => return Step::Transform,
-        Some(_) => {
-            let dests = due.iter().map(|(_, dest)| *dest).filter(|dest| **dest != Dest::Lambda);
-            return Step::Seal(dests.take(SEALS_PER_APPEND_MAX).cloned().collect());
-        }
-        None => {}
+    if !due.is_empty() {
+        return Step::Seal(due.iter().map(|(_, dest)| *dest).take(SEALS_PER_APPEND_MAX).cloned().collect());
     }
     // Holding over half of what the stream may hold (many partitions, none full yet):
     // the largest buffer goes now, so puts are not throttled while every buffer waits
     // for its interval. AWS has no such cap; firelake's memory does.
     if state.held_bytes > settings.stream_bytes_max / 2
         && let Some((dest, _)) = state.buffers.iter().filter(|(_, b)| !b.is_empty()).max_by_key(|(_, b)| b.bytes())
+        && *dest != Dest::Lambda
     {
-        return if *dest == Dest::Lambda { Step::Transform } else { Step::Seal(vec![dest.clone()]) };
+        return Step::Seal(vec![dest.clone()]);
     }
     // Nothing sealed and nothing due: answer every flush whose records are delivered.
     let needed_from = state.needed_from();
@@ -104,7 +104,31 @@ fn next_step(state: &mut StreamState, settings: &Settings, shutting_down: bool, 
     }
     // Empty buffers of partitions that are no longer active are dropped.
     state.buffers.retain(|_, buffer| !buffer.is_empty() || buffer.forced);
-    if shutting_down { Step::Exit } else { Step::Wait(deadline) }
+    // At shutdown, records still with the Lambda stage come back as outputs to deliver.
+    let lambda_idle = lambda_done || (state.buffers.get(&Dest::Lambda).is_none_or(|b| b.is_empty()) && state.transforming.is_empty());
+    if shutting_down && lambda_idle { Step::Exit } else { Step::Wait(deadline) }
+}
+
+/// Records why delivery (or the Lambda stage) failed, for status, and fails the flushes
+/// waiting: they would otherwise wait for their timeout.
+pub fn report_failure(stream: &Stream, reason: String) {
+    let mut state = stream.lock();
+    if state.last_error.as_deref() != Some(reason.as_str()) {
+        tracing::warn!(stream = %state.def.name, %reason, "delivery failed; records stay buffered and delivery is retried");
+    }
+    for (_, waiter) in state.flushes.drain(..) {
+        let _ = waiter.send(Err(reason.clone()));
+    }
+    state.last_error = Some(reason);
+}
+
+/// Aborts a task when dropped: the Lambda stage ends with its delivery task.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Runs until the stream is deleted or, at shutdown, has delivered everything.
@@ -116,6 +140,7 @@ pub async fn deliver(
     held_total: Arc<AtomicU64>,
     lambda: Arc<Lambda>,
 ) {
+    let stage = AbortOnDrop(tokio::spawn(transform::run(stream.clone(), settings.clone(), lambda, held_total.clone(), shutdown.clone())));
     let mut failures: u32 = 0;
     // The seal ids of the objects being written, by their tasks.
     let mut writing: HashMap<task::Id, u64> = HashMap::new();
@@ -127,7 +152,7 @@ pub async fn deliver(
         }
         if outcome.is_ok() {
             let shutting_down = *shutdown.borrow();
-            let step = next_step(&mut stream.lock(), &settings, shutting_down, &writing);
+            let step = next_step(&mut stream.lock(), &settings, shutting_down, &writing, stage.0.is_finished());
             outcome = match step {
                 // Deleted, or at shutdown with nothing left: the writes under way end first.
                 Step::Exit if writes.is_empty() => return,
@@ -144,7 +169,6 @@ pub async fn deliver(
                         Some(done) = writes.join_next_with_id(), if !writes.is_empty() => finished(done, &mut writing),
                     }
                 }
-                Step::Transform => transform(&stream, &settings, &lambda, &held_total).await,
                 Step::Seal(dests) => seal(&stream, &store, &settings, dests).await,
                 Step::Deliver(pending) => {
                     let id = pending.seal.id;
@@ -159,16 +183,7 @@ pub async fn deliver(
             Ok(()) => failures = 0,
             Err(reason) => {
                 failures += 1;
-                {
-                    let mut state = stream.lock();
-                    if state.last_error.as_deref() != Some(reason.as_str()) {
-                        tracing::warn!(stream = %state.def.name, %reason, "delivery failed; records stay buffered and delivery is retried");
-                    }
-                    state.last_error = Some(reason.clone());
-                    for (_, waiter) in state.flushes.drain(..) {
-                        let _ = waiter.send(Err(reason.clone()));
-                    }
-                }
+                report_failure(&stream, reason);
                 if *shutdown.borrow() {
                     while writes.join_next().await.is_some() {}
                     let state = stream.lock();
@@ -200,144 +215,6 @@ fn finished(done: Result<(task::Id, Result<(), String>), task::JoinError>, writi
             Err(format!("an object write failed: {err}"))
         }
     }
-}
-
-/// Longest wait between two attempts of one Lambda invocation.
-const LAMBDA_RETRY_DELAY_MS_MAX: u64 = 2_000;
-/// Room kept in an invocation's 6 MB for the event around the records' base64.
-const LAMBDA_EVENT_OVERHEAD_BYTES: u64 = 256 * 1024;
-
-/// Runs the Lambda processor over the next batch of records waiting for it: invokes the
-/// function (NumberOfRetries + 1 attempts in all), journals each record's outcome, then
-/// buffers the outputs (transformed records into their partitions, failures as error
-/// documents). Nothing is buffered downstream before the outcomes are durable.
-async fn transform(stream: &Arc<Stream>, settings: &Settings, lambda: &Lambda, held_total: &AtomicU64) -> Result<(), String> {
-    let (records, pipeline, stream_arn, account, region) = {
-        let mut state = stream.lock();
-        let pipeline = state.pipeline.clone();
-        let hints = hints_of(&state.def.destination, &pipeline, &Dest::Lambda, settings);
-        // The event carries base64 (4 bytes for 3): it must fit the 6 MB payload.
-        let payload_room = (PAYLOAD_BYTES_MAX as u64 - LAMBDA_EVENT_OVERHEAD_BYTES) / 4 * 3;
-        let Some(buffer) = state.buffers.get_mut(&Dest::Lambda) else { return Ok(()) };
-        let records = buffer.take(hints.size_bytes.min(payload_room));
-        // Written objects truncate the journal meanwhile: it must keep these records.
-        state.transforming.extend(records.first_seq());
-        (records, pipeline, state.def.arn(), state.def.account.clone(), state.def.region.clone())
-    };
-    let first_seq = records.first_seq();
-    let Some(stage) = pipeline.lambda.clone() else {
-        // The processor was removed by an update: the records go on without it.
-        let mut state = stream.lock();
-        state.transformed(first_seq);
-        for (seq, arrival_ms, data) in records.entries() {
-            let (dest, bytes) = (Dest::Data(Vec::new()), data.clone());
-            state.buffers.entry(dest).or_default().push(seq, arrival_ms, bytes);
-        }
-        return Ok(());
-    };
-    let mut ids = Vec::with_capacity(records.len());
-    let mut last: Option<u64> = None;
-    let mut n = 0;
-    for (seq, _, _) in records.entries() {
-        n = if last == Some(seq) { n + 1 } else { 0 };
-        last = Some(seq);
-        ids.push(format!("{seq}.{n}"));
-    }
-    let event_records: Vec<EventRecord<'_>> =
-        records.entries().zip(&ids).map(|((_, arrival_ms, data), id)| EventRecord { id: id.clone(), arrival_ms, data }).collect();
-    let mut failure = BatchFailure { code: "Lambda.FunctionError", message: String::new() };
-    let mut outcomes = None;
-    let attempts = stage.retries + 1;
-    for attempt in 1..=attempts {
-        // Every attempt is a new invocation id with the same record ids, as on AWS.
-        let event = pipeline::lambda::event(&uuid::Uuid::new_v4().to_string(), &stream_arn, &region, &event_records);
-        let answered = lambda.invoke(&account, &region, &stage.arn, Bytes::from(event)).await;
-        failure = match answered {
-            Ok(invoked) if invoked.function_error.is_none() => {
-                match pipeline::lambda::outcomes(&ids, &invoked.payload, attempt, now_ms()) {
-                    Ok(out) => {
-                        outcomes = Some(out);
-                        break;
-                    }
-                    Err(failure) => failure,
-                }
-            }
-            Ok(invoked) => {
-                let message = serde_json::from_slice::<serde_json::Value>(&invoked.payload)
-                    .ok()
-                    .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_owned))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&invoked.payload).chars().take(1000).collect());
-                BatchFailure { code: "Lambda.FunctionError", message }
-            }
-            Err(InvokeError::NotFound(message)) => BatchFailure { code: "Lambda.FunctionNotFound", message },
-            Err(InvokeError::TooLarge(message)) => BatchFailure { code: "Lambda.FunctionError", message },
-            Err(InvokeError::Failed(message)) => BatchFailure { code: "Lambda.InvokeFailed", message },
-        };
-        tracing::warn!(stream = %stream_arn, function = %stage.arn, attempt, code = failure.code, message = %failure.message, "Lambda processing failed");
-        if attempt < attempts {
-            tokio::time::sleep(Duration::from_millis((100u64 << attempt.min(5)).min(LAMBDA_RETRY_DELAY_MS_MAX))).await;
-        }
-    }
-    let ending_ms = now_ms();
-    let answered = outcomes.is_some();
-    let mut outcomes = outcomes.unwrap_or_else(|| {
-        ids.iter()
-            .map(|_| Outcome::Failed { code: failure.code.to_owned(), message: failure.message.clone(), attempts, ending_ms })
-            .collect()
-    });
-    // The active-partition limit is decided now, and journaled with the outcome.
-    if pipeline.has_partition_keys() {
-        let mut active: std::collections::HashSet<Vec<String>> = stream.lock().active_partitions().cloned().collect();
-        for outcome in &mut outcomes {
-            if let Outcome::Ok { data, keys, overflow } = outcome
-                && let Ok(partition) = pipeline.partition_of(data, keys)
-                && !active.contains(&partition)
-            {
-                if active.len() >= ACTIVE_PARTITIONS_MAX {
-                    *overflow = true;
-                } else {
-                    active.insert(partition);
-                }
-            }
-        }
-    }
-    let mut by_seq: Vec<(u64, Vec<Outcome>)> = Vec::new();
-    for ((seq, _, _), outcome) in records.entries().zip(&outcomes) {
-        match by_seq.last_mut() {
-            Some((last, list)) if *last == seq => list.push(outcome.clone()),
-            _ => by_seq.push((seq, vec![outcome.clone()])),
-        }
-    }
-    let journaled = stream.journal.append(&[Note::Processed { outcomes: by_seq }.entry()]).await;
-    let mut state = stream.lock();
-    state.transformed(first_seq);
-    if let Err(err) = journaled {
-        let buffer = state.buffers.entry(Dest::Lambda).or_default();
-        buffer.restore(records);
-        buffer.forced = true;
-        return Err(format!("could not journal the Lambda processor's answer: {err}"));
-    }
-    let mut added = 0u64;
-    for ((seq, arrival_ms, data), outcome) in records.entries().zip(&outcomes) {
-        if let Some((dest, bytes)) = pipeline.after_lambda(&stage, data, outcome, arrival_ms) {
-            if let Dest::Error(kind) = &dest {
-                *state.failed_records.entry(kind.clone()).or_default() += 1;
-            }
-            added += bytes.len() as u64;
-            state.buffers.entry(dest).or_default().push(seq, arrival_ms, bytes);
-        }
-    }
-    *state.lambda_invocations.entry(if answered { "answered" } else { "failed after retries" }).or_default() += 1;
-    let taken = records.bytes();
-    state.held_bytes = (state.held_bytes + added).saturating_sub(taken);
-    if added >= taken {
-        held_total.fetch_add(added - taken, Ordering::SeqCst);
-    } else {
-        let _ = held_total.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| Some(h.saturating_sub(taken - added)));
-    }
-    drop(state);
-    stream.notify.notify_one();
-    Ok(())
 }
 
 /// The bucket a destination's objects go to.

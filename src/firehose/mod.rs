@@ -11,6 +11,7 @@ pub mod naming;
 pub mod pipeline;
 pub mod registry;
 pub mod stream;
+pub mod transform;
 
 use std::sync::Arc;
 

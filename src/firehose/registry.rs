@@ -189,7 +189,7 @@ impl Firehose {
         state.def = def;
         drop(state);
         // The buffering hints may have changed: the delivery task looks again.
-        stream.notify.notify_one();
+        stream.wake();
         Ok(())
     }
 
@@ -211,7 +211,7 @@ impl Firehose {
         };
         let _ = self.held_total.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |total| Some(total.saturating_sub(held)));
         self.streams.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-        stream.notify.notify_one();
+        stream.wake();
         self.store.delete_stream(&uid)
     }
 
@@ -237,7 +237,7 @@ impl Firehose {
             stream.journal.sync(position).await?;
         }
         if put.wake {
-            stream.notify.notify_one();
+            stream.wake();
         }
         Ok(Some(put.results))
     }
@@ -262,7 +262,7 @@ impl Firehose {
                 }
                 format!("{}/{}/{}", state.def.account, state.def.region, state.def.name)
             };
-            stream.notify.notify_one();
+            stream.wake();
             waits.push((label, rx));
         }
         let mut out = Vec::new();
@@ -342,6 +342,7 @@ impl Firehose {
                     "delivered_objects": state.delivered_objects,
                     "failed_records": state.failed_records,
                     "lambda_invocations": state.lambda_invocations,
+                    "lambda_batches_in_flight": state.transforming.len(),
                     "recent_objects": state.recent,
                     "last_error": state.last_error,
                     "ignored": state.def.ignored,

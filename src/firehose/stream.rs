@@ -223,8 +223,9 @@ pub struct StreamState {
     pub failed_records: BTreeMap<String, u64>,
     /// Lambda processor batches, by how they ended ("answered", "failed after retries").
     pub lambda_invocations: BTreeMap<&'static str, u64>,
-    /// The first seq of each batch the Lambda stage holds, out of every buffer until its
-    /// outputs are buffered: still needed, so the journal keeps it.
+    /// The first seq of each batch the Lambda stage holds (`firehose::transform`), out of
+    /// every buffer until its outputs are buffered: still needed, so the journal keeps it
+    /// and a flush waits for it.
     pub transforming: Vec<u64>,
 }
 
@@ -256,12 +257,21 @@ impl StreamState {
 pub struct Stream {
     pub journal: Journal,
     state: Mutex<StreamState>,
+    /// Wakes the delivery task.
     pub notify: Notify,
+    /// Wakes the Lambda stage's task.
+    pub lambda_notify: Notify,
 }
 
 impl Stream {
     pub fn lock(&self) -> MutexGuard<'_, StreamState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the stream's tasks (delivery and the Lambda stage) to look at it again.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+        self.lambda_notify.notify_one();
     }
 
     /// A stream from its definition and its replayed journal: sealed, undelivered
@@ -384,7 +394,7 @@ impl Stream {
         };
         let needed_from = state.needed_from();
         journal.truncate(needed_from)?;
-        Ok(Stream { journal, state: Mutex::new(state), notify: Notify::new() })
+        Ok(Stream { journal, state: Mutex::new(state), notify: Notify::new(), lambda_notify: Notify::new() })
     }
 
     /// Routes, journals and buffers records; answers for each whether it was accepted
@@ -409,6 +419,8 @@ impl Stream {
         }
         let backup = state.def.destination.backup_enabled();
         let was_idle = state.buffers.values().all(Buffer::is_empty);
+        // The Lambda stage sleeps until its oldest record's deadline: a first record wakes it.
+        let lambda_was_empty = pipeline.lambda.is_some() && state.buffers.get(&Dest::Lambda).is_none_or(Buffer::is_empty);
         let mut results = Vec::with_capacity(records.len());
         let mut entries = Vec::with_capacity(records.len());
         let mut outputs: Vec<Vec<(Dest, Bytes)>> = Vec::new();
@@ -481,7 +493,7 @@ impl Stream {
         // The delivery task sleeps until the oldest record's deadline, so it needs waking
         // only for a new buffer (a new oldest record) or a full one, not for every put.
         let pressed = state.held_bytes > settings.stream_bytes_max / 2;
-        let wake = was_idle || full || pressed || !new_partitions.is_empty();
+        let wake = was_idle || lambda_was_empty || full || pressed || !new_partitions.is_empty();
         Ok(Put { results, position: Some(position), wake, deleted: false })
     }
 }

@@ -474,16 +474,17 @@ def lambda_zip(source):
     return buffer.getvalue()
 
 
-def with_function(start_firelake, name, source):
-    """A firelake that runs Python functions, a bucket `bkt`, and the function `name`
-    (handler `transform.handler` of `source`): (server, firehose, s3, the function's ARN)."""
+def with_function(start_firelake, name, source, *args, **function):
+    """A firelake that runs Python functions (with `args`), a bucket `bkt`, and the function
+    `name` (handler `transform.handler` of `source`, and `function`'s CreateFunction
+    members): (server, firehose, s3, the function's ARN)."""
     import sys
 
-    server = start_firelake("--lambda-python", sys.executable, "--buffer-interval-cap", "0.2")
+    server = start_firelake("--lambda-python", sys.executable, "--buffer-interval-cap", "0.2", *args)
     fh, s3, lam = server.client("firehose"), server.client("s3"), server.client("lambda")
     s3.create_bucket(Bucket="bkt")
     arn = lam.create_function(FunctionName=name, Runtime="python3.12", Role="arn:aws:iam::000000000000:role/l",
-                              Handler="transform.handler", Code={"ZipFile": lambda_zip(source)})["FunctionArn"]
+                              Handler="transform.handler", Code={"ZipFile": lambda_zip(source)}, **function)["FunctionArn"]
     return server, fh, s3, arn
 
 
@@ -509,6 +510,66 @@ def test_a_python_lambda_transforms_drops_and_fails_telematics_records(start_fir
     assert doc["errorCode"] == "Lambda.ProcessingFailedStatus" and doc["errorMessage"] == "ProcessingFailed status set for record"
     assert doc["lambdaARN"] == arn and doc["attemptsMade"] == 1 and json.loads(base64.b64decode(doc["rawData"])) == {"speed": 30}
     assert streams_status(server)["course"]["lambda_invocations"] == {"answered": 1}
+
+
+OVERLAP = '''
+import base64, os, time
+
+def handler(event, context):
+    # Marks itself running, and waits (a bounded while) until it sees three invocations run
+    # at once, or hears that another one saw that: with batches invoked one at a time it
+    # would only ever see itself. Each record is labelled with the most it saw.
+    running, seen = os.environ["RUNNING"], os.environ["SEEN"]
+    mine = os.path.join(running, event["invocationId"])
+    open(mine, "w").close()
+    try:
+        deadline = time.monotonic() + 10
+        most = len(os.listdir(running))
+        while most < 3 and not os.path.exists(seen) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            most = max(most, len(os.listdir(running)))
+        if most >= 3:
+            open(seen, "w").close()
+        records = [base64.b64decode(r["data"]) for r in event["records"]]
+        # The first batch ends last: its records must still be delivered first.
+        if records[0].startswith(b"0000"):
+            time.sleep(0.5)
+    finally:
+        os.remove(mine)
+    return {"records": [{"recordId": r["recordId"], "result": "Ok", "data": base64.b64encode(b"%d " % most + data).decode()}
+                        for r, data in zip(event["records"], records)]}
+'''
+
+
+def test_lambda_batches_of_one_stream_are_invoked_concurrently_and_delivered_in_order(start_firelake, tmp_path):
+    running = tmp_path / "running"
+    running.mkdir()
+    variables = {"RUNNING": str(running), "SEEN": str(tmp_path / "three-seen")}
+    server, fh, s3, arn = with_function(start_firelake, "overlap", OVERLAP, "--lambda-workers-max", "3",
+                                        Timeout=60, Environment={"Variables": variables})
+    fh.create_delivery_stream(DeliveryStreamName="wide", ExtendedS3DestinationConfiguration={
+        "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::bkt", "Prefix": "out/",
+        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+        "ProcessingConfiguration": {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+            {"ParameterName": "LambdaArn", "ParameterValue": arn},
+            {"ParameterName": "BufferSizeInMBs", "ParameterValue": "0.2"},
+            {"ParameterName": "BufferIntervalInSeconds", "ParameterValue": "0"}]}]}})
+    # 500 records of 1000 bytes, put at once: three Lambda batches (0.2 MiB, 0.2 MiB, the rest).
+    records = [b"%04d" % i + b"." * 995 + b"\n" for i in range(500)]
+    answer = fh.put_record_batch(DeliveryStreamName="wide", Records=[{"Data": r} for r in records])
+    assert answer["FailedPutCount"] == 0
+    assert flush(server, "wide")[0] == 200
+    objects = list(everything(s3).values())
+    # Some invocation ran beside two others (never more: --lambda-workers-max); the records
+    # come out once each, every object holding a run of them in the order they were put,
+    # though the first batch was answered last (objects are written concurrently, so the
+    # order between objects is not the test's).
+    lines = [line for body in sorted(objects, key=lambda b: b.split(b" ", 1)[1][:4]) for line in body.splitlines(keepends=True)]
+    most = [int(line.split(b" ", 1)[0]) for line in lines]
+    assert max(most) == 3 and len(most) == 500
+    assert [line.split(b" ", 1)[1] for line in lines] == records
+    assert streams_status(server)["wide"]["lambda_invocations"] == {"answered": 3}
+    assert streams_status(server)["wide"]["lambda_batches_in_flight"] == 0
 
 
 BROKEN = '''
