@@ -71,28 +71,35 @@ def test_if_none_match_with_an_etag_is_not_implemented_and_bucket_errors_come_fi
     assert error(excinfo)[:2] == (404, "NoSuchBucket")
 
 
+def race(writers, write):
+    """Runs write(i) for every writer at once (released together by a barrier); answers
+    each writer's outcome: "won", or the error code it got."""
+    barrier = threading.Barrier(writers)
+    answers = [None] * writers
+
+    def run(i):
+        barrier.wait()
+        try:
+            write(i)
+            answers[i] = "won"
+        except ClientError as err:
+            answers[i] = err.response["Error"]["Code"]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answers
+
+
 def test_concurrent_if_none_match_puts_have_exactly_one_winner(firelake):
     s3 = firelake.client("s3", max_pool_connections=32)
     s3.create_bucket(Bucket="bkt")
     writers = 16
     for round_ in range(5):
         key = f"race/{round_}"
-        barrier = threading.Barrier(writers)
-        answers = [None] * writers
-
-        def write(i):
-            barrier.wait()
-            try:
-                s3.put_object(Bucket="bkt", Key=key, Body=f"writer {i}".encode() * 1000, IfNoneMatch="*")
-                answers[i] = "won"
-            except ClientError as err:
-                answers[i] = err.response["Error"]["Code"]
-
-        threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        answers = race(writers, lambda i: s3.put_object(Bucket="bkt", Key=key, Body=f"writer {i}".encode() * 1000, IfNoneMatch="*"))
         assert answers.count("won") == 1, answers
         assert set(answers) == {"won", "PreconditionFailed"}, answers
         winner = answers.index("won")
@@ -104,23 +111,7 @@ def test_concurrent_if_match_puts_of_one_etag_have_exactly_one_winner(firelake):
     s3 = firelake.client("s3", max_pool_connections=32)
     s3.create_bucket(Bucket="bkt")
     etag = s3.put_object(Bucket="bkt", Key="counter", Body=b"0")["ETag"]
-    writers = 12
-    barrier = threading.Barrier(writers)
-    answers = [None] * writers
-
-    def write(i):
-        barrier.wait()
-        try:
-            s3.put_object(Bucket="bkt", Key="counter", Body=f"{i + 1}".encode(), IfMatch=etag)
-            answers[i] = "won"
-        except ClientError as err:
-            answers[i] = err.response["Error"]["Code"]
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = race(12, lambda i: s3.put_object(Bucket="bkt", Key="counter", Body=f"{i + 1}".encode(), IfMatch=etag))
     assert answers.count("won") == 1 and set(answers) == {"won", "PreconditionFailed"}, answers
     assert body_of(s3, "counter") == f"{answers.index('won') + 1}".encode()
 
