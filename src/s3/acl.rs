@@ -438,12 +438,7 @@ mod tests {
     use super::*;
 
     fn req(headers: &[(&str, &str)]) -> Req {
-        let mut builder = http::Request::builder().uri("/b");
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let (parts, ()) = builder.body(()).unwrap().into_parts();
-        Req { parts, query: crate::s3::router::Query::parse(None), chunk_signing: None }
+        Req::for_test("/b", headers)
     }
 
     #[test]

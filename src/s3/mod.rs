@@ -57,6 +57,17 @@ impl Req {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.parts.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// A request for unit tests: `uri` with `headers`, no query, no chunk signing.
+    #[cfg(test)]
+    pub fn for_test(uri: &str, headers: &[(&str, &str)]) -> Req {
+        let mut builder = http::Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        Req { parts, query: Query::parse(None), chunk_signing: None }
+    }
 }
 
 pub async fn handle(state: &Arc<S3State>, ctx: &RequestCtx, mut parts: http::request::Parts, body: Incoming) -> Response<Body> {

@@ -208,12 +208,7 @@ mod tests {
     use super::*;
 
     fn req(headers: &[(&str, &str)]) -> Req {
-        let mut builder = http::Request::builder().uri("/b/k");
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let (parts, ()) = builder.body(()).unwrap().into_parts();
-        Req { parts, query: crate::s3::router::Query::parse(None), chunk_signing: None }
+        Req::for_test("/b/k", headers)
     }
 
     fn meta() -> ObjectMeta {
