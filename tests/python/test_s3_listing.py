@@ -35,17 +35,14 @@ def page_entries(page):
     return sorted(entries, key=lambda e: order(e[1]))
 
 
-def list_v2(s3, bucket, max_keys, prefix="", delimiter=None, start_after=None):
-    args = {"Bucket": bucket, "MaxKeys": max_keys, "Prefix": prefix}
-    if delimiter:
-        args["Delimiter"] = delimiter
-    if start_after is not None:
-        args["StartAfter"] = start_after
+def walk(call, args, max_keys, next_args, check=lambda page, entries: None):
+    """Every entry of a listing, page by page: call(**args), then next_args(page, entries)
+    for the next page's markers, until a page is not truncated."""
     got, pages = [], 0
     while True:
-        page = s3.list_objects_v2(**args)
+        page = call(**args)
         entries = page_entries(page)
-        assert page["KeyCount"] == len(entries)
+        check(page, entries)
         assert len(entries) <= max_keys
         got += entries
         pages += 1
@@ -53,37 +50,35 @@ def list_v2(s3, bucket, max_keys, prefix="", delimiter=None, start_after=None):
         if not page["IsTruncated"]:
             return got
         assert len(entries) == max_keys, "a truncated page is full"
-        args["ContinuationToken"] = page["NextContinuationToken"]
+        args.update(next_args(page, entries))
+
+
+def list_args(bucket, max_keys, prefix, delimiter):
+    args = {"Bucket": bucket, "MaxKeys": max_keys, "Prefix": prefix}
+    if delimiter:
+        args["Delimiter"] = delimiter
+    return args
+
+
+def list_v2(s3, bucket, max_keys, prefix="", delimiter=None, start_after=None):
+    args = list_args(bucket, max_keys, prefix, delimiter)
+    if start_after is not None:
+        args["StartAfter"] = start_after
+
+    def key_count(page, entries):
+        assert page["KeyCount"] == len(entries)
+
+    return walk(s3.list_objects_v2, args, max_keys, lambda page, _: {"ContinuationToken": page["NextContinuationToken"]}, key_count)
 
 
 def list_v1(s3, bucket, max_keys, prefix="", delimiter=None):
-    args = {"Bucket": bucket, "MaxKeys": max_keys, "Prefix": prefix}
-    if delimiter:
-        args["Delimiter"] = delimiter
-    got = []
-    while True:
-        page = s3.list_objects(**args)
-        entries = page_entries(page)
-        got += entries
-        if not page["IsTruncated"]:
-            return got
-        assert len(entries) == max_keys
-        args["Marker"] = page.get("NextMarker", entries[-1][1])
+    args = list_args(bucket, max_keys, prefix, delimiter)
+    return walk(s3.list_objects, args, max_keys, lambda page, entries: {"Marker": page.get("NextMarker", entries[-1][1])})
 
 
 def list_versions(s3, bucket, max_keys, prefix="", delimiter=None):
-    args = {"Bucket": bucket, "MaxKeys": max_keys, "Prefix": prefix}
-    if delimiter:
-        args["Delimiter"] = delimiter
-    got = []
-    while True:
-        page = s3.list_object_versions(**args)
-        entries = page_entries(page)
-        got += entries
-        if not page["IsTruncated"]:
-            return got
-        assert len(entries) == max_keys
-        args["KeyMarker"] = page["NextKeyMarker"]
+    args = list_args(bucket, max_keys, prefix, delimiter)
+    return walk(s3.list_object_versions, args, max_keys, lambda page, _: {"KeyMarker": page["NextKeyMarker"]})
 
 
 def put_all(s3, bucket, keys):
