@@ -416,10 +416,12 @@ async fn unsupported_operations_answer_not_implemented() {
     let s3 = server.s3().await;
     s3.create_bucket().bucket("bkt").send().await.unwrap();
     let err = s3
-        .put_bucket_versioning()
+        .put_bucket_website()
         .bucket("bkt")
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build(),
+        .website_configuration(
+            aws_sdk_s3::types::WebsiteConfiguration::builder()
+                .index_document(aws_sdk_s3::types::IndexDocument::builder().suffix("index.html").build().unwrap())
+                .build(),
         )
         .send()
         .await
@@ -434,6 +436,33 @@ async fn unsupported_operations_answer_not_implemented() {
     assert_eq!(err.into_service_error().meta().code(), Some("NoSuchBucketPolicy"));
     let encryption = s3.get_bucket_encryption().bucket("bkt").send().await.unwrap();
     assert!(encryption.server_side_encryption_configuration().is_some());
+}
+
+#[tokio::test]
+async fn versions_with_the_rust_sdk() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let server = Server::start();
+    let s3 = server.s3().await;
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    s3.put_bucket_versioning().bucket("bkt").versioning_configuration(enabled).send().await.unwrap();
+    let mut ids = Vec::new();
+    for body in [&b"first"[..], b"second"] {
+        let put = s3.put_object().bucket("bkt").key("k").body(ByteStream::from(body.to_vec())).send().await.unwrap();
+        ids.push(put.version_id().unwrap().to_owned());
+    }
+    let old = s3.get_object().bucket("bkt").key("k").version_id(&ids[0]).send().await.unwrap();
+    assert_eq!(old.version_id(), Some(ids[0].as_str()));
+    assert_eq!(old.body.collect().await.unwrap().into_bytes().as_ref(), b"first");
+    let deleted = s3.delete_object().bucket("bkt").key("k").send().await.unwrap();
+    assert_eq!(deleted.delete_marker(), Some(true));
+    let listed = s3.list_object_versions().bucket("bkt").send().await.unwrap();
+    let listed_ids: Vec<&str> = listed.versions().iter().filter_map(|v| v.version_id()).collect();
+    assert_eq!(listed_ids, [ids[1].as_str(), ids[0].as_str()]);
+    let markers = listed.delete_markers();
+    assert_eq!((markers.len(), markers[0].is_latest(), markers[0].version_id()), (1, Some(true), deleted.version_id()));
+    let err = s3.get_object().bucket("bkt").key("k").send().await.unwrap_err();
+    assert_eq!(err.into_service_error().meta().code(), Some("NoSuchKey"));
 }
 
 #[tokio::test]

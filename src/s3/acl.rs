@@ -324,21 +324,10 @@ pub async fn put_bucket_acl(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, b
     Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
 }
 
-/// Without versioning the only version is `null`: another id names nothing.
-fn check_version(req: &Req) -> Result<()> {
-    match req.query.get("versionId") {
-        Some(version) if version != "null" => Err(S3Error::invalid_argument("Invalid version id specified", "versionId", version)),
-        _ => Ok(()),
-    }
-}
-
 pub async fn get_object_acl(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
-    check_version(req)?;
     let info = bucket_info(state, bucket).await?;
-    let (b, k) = (bucket.to_owned(), key.to_owned());
-    let opened = blocking(state, move |store| store.open_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
-    let Some((_, meta)) = opened else { return Err(S3Error::no_such_key(key)) };
+    let (_, _, meta) = crate::s3::get::open_requested(state, req, bucket, key, "GET").await?;
     Ok(xml_response(policy_xml(&owner_of(&info, ctx), meta.acl.as_deref())))
 }
 
@@ -351,18 +340,13 @@ pub async fn put_object_acl(
     key: &str,
 ) -> Result<Response<Body>> {
     check_key(key)?;
-    check_version(req)?;
+    crate::s3::versioning::requested(req)?;
     let info = bucket_info(state, bucket).await?;
     let owner = owner_of(&info, ctx);
     let grants = requested(req, body, Resource::Object, &owner).await?;
     let acl = admit(&info, grants, &owner)?;
-    let (b, k) = (bucket.to_owned(), key.to_owned());
-    let updated =
-        blocking(state, move |store| store.update_meta(&b, &k, |meta| meta.acl = acl)).await?.map_err(|e| store_error(e, bucket))?;
-    match updated {
-        Some(_) => Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response")),
-        None => Err(S3Error::no_such_key(key)),
-    }
+    crate::s3::versioning::change_meta(state, req, bucket, key, "PUT", move |meta| meta.acl = acl).await?;
+    Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use crate::http::Body;
 use crate::s3::Req;
 use crate::s3::S3State;
 use crate::s3::checksum;
-use crate::s3::common::{blocking, store_error, xml_response};
+use crate::s3::common::xml_response;
 use crate::s3::error::{Result, S3Error};
 use crate::s3::get::last_modified;
 use crate::s3::router::check_key;
@@ -35,9 +35,7 @@ pub async fn get_object_attributes(state: &Arc<S3State>, req: &Req, bucket: &str
             return Err(S3Error::invalid_argument("Invalid attribute name specified.", "x-amz-object-attributes", name));
         }
     }
-    let (b, k) = (bucket.to_owned(), key.to_owned());
-    let opened = blocking(state, move |store| store.open_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
-    let Some((_, meta)) = opened else { return Err(S3Error::no_such_key(key)) };
+    let (versioning_state, _, meta) = crate::s3::get::open_requested(state, req, bucket, key, "GET").await?;
     let has = |name: &str| wanted.iter().any(|w| w == name);
     let mut x = Xml::document();
     x.root("GetObjectAttributesResponse");
@@ -73,6 +71,12 @@ pub async fn get_object_attributes(state: &Arc<S3State>, req: &Req, bucket: &str
     }
     x.close("GetObjectAttributesResponse");
     let mut response = xml_response(x.finish());
-    response.headers_mut().insert("last-modified", last_modified(&meta).parse().expect("dates are valid headers"));
+    let headers = response.headers_mut();
+    if let Ok(date) = last_modified(&meta).parse() {
+        headers.insert("last-modified", date);
+    }
+    if let Some(id) = crate::s3::versioning::header(versioning_state, meta.version_id.as_deref()).and_then(|v| v.parse().ok()) {
+        headers.insert("x-amz-version-id", id);
+    }
     Ok(response)
 }

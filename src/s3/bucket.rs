@@ -150,10 +150,6 @@ pub async fn get_unconfigured(state: &Arc<S3State>, bucket: &str, what: Unconfig
     bucket_info(state, bucket).await?;
     let mut x = Xml::document();
     match what {
-        Unconfigured::Versioning => {
-            x.root("VersioningConfiguration");
-            x.close("VersioningConfiguration");
-        }
         Unconfigured::Encryption => {
             // Since 2023 every S3 bucket encrypts with SSE-S3 unless configured otherwise.
             x.root("ServerSideEncryptionConfiguration");

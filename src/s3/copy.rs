@@ -13,27 +13,67 @@ use crate::s3::Req;
 use crate::s3::S3State;
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::common::{blocking, meta_from_headers, quoted, require_bucket, store_error, xml_response};
-use crate::s3::error::{Code, Result, S3Error};
+use crate::s3::error::{Result, S3Error};
 use crate::s3::preconditions::{WriteConditions, check_copy_source, check_early};
 use crate::s3::router::check_key;
 use crate::s3::tagging::parse_tagging_header;
 use crate::s3::xml::{Xml, timestamp};
-use crate::store::{ObjectMeta, now_ms};
+use crate::store::{Found, ObjectMeta, Versioning, now_ms};
+
+/// What `x-amz-copy-source` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    pub bucket: String,
+    pub key: String,
+    /// `None`: the current version; `Some(None)`: the null version.
+    pub version: Option<Option<String>>,
+}
 
 /// `bucket/key` of `x-amz-copy-source` (URL-encoded, optional leading `/`, optional `?versionId=`).
-pub fn parse_copy_source(value: &str) -> Result<(String, String)> {
+pub fn parse_copy_source(value: &str) -> Result<CopySource> {
     let (path, version) = match value.split_once('?') {
         Some((path, query)) => (path, query.strip_prefix("versionId=")),
         None => (value, None),
     };
-    if version.is_some_and(|v| v != "null") {
-        return Err(S3Error::new(Code::NoSuchVersion, "The specified version does not exist."));
-    }
+    let version = version.map(|id| crate::s3::versioning::parse_id(id, "x-amz-copy-source")).transpose()?;
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8().map_err(|_| bad_copy_source(value))?;
     let decoded = decoded.strip_prefix('/').unwrap_or(&decoded);
     match decoded.split_once('/') {
-        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok((bucket.to_owned(), key.to_owned())),
+        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+            Ok(CopySource { bucket: bucket.to_owned(), key: key.to_owned(), version })
+        }
         _ => Err(bad_copy_source(value)),
+    }
+}
+
+/// Opens the version a copy source names, with the `x-amz-copy-source-version-id` to
+/// answer (none from a bucket never versioned, unless a version was named).
+pub async fn open_copy_source(state: &Arc<S3State>, source: &CopySource) -> Result<(File, ObjectMeta, Option<String>)> {
+    let (b, k, wanted) = (source.bucket.clone(), source.key.clone(), source.version.clone());
+    let (versioning, found) = blocking(state, move |store| -> crate::store::Result<_> {
+        let versioning = store.versioning(&b)?;
+        let found = match &wanted {
+            None => store.open_object(&b, &k)?.map(|(file, meta)| Found::Object(file, Box::new(meta))),
+            Some(Some(_)) if versioning == Versioning::Unversioned => None,
+            Some(id) => store.open_version(&b, &k, id.as_deref())?,
+        };
+        Ok((versioning, found))
+    })
+    .await?
+    .map_err(|e| store_error(e, &source.bucket))?;
+    match (found, &source.version) {
+        (Some(Found::Object(file, meta)), wanted) => {
+            let header = match wanted {
+                Some(id) => Some(id.as_deref().unwrap_or("null").to_owned()),
+                None => crate::s3::versioning::header(versioning, meta.version_id.as_deref()),
+            };
+            Ok((file, *meta, header))
+        }
+        (Some(Found::Marker { .. }), _) => {
+            Err(S3Error::invalid_request("The source of a copy request may not specifically refer to a delete marker by version id."))
+        }
+        (None, None) => Err(S3Error::no_such_key(&source.key)),
+        (None, Some(id)) => Err(crate::s3::versioning::no_such_version(&source.key, id.as_deref())),
     }
 }
 
@@ -73,7 +113,7 @@ pub fn copy_range(
 
 pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
-    let (src_bucket, src_key) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
+    let source = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
     let replace = match req.header("x-amz-metadata-directive") {
         None | Some("COPY") => false,
         Some("REPLACE") => true,
@@ -88,7 +128,13 @@ pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buck
         None => None,
         Some(name) => Some(Algorithm::parse(name).ok_or_else(|| S3Error::invalid_request("Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]"))?),
     };
-    if src_bucket == bucket && src_key == key && !replace && algorithm.is_none() && req.header("x-amz-storage-class").is_none() {
+    if source.bucket == bucket
+        && source.key == key
+        && source.version.is_none()
+        && !replace
+        && algorithm.is_none()
+        && req.header("x-amz-storage-class").is_none()
+    {
         return Err(S3Error::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
@@ -100,9 +146,7 @@ pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buck
     let new_meta = if replace { Some(meta_from_headers(req)?) } else { None };
     let new_tags =
         if replace_tags { Some(req.header("x-amz-tagging").map(parse_tagging_header).transpose()?.unwrap_or_default()) } else { None };
-    let (sb, sk) = (src_bucket.clone(), src_key.clone());
-    let opened = blocking(state, move |store| store.open_object(&sb, &sk)).await?.map_err(|e| store_error(e, &src_bucket))?;
-    let Some((file, source_meta)) = opened else { return Err(S3Error::no_such_key(&src_key)) };
+    let (file, source_meta, source_version) = open_copy_source(state, &source).await?;
     check_copy_source(req, &source_meta)?;
     if source_meta.size > OBJECT_BYTES_MAX {
         return Err(S3Error::invalid_request(
@@ -151,7 +195,13 @@ pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buck
     x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
     x.close("CopyObjectResult");
     let mut response = xml_response(x.finish());
-    response.headers_mut().insert("x-amz-server-side-encryption", http::HeaderValue::from_static("AES256"));
+    let headers = response.headers_mut();
+    headers.insert("x-amz-server-side-encryption", http::HeaderValue::from_static("AES256"));
+    for (name, value) in [("x-amz-copy-source-version-id", source_version), ("x-amz-version-id", meta.version_id)] {
+        if let Some(value) = value.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
+    }
     Ok(response)
 }
 
@@ -161,8 +211,11 @@ mod tests {
 
     #[test]
     fn copy_sources() {
-        assert_eq!(parse_copy_source("/b/k%20x").unwrap(), ("b".to_owned(), "k x".to_owned()));
-        assert_eq!(parse_copy_source("b/a/b?versionId=null").unwrap(), ("b".to_owned(), "a/b".to_owned()));
+        let named = |b: &str, k: &str, version: Option<Option<String>>| CopySource { bucket: b.to_owned(), key: k.to_owned(), version };
+        assert_eq!(parse_copy_source("/b/k%20x").unwrap(), named("b", "k x", None));
+        assert_eq!(parse_copy_source("b/a/b?versionId=null").unwrap(), named("b", "a/b", Some(None)));
+        let id = crate::store::new_version_id();
+        assert_eq!(parse_copy_source(&format!("b/k?versionId={id}")).unwrap(), named("b", "k", Some(Some(id))));
         assert!(parse_copy_source("b").is_err());
         assert!(parse_copy_source("b/k?versionId=3").is_err());
     }

@@ -13,21 +13,43 @@ use crate::s3::common::{blocking, check_small_body_digest, parse_xml, read_small
 use crate::s3::error::{Result, S3Error};
 use crate::s3::preconditions::WriteConditions;
 use crate::s3::router::check_key;
+use crate::s3::versioning;
 use crate::s3::xml::Xml;
+use crate::store::Versioning;
 
 pub async fn delete_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
-    // Without versioning there is only the current object, and the null version is it:
-    // any other version id names nothing, and must not delete the current object.
-    if let Some(version) = req.query.get("versionId")
-        && version != "null"
-    {
-        return Err(S3Error::invalid_argument("Invalid version id specified", "versionId", version));
-    }
+    let requested = versioning::requested(req)?;
     let conditions = WriteConditions::of_delete(req, key);
-    let (b, k) = (bucket.to_owned(), key.to_owned());
-    blocking(state, move |store| store.delete_object_if(&b, &k, conditions.as_ref())).await?.map_err(|e| store_error(e, bucket))??;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    let (b, k, wanted) = (bucket.to_owned(), key.to_owned(), requested.clone());
+    let deleted = blocking(state, move |store| -> crate::store::Result<_> {
+        let state_now = store.versioning(&b)?;
+        // Without versioning only the null version exists: another id names nothing, and
+        // must never delete the current object.
+        if let Err(refused) = versioning::check_unversioned(state_now, &wanted) {
+            return Ok(Err(refused));
+        }
+        Ok(match wanted {
+            None => store.delete_object_if(&b, &k, conditions.as_ref())?,
+            Some(id) => Ok(store.delete_version(&b, &k, id.as_deref())?),
+        })
+    })
+    .await?
+    .map_err(|e| store_error(e, bucket))??;
+    let mut response = Response::builder().status(StatusCode::NO_CONTENT);
+    if deleted.delete_marker {
+        response = response.header("x-amz-delete-marker", "true");
+    }
+    // A delete by id echoes it; a delete marker added names its own.
+    let id = match &requested {
+        Some(id) => Some(id.as_deref().unwrap_or("null").to_owned()),
+        None if deleted.delete_marker => Some(deleted.version_id.as_deref().unwrap_or("null").to_owned()),
+        None => None,
+    };
+    if let Some(id) = id {
+        response = response.header("x-amz-version-id", id);
+    }
+    Ok(response.body(empty()).expect("valid response"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,20 +81,28 @@ pub async fn delete_objects(state: &Arc<S3State>, req: &Req, body: Incoming, buc
     }
     let b = bucket.to_owned();
     let outcomes = blocking(state, move |store| {
+        let state_now = store.versioning(&b).unwrap_or(Versioning::Unversioned);
         delete
             .objects
             .into_iter()
             .map(|entry| {
-                let outcome = if entry.version_id.as_deref().is_some_and(|v| v != "null") {
-                    Err(("NoSuchVersion", "The specified version does not exist.".to_owned()))
-                } else if entry.key.len() > crate::store::keypath::KEY_BYTES_MAX {
-                    Err(("KeyTooLongError", "Your key is too long".to_owned()))
-                } else {
-                    let conditions = entry.etag.as_deref().map(|etag| WriteConditions::if_match(&entry.key, etag));
-                    match store.delete_object_if(&b, &entry.key, conditions.as_ref()) {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(refused)) => Err((refused.code.as_str(), refused.message)),
-                        Err(err) => Err(("InternalError", err.to_string())),
+                let version = entry.version_id.as_deref().map(|id| versioning::parse_id(id, "versionId"));
+                let outcome = match version {
+                    Some(Err(_)) => Err(("NoSuchVersion", "The specified version does not exist.".to_owned())),
+                    Some(Ok(Some(_))) if state_now == Versioning::Unversioned => {
+                        Err(("NoSuchVersion", "The specified version does not exist.".to_owned()))
+                    }
+                    _ if entry.key.len() > crate::store::keypath::KEY_BYTES_MAX => {
+                        Err(("KeyTooLongError", "Your key is too long".to_owned()))
+                    }
+                    Some(Ok(id)) => store.delete_version(&b, &entry.key, id.as_deref()).map_err(|err| ("InternalError", err.to_string())),
+                    None => {
+                        let conditions = entry.etag.as_deref().map(|etag| WriteConditions::if_match(&entry.key, etag));
+                        match store.delete_object_if(&b, &entry.key, conditions.as_ref()) {
+                            Ok(Ok(deleted)) => Ok(deleted),
+                            Ok(Err(refused)) => Err((refused.code.as_str(), refused.message)),
+                            Err(err) => Err(("InternalError", err.to_string())),
+                        }
                     }
                 };
                 (entry, outcome)
@@ -84,10 +114,17 @@ pub async fn delete_objects(state: &Arc<S3State>, req: &Req, body: Incoming, buc
     x.root("DeleteResult");
     for (entry, outcome) in outcomes {
         match outcome {
-            Ok(()) if delete.quiet => {}
-            Ok(()) => x.node("Deleted", |x| {
+            Ok(_) if delete.quiet => {}
+            Ok(deleted) => x.node("Deleted", |x| {
                 x.leaf("Key", &entry.key);
                 x.leaf_opt("VersionId", entry.version_id.as_deref());
+                if deleted.delete_marker {
+                    x.leaf("DeleteMarker", "true");
+                    // A marker added names its own id; a marker deleted by id, that id.
+                    let marker_id =
+                        entry.version_id.clone().or_else(|| Some(deleted.version_id.clone().unwrap_or_else(|| "null".to_owned())));
+                    x.leaf_opt("DeleteMarkerVersionId", marker_id.as_deref());
+                }
             }),
             Err((code, message)) => x.node("Error", |x| {
                 x.leaf("Key", &entry.key);

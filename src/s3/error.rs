@@ -94,13 +94,20 @@ pub struct S3Error {
     pub code: Code,
     pub message: String,
     pub fields: Vec<(&'static str, String)>,
+    /// Response headers the error carries (`x-amz-delete-marker`, `Allow`, ...).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 pub type Result<T, E = S3Error> = std::result::Result<T, E>;
 
 impl S3Error {
     pub fn new(code: Code, message: impl Into<String>) -> S3Error {
-        S3Error { code, message: message.into(), fields: Vec::new() }
+        S3Error { code, message: message.into(), fields: Vec::new(), headers: Vec::new() }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
@@ -167,7 +174,10 @@ impl S3Error {
         } else {
             tracing::debug!(code = self.code.as_str(), message = %self.message, "request refused");
         }
-        let builder = Response::builder().status(status);
+        let mut builder = Response::builder().status(status);
+        for (name, value) in &self.headers {
+            builder = builder.header(*name, value.as_str());
+        }
         if head || self.code == Code::NotModified {
             return builder.body(empty()).expect("valid response");
         }

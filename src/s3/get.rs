@@ -17,7 +17,8 @@ use crate::s3::common::{DEFAULT_CONTENT_TYPE, blocking, quoted, store_error};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::preconditions::check_read;
 use crate::s3::router::check_key;
-use crate::store::ObjectMeta;
+use crate::s3::versioning;
+use crate::store::{Found, ObjectMeta, Versioning};
 
 /// Bytes per read when streaming an object out: what a download that stalls holds.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
@@ -63,14 +64,7 @@ pub fn resolve_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64
 
 pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str, head: bool) -> Result<Response<Body>> {
     check_key(key)?;
-    if let Some(version) = req.query.get("versionId")
-        && version != "null"
-    {
-        return Err(S3Error::invalid_argument("Invalid version id specified", "versionId", version));
-    }
-    let (b, k) = (bucket.to_owned(), key.to_owned());
-    let opened = blocking(state, move |store| store.open_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
-    let Some((file, meta)) = opened else { return Err(S3Error::no_such_key(key)) };
+    let (versioning_state, file, meta) = open_requested(state, req, bucket, key, if head { "HEAD" } else { "GET" }).await?;
     check_read(req, &meta)?;
     let mut range = resolve_range(req.header("range"), meta.size)?;
     let mut status = StatusCode::OK;
@@ -98,6 +92,9 @@ pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str
         None => (0, meta.size),
     };
     builder = object_headers(builder.status(status), &meta).header("content-length", len.to_string());
+    if let Some(id) = versioning::header(versioning_state, meta.version_id.as_deref()) {
+        builder = builder.header("x-amz-version-id", id);
+    }
     let checksum_mode = req.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
     // A checksum describes the whole object, so a ranged read gets none.
     if checksum_mode && status == StatusCode::OK {
@@ -124,9 +121,55 @@ pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str
     Ok(builder.body(body).expect("valid response"))
 }
 
+/// Opens the object version a read names (`?versionId=`, else the current one), with the
+/// bucket's versioning state; S3's errors for a missing key, version or a delete marker.
+pub async fn open_requested(
+    state: &Arc<S3State>,
+    req: &Req,
+    bucket: &str,
+    key: &str,
+    method: &'static str,
+) -> Result<(Versioning, File, ObjectMeta)> {
+    let requested = versioning::requested(req)?;
+    let (b, k, wanted) = (bucket.to_owned(), key.to_owned(), requested.clone());
+    let (state_now, found, marker) = blocking(state, move |store| -> crate::store::Result<_> {
+        let state_now = store.versioning(&b)?;
+        let (found, marker) = match &wanted {
+            None => match store.open_object(&b, &k)? {
+                Some((file, meta)) => (Some(Found::Object(file, Box::new(meta))), None),
+                // A key whose current version is a delete marker: its id goes in the answer.
+                None if state_now != Versioning::Unversioned => (None, store.current_marker(&b, &k)?),
+                None => (None, None),
+            },
+            Some(id) if state_now != Versioning::Unversioned || id.is_none() => (store.open_version(&b, &k, id.as_deref())?, None),
+            Some(_) => (None, None),
+        };
+        Ok((state_now, found, marker))
+    })
+    .await?
+    .map_err(|e| store_error(e, bucket))?;
+    versioning::check_unversioned(state_now, &requested)?;
+    match (found, requested) {
+        (Some(Found::Object(file, meta)), _) => Ok((state_now, file, *meta)),
+        (Some(Found::Marker { last_modified_ms }), Some(id)) => {
+            Err(versioning::marker_not_allowed(method, id.as_deref(), last_modified_ms))
+        }
+        (None, Some(id)) => Err(versioning::no_such_version(key, id.as_deref())),
+        (_, None) => match marker {
+            Some((id, _)) => Err(versioning::deleted_key(key, id.as_deref())),
+            None => Err(S3Error::no_such_key(key)),
+        },
+    }
+}
+
 /// An object's `Last-Modified` as an HTTP date.
 pub fn last_modified(meta: &ObjectMeta) -> String {
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64))
+    http_date(meta.last_modified_ms)
+}
+
+/// A time (ms since the epoch) as an HTTP date.
+pub fn http_date(ms: i64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
 /// The headers every GET and HEAD of an object carries.

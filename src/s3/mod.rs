@@ -20,6 +20,7 @@ pub mod preconditions;
 pub mod put;
 pub mod router;
 pub mod tagging;
+pub mod versioning;
 pub mod xml;
 
 use std::sync::Arc;
@@ -169,6 +170,8 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         DeleteBucket { bucket } => bucket::delete_bucket(state, &bucket).await,
         HeadBucket { bucket } => bucket::head_bucket(state, ctx, &bucket).await,
         GetBucketLocation { bucket } => bucket::get_bucket_location(state, &bucket).await,
+        GetBucketVersioning { bucket } => versioning::get_bucket_versioning(state, &bucket).await,
+        PutBucketVersioning { bucket } => versioning::put_bucket_versioning(state, req, body, &bucket).await,
         GetUnconfigured { bucket, what } => bucket::get_unconfigured(state, &bucket, what).await,
         BucketAccess { bucket, op } => access(state, ctx, req, body, &bucket, op).await,
         GetObjectAcl { bucket, key } => acl::get_object_acl(state, ctx, req, &bucket, &key).await,
@@ -190,9 +193,9 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         HeadObject { bucket, key } => get::get_object(state, req, &bucket, &key, true).await,
         DeleteObject { bucket, key } => delete::delete_object(state, req, &bucket, &key).await,
         GetObjectAttributes { bucket, key } => attributes::get_object_attributes(state, req, &bucket, &key).await,
-        GetObjectTagging { bucket, key } => tagging::get_object_tagging(state, &bucket, &key).await,
+        GetObjectTagging { bucket, key } => tagging::get_object_tagging(state, req, &bucket, &key).await,
         PutObjectTagging { bucket, key } => tagging::put_object_tagging(state, req, body, &bucket, &key).await,
-        DeleteObjectTagging { bucket, key } => tagging::delete_object_tagging(state, &bucket, &key).await,
+        DeleteObjectTagging { bucket, key } => tagging::delete_object_tagging(state, req, &bucket, &key).await,
         CreateMultipartUpload { bucket, key } => multipart::create(state, ctx, req, &bucket, &key).await,
         UploadPart { bucket, key, upload_id, part_number } => {
             multipart::upload_part(state, req, body, &bucket, &key, &upload_id, &part_number).await

@@ -149,10 +149,8 @@ pub async fn upload_part_copy(
 ) -> Result<Response<Body>> {
     let number = part_number(number)?;
     let upload = load_upload(state, bucket, key, upload_id).await?;
-    let (src_bucket, src_key) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
-    let (sb, sk) = (src_bucket.clone(), src_key.clone());
-    let opened = blocking(state, move |store| store.open_object(&sb, &sk)).await?.map_err(|e| store_error(e, &src_bucket))?;
-    let Some((file, source)) = opened else { return Err(S3Error::no_such_key(&src_key)) };
+    let copy_source = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
+    let (file, source, source_version) = crate::s3::copy::open_copy_source(state, &copy_source).await?;
     check_copy_source(req, &source)?;
     let (start, len) = match req.header("x-amz-copy-source-range") {
         None => (0, source.size),
@@ -185,7 +183,11 @@ pub async fn upload_part_copy(
     x.leaf("ETag", &quoted(&part.etag));
     checksum::write_elements(&mut x, &part.checksums);
     x.close("CopyPartResult");
-    Ok(xml_response(x.finish()))
+    let mut response = xml_response(x.finish());
+    if let Some(value) = source_version.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert("x-amz-copy-source-version-id", value);
+    }
+    Ok(response)
 }
 
 /// The parts a CompleteMultipartUpload names, checked against the stored ones, and the
@@ -374,6 +376,9 @@ pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &
     x.close("CompleteMultipartUploadResult");
     let mut response = xml_response(x.finish());
     response.headers_mut().insert("x-amz-server-side-encryption", http::HeaderValue::from_static("AES256"));
+    if let Some(value) = meta.version_id.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
+        response.headers_mut().insert("x-amz-version-id", value);
+    }
     Ok(response)
 }
 

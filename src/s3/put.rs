@@ -54,5 +54,9 @@ pub async fn put_object(
     if let Some(kind) = &meta.checksum_type {
         response = response.header("x-amz-checksum-type", kind);
     }
+    // Only a bucket with versioning enabled gives new objects an id (suspended: null, unsaid).
+    if let Some(id) = &meta.version_id {
+        response = response.header("x-amz-version-id", id);
+    }
     Ok(response.body(empty()).expect("valid response"))
 }

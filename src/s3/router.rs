@@ -10,7 +10,6 @@ use crate::s3::error::{Code, Result, S3Error};
 /// or a `NoSuch...` error, so infrastructure tools can read them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unconfigured {
-    Versioning,
     Encryption,
     Lifecycle,
     Website,
@@ -93,6 +92,12 @@ pub enum Endpoint {
         bucket: String,
     },
     DeleteBucketTagging {
+        bucket: String,
+    },
+    GetBucketVersioning {
+        bucket: String,
+    },
+    PutBucketVersioning {
         bucket: String,
     },
     GetUnconfigured {
@@ -209,6 +214,8 @@ impl Endpoint {
             | GetBucketTagging { bucket }
             | PutBucketTagging { bucket }
             | DeleteBucketTagging { bucket }
+            | GetBucketVersioning { bucket }
+            | PutBucketVersioning { bucket }
             | GetUnconfigured { bucket, .. }
             | BucketAccess { bucket, .. }
             | GetObjectAcl { bucket, .. }
@@ -244,6 +251,7 @@ impl Endpoint {
             CreateBucket { .. }
                 | PutBucketTagging { .. }
                 | PutBucketCors { .. }
+                | PutBucketVersioning { .. }
                 | DeleteObjects { .. }
                 | PutObject { .. }
                 | PutObjectTagging { .. }
@@ -424,7 +432,8 @@ fn bucket_op(method: &Method, query: &Query, bucket: String) -> Endpoint {
         (&Method::GET, Some("tagging")) => GetBucketTagging { bucket },
         (&Method::PUT, Some("tagging")) => PutBucketTagging { bucket },
         (&Method::DELETE, Some("tagging")) => DeleteBucketTagging { bucket },
-        (&Method::GET, Some("versioning")) => unconfigured(Unconfigured::Versioning),
+        (&Method::GET, Some("versioning")) => GetBucketVersioning { bucket },
+        (&Method::PUT, Some("versioning")) => PutBucketVersioning { bucket },
         (&Method::GET, Some("acl")) => access(AccessOp::GetBucketAcl),
         (&Method::PUT, Some("acl")) => access(AccessOp::PutBucketAcl),
         (&Method::GET, Some("ownershipControls")) => access(AccessOp::GetBucketOwnershipControls),
@@ -531,7 +540,8 @@ mod tests {
         check("GET", "127.0.0.1", "/bkt?uploads", false, ListMultipartUploads { bucket: b("bkt") });
         check("POST", "127.0.0.1", "/bkt?delete", false, DeleteObjects { bucket: b("bkt") });
         check("PUT", "127.0.0.1", "/bkt?cors", false, PutBucketCors { bucket: b("bkt") });
-        check("GET", "127.0.0.1", "/bkt?versioning", false, GetUnconfigured { bucket: b("bkt"), what: Unconfigured::Versioning });
+        check("GET", "127.0.0.1", "/bkt?versioning", false, GetBucketVersioning { bucket: b("bkt") });
+        check("PUT", "127.0.0.1", "/bkt?versioning", false, PutBucketVersioning { bucket: b("bkt") });
         check("GET", "127.0.0.1", "/bkt?object-lock", false, GetUnconfigured { bucket: b("bkt"), what: Unconfigured::ObjectLock });
         check("OPTIONS", "127.0.0.1", "/bkt", false, Preflight { bucket: b("bkt") });
     }
@@ -603,7 +613,7 @@ mod tests {
     fn unsupported_is_not_implemented() {
         for (method, uri) in [
             ("GET", "/bkt?notification"),
-            ("PUT", "/bkt?versioning"),
+            ("PUT", "/bkt?website"),
             ("GET", "/bkt/k?retention"),
             ("POST", "/bkt/k?restore"),
             ("POST", "/bkt"),

@@ -10,9 +10,10 @@ use serde::Deserialize;
 use crate::http::{Body, empty};
 use crate::s3::Req;
 use crate::s3::S3State;
-use crate::s3::common::{blocking, parse_xml, read_small_body, store_error, xml_response};
+use crate::s3::common::{parse_xml, read_small_body, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::router::check_key;
+use crate::s3::versioning;
 use crate::s3::xml::Xml;
 
 /// Most tags on one object.
@@ -94,34 +95,44 @@ pub fn tagging_xml(tags: &[(String, String)]) -> String {
     x.finish()
 }
 
-pub async fn get_object_tagging(state: &Arc<S3State>, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn get_object_tagging(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
-    let (b, k) = (bucket.to_owned(), key.to_owned());
-    let opened = blocking(state, move |store| store.open_object(&b, &k)).await?.map_err(|e| store_error(e, bucket))?;
-    let Some((_, meta)) = opened else { return Err(S3Error::no_such_key(key)) };
-    Ok(xml_response(tagging_xml(&meta.tags)))
+    let (versioning_state, _, meta) = crate::s3::get::open_requested(state, req, bucket, key, "GET").await?;
+    let mut response = xml_response(tagging_xml(&meta.tags));
+    if let Some(id) =
+        versioning::header(versioning_state, meta.version_id.as_deref()).and_then(|v| http::HeaderValue::from_str(v.as_str()).ok())
+    {
+        response.headers_mut().insert("x-amz-version-id", id);
+    }
+    Ok(response)
 }
 
-async fn set_object_tags(state: &Arc<S3State>, bucket: &str, key: &str, tags: Vec<(String, String)>) -> Result<()> {
-    let (b, k) = (bucket.to_owned(), key.to_owned());
-    let updated =
-        blocking(state, move |store| store.update_meta(&b, &k, |meta| meta.tags = tags)).await?.map_err(|e| store_error(e, bucket))?;
-    match updated {
-        Some(_) => Ok(()),
-        None => Err(S3Error::no_such_key(key)),
+/// Sets the tags of the version the request names (or the current one).
+async fn set_object_tags(
+    state: &Arc<S3State>,
+    req: &Req,
+    bucket: &str,
+    key: &str,
+    method: &'static str,
+    tags: Vec<(String, String)>,
+    status: StatusCode,
+) -> Result<Response<Body>> {
+    let (_, version) = versioning::change_meta(state, req, bucket, key, method, move |meta| meta.tags = tags).await?;
+    let mut response = Response::builder().status(status);
+    if let Some(id) = version {
+        response = response.header("x-amz-version-id", id);
     }
+    Ok(response.body(empty()).expect("valid response"))
 }
 
 pub async fn put_object_tagging(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let bytes = read_small_body(req, body).await?;
     let tags = parse_tagging(&bytes, OBJECT_TAGS_MAX)?;
-    set_object_tags(state, bucket, key, tags).await?;
-    Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
+    set_object_tags(state, req, bucket, key, "PUT", tags, StatusCode::OK).await
 }
 
-pub async fn delete_object_tagging(state: &Arc<S3State>, bucket: &str, key: &str) -> Result<Response<Body>> {
+pub async fn delete_object_tagging(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
-    set_object_tags(state, bucket, key, Vec::new()).await?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    set_object_tags(state, req, bucket, key, "DELETE", Vec::new(), StatusCode::NO_CONTENT).await
 }

@@ -71,7 +71,7 @@ impl Store {
             if self.bucket(name)?.is_none() {
                 return Err(StoreError::NoSuchBucket);
             }
-            if has_file(&dir)? {
+            if has_file(&dir)? || self.has_versions(name)? {
                 return Err(StoreError::BucketNotEmpty);
             }
             match remove_empty_tree(&dir) {
@@ -80,6 +80,8 @@ impl Store {
                 other => other?,
             }
             let _ = fs::remove_dir_all(self.sys.join("meta").join(name));
+            self.remove_versions(Some(name))?;
+            self.forget_versioning(Some(name));
             match fs::remove_file(self.bucket_file(name)) {
                 Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
                 _ => {}

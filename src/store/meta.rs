@@ -56,18 +56,21 @@ pub struct ObjectMeta {
     /// The object's ACL; `None`: the default one (the owner's FULL_CONTROL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<Vec<super::settings::Grant>>,
+    /// The version id; `None`: the null version (every object of a bucket never versioned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
     #[serde(default)]
     pub fingerprint: Fingerprint,
 }
 
 /// The extended attribute that carries an object's metadata on its data file.
-const META_XATTR: &str = "user.firelake.meta";
+pub(super) const META_XATTR: &str = "user.firelake.meta";
 /// Metadata longer than this goes to a metadata file: ext4 keeps all of an inode's
 /// attributes in one 4 KiB block, and running out there would read as a full disk.
 const META_XATTR_BYTES_MAX: usize = 3 * 1024;
 
 /// Whether an xattr error means "not here" (file system or size), not a failed disk.
-fn xattr_unusable(err: &io::Error) -> bool {
+pub(super) fn xattr_unusable(err: &io::Error) -> bool {
     use rustix::io::Errno;
     [Errno::NOTSUP, Errno::PERM, Errno::TOOBIG, Errno::RANGE].iter().any(|e| err.raw_os_error() == Some(e.raw_os_error()))
 }
@@ -104,6 +107,15 @@ impl Store {
                 return Ok(meta);
             }
         }
+        let meta = self.derived_meta(key, file, stat)?;
+        // Remember the derived metadata so the file is hashed once; losing this write is
+        // harmless. A metadata file, so that a file copied in by hand is left untouched.
+        let _ = self.write_meta(&meta_path, &meta);
+        Ok(meta)
+    }
+
+    /// Metadata derived from the bytes of `file`: what a file without metadata shows.
+    pub(super) fn derived_meta(&self, key: &str, file: &mut File, stat: &fs::Metadata) -> io::Result<ObjectMeta> {
         let mut md5 = Md5::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -115,18 +127,14 @@ impl Store {
         }
         file.seek(io::SeekFrom::Start(0))?;
         let modified = stat.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
-        let meta = ObjectMeta {
+        Ok(ObjectMeta {
             key: key.to_owned(),
             size: stat.len(),
             etag: hex::encode(md5.finalize()),
             last_modified_ms: modified.map(|d| d.as_millis() as i64).unwrap_or(0),
-            fingerprint,
+            fingerprint: Fingerprint::of(stat),
             ..ObjectMeta::default()
-        };
-        // Remember the derived metadata so the file is hashed once; losing this write is
-        // harmless. A metadata file, so that a file copied in by hand is left untouched.
-        let _ = self.write_meta(&meta_path, &meta);
-        Ok(meta)
+        })
     }
 
     pub(super) fn write_meta(&self, path: &Path, meta: &ObjectMeta) -> io::Result<()> {

@@ -11,6 +11,7 @@
 //! .firelake/meta/<B>/<h>        object metadata, by SHA-256 of the key
 //! .firelake/uploads/<id>/        multipart uploads: upload.json and the parts
 //! .firelake/relocate/            objects being moved into their folder (`a` beside `a/b`)
+//! .firelake/versions/<B>/<h>/    noncurrent versions and delete markers (see [`versions`])
 //! .firelake/streams/<uid>.json   delivery stream definitions
 //! .firelake/journal/<uid>/       each delivery stream's journal (see [`journal`])
 //! .firelake/functions/           Lambda functions: definitions and code (see [`functions`])
@@ -34,7 +35,7 @@
 //! By job: [`buckets`] (the bucket folders), [`settings`] (each bucket's settings file),
 //! [`objects`] (finding, opening, committing and deleting an object), [`meta`] (its
 //! metadata and fingerprint), [`placement`] (folders, and `a` beside `a/b`), [`listing`],
-//! [`versions`] (where noncurrent versions will live), [`multipart`], [`streams`] and
+//! [`versions`] (versioning, noncurrent versions and delete markers), [`multipart`], [`streams`] and
 //! [`journal`] (delivery streams), [`functions`] (Lambda), [`keypath`] and [`atomic`].
 
 pub mod atomic;
@@ -66,6 +67,7 @@ pub use buckets::Created;
 pub use listing::{ListPage, ListQuery, Listed};
 pub use meta::{Fingerprint, ObjectMeta};
 pub use settings::{BucketInfo, Grant, PublicAccessBlock};
+pub use versions::{Changed, Deleted, Found, Version, Versioning, new_version_id, valid_version_id};
 
 /// Whether writes are fsynced before they are acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,6 +132,8 @@ pub struct Store {
     /// Serialises the changes to one multipart upload: a part's commit, the upload's
     /// completion and its abort.
     uploads: KeyLocks,
+    /// Each bucket's versioning state, as its settings say (every write asks).
+    versioning: Mutex<std::collections::HashMap<String, Versioning>>,
     _lock: File,
 }
 
@@ -159,7 +163,7 @@ impl Store {
         fs::create_dir_all(root)?;
         let root = root.canonicalize()?;
         let sys = root.join(".firelake");
-        for dir in ["tmp", "buckets", "meta", "uploads", "relocate", "streams", "journal"] {
+        for dir in ["tmp", "buckets", "meta", "uploads", "relocate", "versions", "streams", "journal"] {
             fs::create_dir_all(sys.join(dir))?;
         }
         let lock = File::create(sys.join("LOCK"))?;
@@ -176,6 +180,7 @@ impl Store {
             syncs: atomic::FolderSyncs::new(durability),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             uploads: KeyLocks::default(),
+            versioning: Mutex::default(),
             _lock: lock,
         };
         let swept = atomic::sweep(&store.sys.join("tmp"))?;
@@ -183,6 +188,7 @@ impl Store {
             tracing::info!(swept, "removed temp files left by an earlier run");
         }
         store.finish_relocations()?;
+        store.finish_versions()?;
         Ok(store)
     }
 
@@ -216,11 +222,12 @@ impl Store {
         for bucket in self.list_buckets()? {
             fs::remove_dir_all(self.bucket_dir(&bucket.name))?;
         }
-        for dir in ["buckets", "meta", "uploads", "relocate"] {
+        for dir in ["buckets", "meta", "uploads", "relocate", "versions"] {
             let path = self.sys.join(dir);
             fs::remove_dir_all(&path)?;
             fs::create_dir_all(&path)?;
         }
+        self.forget_versioning(None);
         Ok(())
     }
 }

@@ -7,7 +7,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::meta::Fingerprint;
-use super::{ObjectMeta, Result, Staged, Store, StoreError, gone, is_link_error, keypath, open_no_follow};
+use super::{
+    Deleted, ObjectMeta, Result, Staged, Store, StoreError, Versioning, gone, is_link_error, keypath, new_version_id, open_no_follow,
+};
 
 /// A condition on the current object of a key, checked under the bucket's lock right
 /// before a commit or a delete changes that object: what S3's conditional writes need.
@@ -125,7 +127,9 @@ impl Store {
         if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
         }
+        let versioning = self.versioning(bucket)?;
         meta.key = key.to_owned();
+        meta.version_id = (versioning == Versioning::Enabled).then(new_version_id);
         meta.fingerprint = Fingerprint::of(&staged.file().metadata()?);
         meta.size = meta.fingerprint.size;
         let meta_bytes = serde_json::to_vec(&meta).map_err(io::Error::other)?;
@@ -137,19 +141,25 @@ impl Store {
         staged.tear_under_fault()?;
         if on_file {
             // One fsync and one rename publish the bytes and their metadata together.
-            let dest = {
+            let (dest, moved) = {
                 let _guard = self.bucket_lock(bucket);
                 if let Err(refused) = self.check_current(bucket, key, condition)? {
                     return Ok(Err(refused));
                 }
+                // In a versioned bucket the current version first moves aside.
+                let mut moved = self.before_publish(bucket, key, versioning, &plain, &folder_object)?;
                 let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
                 // A metadata file left from before describes another inode; drop it.
                 match fs::remove_file(&meta_path) {
                     Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
                     _ => {}
                 }
-                dest
+                moved.extend(self.after_publish(bucket, key, versioning)?);
+                (dest, moved)
             };
+            for folder in &moved {
+                self.syncs.sync_folder(folder)?;
+            }
             self.syncs.sync_parent(&dest)?;
             return Ok(Ok(meta));
         }
@@ -159,23 +169,33 @@ impl Store {
         if let Some(parent) = meta_path.parent() {
             fs::create_dir_all(parent)?;
         }
-        let dest = {
+        let (dest, moved) = {
             // Renames of one key happen in pairs, so its data and metadata match once both land.
             let _guard = self.bucket_lock(bucket);
             if let Err(refused) = self.check_current(bucket, key, condition)? {
                 return Ok(Err(refused));
             }
+            let mut moved = self.before_publish(bucket, key, versioning, &plain, &folder_object)?;
             let dest = self.place_data(bucket, &plain, &folder_object, staged)?;
             staged_meta.rename_to(&meta_path)?;
-            dest
+            moved.extend(self.after_publish(bucket, key, versioning)?);
+            (dest, moved)
         };
+        for folder in &moved {
+            self.syncs.sync_folder(folder)?;
+        }
         self.syncs.sync_parent(&dest)?;
         self.syncs.sync_parent(&meta_path)?;
         Ok(Ok(meta))
     }
 
     /// Runs `condition` on the key's current object; the caller holds the bucket's lock.
-    fn check_current<C: Condition>(&self, bucket: &str, key: &str, condition: Option<&C>) -> Result<std::result::Result<(), C::Refusal>> {
+    pub(super) fn check_current<C: Condition>(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: Option<&C>,
+    ) -> Result<std::result::Result<(), C::Refusal>> {
         let Some(condition) = condition else { return Ok(Ok(())) };
         // A bucket deleted meanwhile is NoSuchBucket, whatever the condition says.
         if !self.bucket_exists(bucket)? {
@@ -189,9 +209,10 @@ impl Store {
     }
 
     /// Deletes an object; answers whether there was one. Folders left empty are removed.
+    /// In a versioned bucket the object becomes noncurrent under a new delete marker.
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
         let Ok(deleted) = self.delete_object_if::<Always>(bucket, key, None)?;
-        Ok(deleted)
+        Ok(deleted.existed)
     }
 
     /// As [`Store::delete_object`], when `condition` allows it (checked as a commit's is).
@@ -200,9 +221,13 @@ impl Store {
         bucket: &str,
         key: &str,
         condition: Option<&C>,
-    ) -> Result<std::result::Result<bool, C::Refusal>> {
+    ) -> Result<std::result::Result<Deleted, C::Refusal>> {
         if !self.bucket_exists(bucket)? {
             return Err(StoreError::NoSuchBucket);
+        }
+        let versioning = self.versioning(bucket)?;
+        if versioning != Versioning::Unversioned {
+            return self.delete_versioned(bucket, key, versioning, condition);
         }
         let (plain, folder_object) = self.object_paths(bucket, key)?;
         let mut deleted = None;
@@ -235,12 +260,12 @@ impl Store {
         if let Some(folder) = &deleted {
             self.syncs.sync_folder(folder)?;
         }
-        Ok(Ok(deleted.is_some()))
+        Ok(Ok(Deleted { existed: deleted.is_some(), ..Deleted::default() }))
     }
 
     /// Removes the empty folders above a deleted file, up to the bucket's folder; answers
     /// the folder that remains, whose fsync makes the deletion durable.
-    fn prune_folders(&self, bucket: &str, path: &Path) -> PathBuf {
+    pub(super) fn prune_folders(&self, bucket: &str, path: &Path) -> PathBuf {
         let bucket_dir = self.bucket_dir(bucket);
         let mut dir = path.parent();
         while let Some(d) = dir {

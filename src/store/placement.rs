@@ -13,6 +13,13 @@ impl Store {
     /// that stands where a folder must go) as needed. Returns the path used.
     /// The caller holds the bucket's lock.
     pub(super) fn place_data(&self, bucket: &str, plain: &Path, folder_object: &Path, mut staged: Staged) -> Result<PathBuf> {
+        let dest = self.place_file(bucket, plain, folder_object, staged.path())?;
+        staged.mark_committed();
+        Ok(dest)
+    }
+
+    /// Renames the file `from` to the object's path, as [`Store::place_data`] does.
+    pub(super) fn place_file(&self, bucket: &str, plain: &Path, folder_object: &Path, from: &Path) -> Result<PathBuf> {
         // Checked under the lock: a bucket deleted since the caller looked takes the write
         // with it, and the answer says so.
         if !self.bucket_exists(bucket)? {
@@ -32,11 +39,8 @@ impl Store {
             if fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
                 return Err(StoreError::Link(dest.to_path_buf()));
             }
-            match fs::rename(staged.path(), dest) {
-                Ok(()) => {
-                    staged.mark_committed();
-                    return Ok(dest.to_path_buf());
-                }
+            match fs::rename(from, dest) {
+                Ok(()) => return Ok(dest.to_path_buf()),
                 Err(err)
                     if matches!(
                         err.kind(),

@@ -36,6 +36,12 @@ pub struct BucketInfo {
     pub policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_access_block: Option<PublicAccessBlock>,
+    /// `Enabled` or `Suspended`; `None`: never versioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<String>,
+    /// `Enabled` or `Disabled`, once PutBucketVersioning set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_delete: Option<String>,
 }
 
 impl BucketInfo {
