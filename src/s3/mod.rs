@@ -76,7 +76,7 @@ pub async fn handle(state: &Arc<S3State>, ctx: &RequestCtx, mut parts: http::req
     let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = parts.method.clone();
     let expects_continue = parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let routed = authenticate(state, &parts).and_then(|chunk_signing| {
+    let routed = check_scope_region(state, ctx, &parts).and_then(|()| authenticate(state, &parts)).and_then(|chunk_signing| {
         lift_presigned_headers(&mut parts);
         Endpoint::from_request(&parts, &state.domains).map(|(e, q)| (chunk_signing, e, q))
     });
@@ -108,6 +108,25 @@ pub async fn handle(state: &Arc<S3State>, ctx: &RequestCtx, mut parts: http::req
     headers.insert("x-amz-id-2", crate::http::host_id().parse().expect("base64 is a valid header"));
     headers.insert("server", http::HeaderValue::from_static("AmazonS3"));
     response
+}
+
+/// Refuses a signature whose credential scope names something that cannot be a region
+/// (upper case or `_`, such as the location constraints `US` and `EU`), as AWS does,
+/// naming the region to sign for; clients that guess (s3cmd signs `mb` for `US`) retry
+/// there. Any other name is taken as the region the request was sent to.
+fn check_scope_region(state: &S3State, ctx: &RequestCtx, parts: &http::request::Parts) -> Result<()> {
+    let region = ctx.region.as_str();
+    if region == state.region || region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Ok(());
+    }
+    let why = format!("the region '{region}' is wrong; expecting '{}'", state.region);
+    let err = match parts.headers.contains_key(http::header::AUTHORIZATION) {
+        true => S3Error::new(error::Code::AuthorizationHeaderMalformed, format!("The authorization header is malformed; {why}")),
+        false => {
+            S3Error::new(error::Code::AuthorizationQueryParametersError, format!("Error parsing the X-Amz-Credential parameter; {why}"))
+        }
+    };
+    Err(err.with("Region", state.region.clone()))
 }
 
 /// With `--auth strict`, verifies the request's signature; answers the chunk signatures

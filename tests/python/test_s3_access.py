@@ -1,14 +1,10 @@
-"""ACLs, Object Ownership, bucket policies and Block Public Access through boto3 and
-s3cmd against a real firelake: stored with the bucket, answered (and refused) as AWS
-answers them; enforcement of grants and policies is not emulated."""
+"""ACLs, Object Ownership, bucket policies and Block Public Access through boto3 against a
+real firelake: stored with the bucket, answered (and refused) as AWS answers them;
+enforcement of grants and policies is not emulated. s3cmd's ACLs are in test_s3_tools.py."""
 import json
-import shutil
-import subprocess
 
 import pytest
 from botocore.exceptions import ClientError
-
-from conftest import require
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
@@ -185,33 +181,3 @@ def test_settings_survive_a_restart(start_firelake, tmp_path):
     assert refused(s3.get_public_access_block, Bucket="bkt") == (404, "NoSuchPublicAccessBlockConfiguration")
     assert any(g["Grantee"].get("URI") == ALL_USERS for g in s3.get_bucket_acl(Bucket="bkt")["Grants"])
     assert any(g["Grantee"].get("URI") == ALL_USERS for g in s3.get_object_acl(Bucket="bkt", Key="k")["Grants"])
-
-
-def s3cmd(firelake, tmp_path, *args):
-    host = firelake.endpoint.removeprefix("http://")
-    config = tmp_path / "s3cfg"
-    config.write_text(f"[default]\naccess_key = test\nsecret_key = test\nhost_base = {host}\nhost_bucket = {host}\n"
-                      "use_https = False\nsignature_v2 = False\n")
-    return subprocess.run(["s3cmd", "-c", str(config), *args], capture_output=True, text=True, timeout=60)
-
-
-def test_s3cmd_setacl_and_info(firelake, s3, tmp_path):
-    require(shutil.which("s3cmd"), "s3cmd (apt-get install s3cmd)")
-    acl_bucket(s3, "bkt")
-    source = tmp_path / "file.txt"
-    source.write_text("shared")
-    assert s3cmd(firelake, tmp_path, "put", str(source), "s3://bkt/file.txt").returncode == 0
-    set_public = s3cmd(firelake, tmp_path, "setacl", "--acl-public", "s3://bkt/file.txt")
-    assert set_public.returncode == 0, set_public.stderr
-    info = s3cmd(firelake, tmp_path, "info", "s3://bkt/file.txt")
-    assert info.returncode == 0, info.stderr
-    assert "*anon*: READ" in info.stdout, info.stdout
-    assert any(g["Grantee"].get("URI") == ALL_USERS for g in s3.get_object_acl(Bucket="bkt", Key="file.txt")["Grants"])
-    set_private = s3cmd(firelake, tmp_path, "setacl", "--acl-private", "s3://bkt/file.txt")
-    assert set_private.returncode == 0, set_private.stderr
-    assert [g["Permission"] for g in s3.get_object_acl(Bucket="bkt", Key="file.txt")["Grants"]] == ["FULL_CONTROL"]
-    # On a bucket with ACLs disabled (the default), s3cmd gets AWS's refusal.
-    s3.create_bucket(Bucket="enforced")
-    s3.put_object(Bucket="enforced", Key="f", Body=b"x")
-    refused_public = s3cmd(firelake, tmp_path, "setacl", "--acl-public", "s3://enforced/f")
-    assert refused_public.returncode != 0 and "AccessControlListNotSupported" in refused_public.stderr, refused_public.stderr
