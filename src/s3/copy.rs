@@ -18,7 +18,7 @@ use crate::s3::preconditions::{WriteConditions, check_copy_source, check_early};
 use crate::s3::router::check_key;
 use crate::s3::tagging::parse_tagging_header;
 use crate::s3::xml::{Xml, timestamp};
-use crate::store::{Found, ObjectMeta, Versioning, now_ms};
+use crate::store::{Found, ObjectMeta, now_ms};
 
 /// What `x-amz-copy-source` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,19 +49,9 @@ pub fn parse_copy_source(value: &str) -> Result<CopySource> {
 /// Opens the version a copy source names, with the `x-amz-copy-source-version-id` to
 /// answer (none from a bucket never versioned, unless a version was named).
 pub async fn open_copy_source(state: &Arc<S3State>, source: &CopySource) -> Result<(File, ObjectMeta, Option<String>)> {
-    let (b, k, wanted) = (source.bucket.clone(), source.key.clone(), source.version.clone());
-    let (versioning, found) = blocking(state, move |store| -> crate::store::Result<_> {
-        let versioning = store.versioning(&b)?;
-        let found = match &wanted {
-            None => store.open_object(&b, &k)?.map(|(file, meta)| Found::Object(file, Box::new(meta))),
-            Some(Some(_)) if versioning == Versioning::Unversioned => None,
-            Some(id) => store.open_version(&b, &k, id.as_deref())?,
-        };
-        Ok((versioning, found))
-    })
-    .await?
-    .map_err(|e| store_error(e, &source.bucket))?;
-    match (found, &source.version) {
+    let looked_up = crate::s3::versioning::lookup(state, &source.bucket, &source.key, source.version.clone()).await?;
+    let versioning = looked_up.versioning;
+    match (looked_up.found, &source.version) {
         (Some(Found::Object(file, meta)), wanted) => {
             let header = match wanted {
                 Some(id) => Some(id.as_deref().unwrap_or("null").to_owned()),

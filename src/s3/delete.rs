@@ -80,9 +80,9 @@ pub async fn delete_objects(state: &Arc<S3State>, req: &Req, body: Incoming, buc
         return Err(S3Error::malformed_xml());
     }
     let b = bucket.to_owned();
-    let outcomes = blocking(state, move |store| {
-        let state_now = store.versioning(&b).unwrap_or(Versioning::Unversioned);
-        delete
+    let outcomes = blocking(state, move |store| -> crate::store::Result<_> {
+        let state_now = store.versioning(&b)?;
+        Ok(delete
             .objects
             .into_iter()
             .map(|entry| {
@@ -107,9 +107,10 @@ pub async fn delete_objects(state: &Arc<S3State>, req: &Req, body: Incoming, buc
                 };
                 (entry, outcome)
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>())
     })
-    .await?;
+    .await?
+    .map_err(|e: crate::store::StoreError| store_error(e, bucket))?;
     let mut x = Xml::document();
     x.root("DeleteResult");
     for (entry, outcome) in outcomes {

@@ -13,7 +13,7 @@ use crate::http::{Body, empty};
 use crate::s3::Req;
 use crate::s3::S3State;
 use crate::s3::checksum;
-use crate::s3::common::{DEFAULT_CONTENT_TYPE, blocking, quoted, store_error};
+use crate::s3::common::{DEFAULT_CONTENT_TYPE, quoted};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::preconditions::check_read;
 use crate::s3::router::check_key;
@@ -131,23 +131,8 @@ pub async fn open_requested(
     method: &'static str,
 ) -> Result<(Versioning, File, ObjectMeta)> {
     let requested = versioning::requested(req)?;
-    let (b, k, wanted) = (bucket.to_owned(), key.to_owned(), requested.clone());
-    let (state_now, found, marker) = blocking(state, move |store| -> crate::store::Result<_> {
-        let state_now = store.versioning(&b)?;
-        let (found, marker) = match &wanted {
-            None => match store.open_object(&b, &k)? {
-                Some((file, meta)) => (Some(Found::Object(file, Box::new(meta))), None),
-                // A key whose current version is a delete marker: its id goes in the answer.
-                None if state_now != Versioning::Unversioned => (None, store.current_marker(&b, &k)?),
-                None => (None, None),
-            },
-            Some(id) if state_now != Versioning::Unversioned || id.is_none() => (store.open_version(&b, &k, id.as_deref())?, None),
-            Some(_) => (None, None),
-        };
-        Ok((state_now, found, marker))
-    })
-    .await?
-    .map_err(|e| store_error(e, bucket))?;
+    let versioning::Lookup { versioning: state_now, found, current_marker } =
+        versioning::lookup(state, bucket, key, requested.clone()).await?;
     versioning::check_unversioned(state_now, &requested)?;
     match (found, requested) {
         (Some(Found::Object(file, meta)), _) => Ok((state_now, file, *meta)),
@@ -155,8 +140,8 @@ pub async fn open_requested(
             Err(versioning::marker_not_allowed(method, id.as_deref(), last_modified_ms))
         }
         (None, Some(id)) => Err(versioning::no_such_version(key, id.as_deref())),
-        (_, None) => match marker {
-            Some((id, _)) => Err(versioning::deleted_key(key, id.as_deref())),
+        (_, None) => match current_marker {
+            Some(id) => Err(versioning::deleted_key(key, id.as_deref())),
             None => Err(S3Error::no_such_key(key)),
         },
     }

@@ -19,7 +19,6 @@ use crate::store::{ListQuery, ObjectMeta};
 pub enum Version {
     V1,
     V2,
-    Versions,
 }
 
 /// What `encoding-type=url` leaves alone: unreserved characters and `/`.
@@ -62,16 +61,12 @@ impl Common {
 }
 
 pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, version: Version) -> Result<Response<Body>> {
-    if version == Version::Versions {
-        return list_object_versions(state, ctx, req, bucket).await;
-    }
     let q = &req.query;
     let Common { prefix, delimiter, encode, max_keys } = Common::of(req)?;
     let token = q.get("continuation-token");
     let after =
         match version {
             Version::V1 => q.get("marker").unwrap_or_default().to_owned(),
-            Version::Versions => q.get("key-marker").unwrap_or_default().to_owned(),
             Version::V2 => match token {
                 Some(token) => URL_SAFE_NO_PAD.decode(token).ok().and_then(|raw| String::from_utf8(raw).ok()).ok_or_else(|| {
                     S3Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", token)
@@ -100,8 +95,7 @@ pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buc
     let text = |s: &str| if encode { utf8_percent_encode(s, URL_ENCODE).to_string() } else { s.to_owned() };
     let fetch_owner = version != Version::V2 || q.get("fetch-owner") == Some("true");
     let mut x = Xml::document();
-    let root = "ListBucketResult";
-    x.root(root);
+    x.root("ListBucketResult");
     x.leaf("Name", bucket);
     x.leaf("Prefix", &text(&prefix));
     match version {
@@ -121,7 +115,6 @@ pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buc
             }
             x.leaf_opt("StartAfter", q.get("start-after").map(&text).as_deref());
         }
-        Version::Versions => {}
     }
     x.leaf("MaxKeys", &max_keys.to_string());
     x.leaf_opt("Delimiter", delimiter.as_deref().map(&text).as_deref());
@@ -138,7 +131,7 @@ pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buc
     for common in &page.prefixes {
         x.node("CommonPrefixes", |x| x.leaf("Prefix", &text(common)));
     }
-    x.close(root);
+    x.close("ListBucketResult");
     Ok(xml_response(x.finish()))
 }
 
@@ -214,7 +207,7 @@ impl VersionsPage {
 /// ListObjectVersions: the keys of the folder walk and the keys that have versions in
 /// the store's versions folders, merged in key order; each key's versions newest first.
 /// A page reads at most `max-keys + 1` keys of the walk, as a plain listing does.
-async fn list_object_versions(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str) -> Result<Response<Body>> {
+pub async fn list_object_versions(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str) -> Result<Response<Body>> {
     let common = Common::of(req)?;
     let q = &req.query;
     let key_marker = q.get("key-marker").unwrap_or_default().to_owned();

@@ -204,7 +204,7 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         Preflight { bucket } => cors::preflight(state, req, &bucket).await,
         ListObjects { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V1).await,
         ListObjectsV2 { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::V2).await,
-        ListObjectVersions { bucket } => list::list_objects(state, ctx, req, &bucket, list::Version::Versions).await,
+        ListObjectVersions { bucket } => list::list_object_versions(state, ctx, req, &bucket).await,
         DeleteObjects { bucket } => delete::delete_objects(state, req, body, &bucket).await,
         PutObject { bucket, key } => put::put_object(state, ctx, req, body, &bucket, &key).await,
         CopyObject { bucket, key } => copy::copy_object(state, ctx, req, &bucket, &key).await,

@@ -12,7 +12,7 @@ use crate::s3::common::{blocking, check_small_body_digest, parse_xml, read_small
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::xml::Xml;
 use crate::s3::{Req, S3State};
-use crate::store::{Changed, ObjectMeta, Versioning, valid_version_id};
+use crate::store::{Changed, Found, ObjectMeta, Versioning, valid_version_id};
 
 #[derive(Debug, Deserialize)]
 struct VersioningConfiguration {
@@ -56,6 +56,40 @@ pub async fn get_bucket_versioning(state: &Arc<S3State>, bucket: &str) -> Result
 pub fn requested(req: &Req) -> Result<Option<Option<String>>> {
     let Some(id) = req.query.get("versionId") else { return Ok(None) };
     parse_id(id, "versionId").map(Some)
+}
+
+/// What a read of the version `wanted` (see [`requested`]) of a key finds.
+pub struct Lookup {
+    pub versioning: Versioning,
+    pub found: Option<Found>,
+    /// When the current version was asked for and is a delete marker: the marker's id.
+    pub current_marker: Option<Option<String>>,
+}
+
+/// Looks up the version `wanted` of a key (`None`: the current one). A non-null id in a
+/// bucket never versioned finds nothing; the callers answer that as they must.
+pub async fn lookup(state: &Arc<S3State>, bucket: &str, key: &str, wanted: Option<Option<String>>) -> Result<Lookup> {
+    let (b, k) = (bucket.to_owned(), key.to_owned());
+    blocking(state, move |store| -> crate::store::Result<Lookup> {
+        let versioning = store.versioning(&b)?;
+        let mut current_marker = None;
+        let found = match &wanted {
+            None => match store.open_object(&b, &k)? {
+                Some((file, meta)) => Some(Found::Object(file, Box::new(meta))),
+                None => {
+                    if versioning != Versioning::Unversioned {
+                        current_marker = store.current_marker(&b, &k)?.map(|(id, _)| id);
+                    }
+                    None
+                }
+            },
+            Some(Some(_)) if versioning == Versioning::Unversioned => None,
+            Some(id) => store.open_version(&b, &k, id.as_deref())?,
+        };
+        Ok(Lookup { versioning, found, current_marker })
+    })
+    .await?
+    .map_err(|e| store_error(e, bucket))
 }
 
 /// A version id sent by a client (`null` is the null version).
@@ -113,8 +147,8 @@ pub async fn change_meta(
             let id = header(state_now, meta.version_id.as_deref());
             Ok((*meta, id))
         }
-        (Some(Changed::Marker), Some(id)) => Err(marker_not_allowed(method, id.as_deref(), 0)),
-        (Some(Changed::Marker) | None, None) => Err(S3Error::no_such_key(key)),
+        (Some(Changed::Marker { last_modified_ms }), Some(id)) => Err(marker_not_allowed(method, id.as_deref(), last_modified_ms)),
+        (Some(Changed::Marker { .. }) | None, None) => Err(S3Error::no_such_key(key)),
         (None, Some(id)) => Err(no_such_version(key, id.as_deref())),
     }
 }

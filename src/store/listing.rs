@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use percent_encoding::percent_decode_str;
 
-use super::{ObjectMeta, Result, Store, StoreError, gone, is_link_error, keypath, open_no_follow};
+use super::{ObjectMeta, Result, Store, StoreError, gone, keypath};
 
 /// An object found by a listing.
 #[derive(Debug, Clone)]
@@ -353,16 +353,7 @@ impl Store {
     /// The metadata of an object found by a listing.
     pub fn listed_meta(&self, bucket: &str, listed: &Listed) -> Result<Option<ObjectMeta>> {
         // Since the walk the file may have gone, or become a folder (`a` moved to `a/%%`).
-        let mut file = match open_no_follow(&listed.path) {
-            Ok(file) => file,
-            Err(err) if gone(&err) || is_link_error(&err) => return Ok(None),
-            Err(err) => return Err(err.into()),
-        };
-        let stat = file.metadata()?;
-        if !stat.is_file() {
-            return Ok(None);
-        }
-        Ok(Some(self.meta_for(bucket, &listed.key, &mut file, &stat, false)?))
+        Ok(self.open_with_meta(bucket, &listed.key, &listed.path, false)?.map(|(_, meta)| meta))
     }
 }
 

@@ -70,7 +70,7 @@ pub(super) const META_XATTR: &str = "user.firelake.meta";
 const META_XATTR_BYTES_MAX: usize = 3 * 1024;
 
 /// Whether an xattr error means "not here" (file system or size), not a failed disk.
-pub(super) fn xattr_unusable(err: &io::Error) -> bool {
+fn xattr_unusable(err: &io::Error) -> bool {
     use rustix::io::Errno;
     [Errno::NOTSUP, Errno::PERM, Errno::TOOBIG, Errno::RANGE].iter().any(|e| err.raw_os_error() == Some(e.raw_os_error()))
 }
@@ -88,10 +88,7 @@ impl Store {
     /// `locked` says the caller holds the bucket's lock already.
     pub(super) fn meta_for(&self, bucket: &str, key: &str, file: &mut File, stat: &fs::Metadata, locked: bool) -> Result<ObjectMeta> {
         let fingerprint = Fingerprint::of(stat);
-        let matching = |bytes: Vec<u8>| -> Option<ObjectMeta> {
-            let meta = serde_json::from_slice::<ObjectMeta>(&bytes).ok()?;
-            (meta.fingerprint == fingerprint && meta.key == key).then_some(meta)
-        };
+        let matching = |bytes: Vec<u8>| matching_meta(&bytes, fingerprint, key);
         if let Some(meta) = file.get_xattr(META_XATTR).ok().flatten().and_then(matching) {
             return Ok(meta);
         }
@@ -112,6 +109,22 @@ impl Store {
         // harmless. A metadata file, so that a file copied in by hand is left untouched.
         let _ = self.write_meta(&meta_path, &meta);
         Ok(meta)
+    }
+
+    /// Opens the file at `path` (never through a link) with metadata that describes it
+    /// (see [`Store::meta_for`]); `None` when it is gone or is no file.
+    pub(super) fn open_with_meta(&self, bucket: &str, key: &str, path: &Path, locked: bool) -> Result<Option<(File, ObjectMeta)>> {
+        let mut file = match super::open_no_follow(path) {
+            Ok(file) => file,
+            Err(err) if super::gone(&err) || super::is_link_error(&err) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let stat = file.metadata()?;
+        if !stat.is_file() {
+            return Ok(None);
+        }
+        let meta = self.meta_for(bucket, key, &mut file, &stat, locked)?;
+        Ok(Some((file, meta)))
     }
 
     /// Metadata derived from the bytes of `file`: what a file without metadata shows.
@@ -169,15 +182,22 @@ impl Store {
         let Some((mut file, stat)) = self.open_data(bucket, key)? else { return Ok(None) };
         let mut meta = self.meta_for(bucket, key, &mut file, &stat, true)?;
         change(&mut meta);
-        let bytes = serde_json::to_vec(&meta).map_err(io::Error::other)?;
+        self.rewrite_meta(&file, &self.meta_path(bucket, key), &meta)?;
+        Ok(Some(meta))
+    }
+
+    /// Replaces the metadata of the data file `file` with `meta`: its attribute, else the
+    /// metadata file `meta_file`. Answers whether it rides on the attribute.
+    pub(super) fn rewrite_meta(&self, file: &File, meta_file: &Path, meta: &ObjectMeta) -> Result<bool> {
+        let bytes = serde_json::to_vec(meta).map_err(io::Error::other)?;
         // Setting an attribute replaces it atomically; the fsync makes it durable.
-        if Self::set_meta_xattr(&file, &bytes)? {
+        if Self::set_meta_xattr(file, &bytes)? {
             if self.durability == Durability::Fsync {
                 file.sync_all()?;
             }
-            return Ok(Some(meta));
+            return Ok(true);
         }
-        self.write_meta(&self.meta_path(bucket, key), &meta)?;
+        self.write_meta(meta_file, meta)?;
         // The attribute, if any, still holds the old metadata and would be read first.
         match file.remove_xattr(META_XATTR) {
             Err(err) if !xattr_unusable(&err) && err.raw_os_error() != Some(rustix::io::Errno::NODATA.raw_os_error()) => {
@@ -185,8 +205,14 @@ impl Store {
             }
             _ => {}
         }
-        Ok(Some(meta))
+        Ok(false)
     }
+}
+
+/// The metadata in `bytes`, if it describes the file of `key` with `fingerprint`.
+pub(super) fn matching_meta(bytes: &[u8], fingerprint: Fingerprint, key: &str) -> Option<ObjectMeta> {
+    let meta = serde_json::from_slice::<ObjectMeta>(bytes).ok()?;
+    (meta.fingerprint == fingerprint && meta.key == key).then_some(meta)
 }
 
 #[cfg(test)]

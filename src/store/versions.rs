@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use xattr::FileExt;
 
 use super::objects::Condition;
-use super::{BucketInfo, ObjectMeta, Result, Store, StoreError, gone, is_link_error, open_no_follow};
+use super::{BucketInfo, ObjectMeta, Result, Store, StoreError, gone, open_no_follow};
 
 /// A bucket's versioning state; once versioned, a bucket is never unversioned again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,9 @@ pub enum Found {
 pub enum Changed {
     Object(Box<ObjectMeta>),
     /// The version is a delete marker, which has no metadata to change.
-    Marker,
+    Marker {
+        last_modified_ms: i64,
+    },
 }
 
 /// What a delete did.
@@ -255,15 +257,9 @@ impl Store {
         Ok(None)
     }
 
-    /// The metadata of the file at `path`, the current version of `key`.
+    /// The metadata of the file at `path`, the current version of `key`. Under the bucket's lock.
     fn current_meta(&self, bucket: &str, key: &str, path: &Path) -> Result<Option<ObjectMeta>> {
-        let mut file = match open_no_follow(path) {
-            Ok(file) => file,
-            Err(err) if gone(&err) || is_link_error(&err) => return Ok(None),
-            Err(err) => return Err(err.into()),
-        };
-        let stat = file.metadata()?;
-        Ok(Some(self.meta_for(bucket, key, &mut file, &stat, true)?))
+        Ok(self.open_with_meta(bucket, key, path, true)?.map(|(_, meta)| meta))
     }
 
     /// Makes the key's versions folder (with its `key` file) if it is not there yet.
@@ -501,10 +497,7 @@ impl Store {
     fn entry_meta(&self, bucket: &str, key: &str, entry: &Entry, file: &mut File) -> Result<ObjectMeta> {
         let stat = file.metadata()?;
         let fingerprint = super::Fingerprint::of(&stat);
-        let matching = |bytes: Vec<u8>| -> Option<ObjectMeta> {
-            let meta = serde_json::from_slice::<ObjectMeta>(&bytes).ok()?;
-            (meta.fingerprint == fingerprint && meta.key == key).then_some(meta)
-        };
+        let matching = |bytes: Vec<u8>| super::meta::matching_meta(&bytes, fingerprint, key);
         if let Some(meta) = file.get_xattr(super::meta::META_XATTR).ok().flatten().and_then(matching) {
             return Ok(meta);
         }
@@ -526,13 +519,11 @@ impl Store {
         let (plain, folder_object) = self.object_paths(bucket, key)?;
         // Under the lock: the version may be moving between the plain path and the folder.
         let _guard = self.bucket_lock(bucket);
-        if let Some(current) = self.current_file(bucket, &plain, &folder_object)? {
-            let mut file = open_no_follow(&current)?;
-            let stat = file.metadata()?;
-            let meta = self.meta_for(bucket, key, &mut file, &stat, true)?;
-            if meta.version_id.as_deref() == version_id {
-                return Ok(Some(Found::Object(file, Box::new(meta))));
-            }
+        if let Some(current) = self.current_file(bucket, &plain, &folder_object)?
+            && let Some((file, meta)) = self.open_with_meta(bucket, key, &current, true)?
+            && meta.version_id.as_deref() == version_id
+        {
+            return Ok(Some(Found::Object(file, Box::new(meta))));
         }
         let dir = self.key_versions_dir(bucket, key);
         let Some(entry) = Self::entries(&dir)?.into_iter().find(|e| e.version_id.as_deref() == version_id) else { return Ok(None) };
@@ -572,25 +563,13 @@ impl Store {
         let dir = self.key_versions_dir(bucket, key);
         let Some(entry) = Self::entries(&dir)?.into_iter().find(|e| e.version_id.as_deref() == version_id) else { return Ok(None) };
         if entry.marker {
-            return Ok(Some(Changed::Marker));
+            return Ok(Some(Changed::Marker { last_modified_ms: Self::marker_time(&entry) }));
         }
         let mut file = open_no_follow(&entry.path)?;
         let mut meta = self.entry_meta(bucket, key, &entry, &mut file)?;
         change(&mut meta);
-        let bytes = serde_json::to_vec(&meta).map_err(io::Error::other)?;
-        if Self::set_meta_xattr(&file, &bytes)? {
-            if self.durability == super::Durability::Fsync {
-                file.sync_all()?;
-            }
+        if self.rewrite_meta(&file, &entry.meta_file(), &meta)? {
             missing_ok(fs::remove_file(entry.meta_file()))?;
-        } else {
-            self.write_meta(&entry.meta_file(), &meta)?;
-            match file.remove_xattr(super::meta::META_XATTR) {
-                Err(err) if err.raw_os_error() != Some(rustix::io::Errno::NODATA.raw_os_error()) && !super::meta::xattr_unusable(&err) => {
-                    return Err(err.into());
-                }
-                _ => {}
-            }
         }
         Ok(Some(Changed::Object(Box::new(meta))))
     }
@@ -628,10 +607,8 @@ impl Store {
         let (plain, folder_object) = self.object_paths(bucket, key)?;
         let mut out = Vec::new();
         if let Some(path) = self.current_file(bucket, &plain, &folder_object)?
-            && let Ok(mut file) = open_no_follow(&path)
+            && let Some((_, meta)) = self.open_with_meta(bucket, key, &path, false)?
         {
-            let stat = file.metadata()?;
-            let meta = self.meta_for(bucket, key, &mut file, &stat, false)?;
             out.push(Version {
                 version_id: meta.version_id.clone(),
                 last_modified_ms: meta.last_modified_ms,

@@ -148,7 +148,6 @@ def test_deleting_versions_promotes_the_next_newest_and_empties_the_bucket(s3):
 
 
 def test_suspended_bucket_replaces_the_null_version(s3):
-    bucket = versioned(s3)
     s3.create_bucket(Bucket="early")
     s3.put_object(Bucket="early", Key="k", Body=b"before versioning")
     s3.put_bucket_versioning(Bucket="early", VersioningConfiguration={"Status": "Enabled"})
@@ -168,7 +167,6 @@ def test_suspended_bucket_replaces_the_null_version(s3):
     assert (out["DeleteMarker"], out["VersionId"]) == (True, "null")
     listed, _ = versions(s3, "early")
     assert listed == [("k", "null", True, "m"), ("k", kept, False, "v")]
-    del bucket
 
 
 def test_copy_from_a_version(s3):
