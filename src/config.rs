@@ -39,6 +39,8 @@ pub const DEFAULT_BODY_TIMEOUT_SECS: f64 = 20.0;
 pub const DEFAULT_SEND_TIMEOUT_SECS: f64 = 30.0;
 /// Most threads for blocking file work (tokio's default).
 pub const DEFAULT_BLOCKING_THREADS: usize = 512;
+/// The length of a lifecycle "day": a real one.
+pub const DEFAULT_LIFECYCLE_DAY_SECS: f64 = 86_400.0;
 
 /// firelake: a local Amazon Data Firehose and Amazon S3 that keeps objects as plain files.
 #[cfg(feature = "cli")]
@@ -155,6 +157,9 @@ pub struct ServeArgs {
     /// Workers of one Lambda function that run at once.
     #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_LAMBDA_WORKERS_MAX", default_value_t = DEFAULT_LAMBDA_WORKERS_MAX))]
     pub lambda_workers_max: usize,
+    /// Seconds in a day of S3 lifecycle rules (expirations, noncurrent versions, aborted uploads); a small value makes "1 day" pass quickly in tests and workshops.
+    #[cfg_attr(feature = "cli", arg(long, env = "FIRELAKE_LIFECYCLE_DAY_SECONDS", default_value_t = DEFAULT_LIFECYCLE_DAY_SECS))]
+    pub lifecycle_day_seconds: f64,
 }
 
 /// The command line's defaults, without the command line: what a server started by
@@ -189,6 +194,7 @@ impl Default for ServeArgs {
             lambda_endpoint: None,
             lambda_allow_code: false,
             lambda_workers_max: DEFAULT_LAMBDA_WORKERS_MAX,
+            lifecycle_day_seconds: DEFAULT_LIFECYCLE_DAY_SECS,
         }
     }
 }
@@ -251,6 +257,8 @@ pub struct Config {
     pub auth_keys: Option<Keys>,
     /// How Lambda functions are run.
     pub lambda: crate::lambda::Settings,
+    /// The length of a lifecycle day.
+    pub lifecycle_day_ms: i64,
 }
 
 impl Config {
@@ -268,6 +276,12 @@ impl Config {
             if !(secs > 0.0 && secs <= 86_400.0) {
                 return Err(format!("{flag} must be a number of seconds above 0 and at most a day, not {secs}"));
             }
+        }
+        if !(args.lifecycle_day_seconds >= 0.001 && args.lifecycle_day_seconds <= DEFAULT_LIFECYCLE_DAY_SECS) {
+            return Err(format!(
+                "--lifecycle-day-seconds must be a number of seconds from 0.001 to 86400, not {}",
+                args.lifecycle_day_seconds
+            ));
         }
         if args.blocking_threads == 0 {
             return Err("--blocking-threads must be at least 1".to_owned());
@@ -308,6 +322,7 @@ impl Config {
             init: args.init,
             auth_keys,
             lambda,
+            lifecycle_day_ms: (args.lifecycle_day_seconds * 1000.0).round() as i64,
         })
     }
 }

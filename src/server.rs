@@ -122,6 +122,7 @@ impl Opened {
                 auth_keys: keys.clone(),
                 domains: config.domains.clone(),
                 region: config.region.clone(),
+                lifecycle_day_ms: config.lifecycle_day_ms,
             }),
             lambda: Arc::new(LambdaState { lambda: lambda.clone(), store: store.clone(), auth_keys: keys }),
             firehose: firehose_state.clone(),
@@ -138,8 +139,13 @@ impl Opened {
 
     /// Serves until `shutdown`, then delivers what the streams buffered (bounded).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let Opened { state, firehose, lambda, listeners, ephemeral, .. } = self;
+        let Opened { state, store, firehose, lambda, listeners, ephemeral, .. } = self;
+        let stop_sweep = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sweep = tokio::spawn(crate::s3::lifecycle::sweep::run(store, state.config.lifecycle_day_ms, stop_sweep.clone()));
         run(listeners, state, shutdown).await;
+        // A sweep under way stops at its next object; none starts after this.
+        stop_sweep.store(true, std::sync::atomic::Ordering::Relaxed);
+        sweep.abort();
         tracing::info!("delivering what the delivery streams buffered");
         firehose.shutdown(Duration::from_millis(SHUTDOWN_DRAIN_MS)).await;
         lambda.shutdown().await;

@@ -466,6 +466,51 @@ async fn versions_with_the_rust_sdk() {
 }
 
 #[tokio::test]
+async fn lifecycle_with_the_rust_sdk() {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+        NoncurrentVersionExpiration,
+    };
+    // A day of 1 s, so the sweep's work shows within the test.
+    let server = Server::start_with(&["--lifecycle-day-seconds", "1"]);
+    let s3 = server.s3().await;
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let rules = vec![
+        LifecycleRule::builder()
+            .id("tmp")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("tmp/").build())
+            .expiration(LifecycleExpiration::builder().days(1).build())
+            .build()
+            .unwrap(),
+        LifecycleRule::builder()
+            .id("versions")
+            .status(ExpirationStatus::Disabled)
+            .filter(LifecycleRuleFilter::builder().build())
+            .noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(30).newer_noncurrent_versions(2).build())
+            .build()
+            .unwrap(),
+    ];
+    let config = BucketLifecycleConfiguration::builder().set_rules(Some(rules.clone())).build().unwrap();
+    s3.put_bucket_lifecycle_configuration().bucket("bkt").lifecycle_configuration(config).send().await.unwrap();
+    let got = s3.get_bucket_lifecycle_configuration().bucket("bkt").send().await.unwrap();
+    assert_eq!(got.rules(), rules.as_slice());
+    let put = s3.put_object().bucket("bkt").key("tmp/a").body(ByteStream::from_static(b"a")).send().await.unwrap();
+    assert!(put.expiration().is_some_and(|e| e.ends_with("rule-id=\"tmp\"")), "{:?}", put.expiration());
+    s3.put_object().bucket("bkt").key("kept").body(ByteStream::from_static(b"k")).send().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    while std::fs::exists(server.data_dir.join("bkt/tmp/a")).unwrap() {
+        assert!(std::time::Instant::now() < deadline, "tmp/a did not expire");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let listed = s3.list_objects_v2().bucket("bkt").send().await.unwrap();
+    assert_eq!(listed.contents().iter().filter_map(|o| o.key()).collect::<Vec<_>>(), ["kept"]);
+    s3.delete_bucket_lifecycle().bucket("bkt").send().await.unwrap();
+    let err = s3.get_bucket_lifecycle_configuration().bucket("bkt").send().await.unwrap_err();
+    assert_eq!(err.into_service_error().meta().code(), Some("NoSuchLifecycleConfiguration"));
+}
+
+#[tokio::test]
 async fn conditional_writes_and_access_settings() {
     let server = Server::start();
     let s3 = server.s3().await;

@@ -159,11 +159,6 @@ pub async fn get_unconfigured(state: &Arc<S3State>, bucket: &str, what: Unconfig
             });
             x.close("ServerSideEncryptionConfiguration");
         }
-        Unconfigured::Lifecycle => {
-            return Err(
-                S3Error::new(Code::NoSuchLifecycleConfiguration, "The lifecycle configuration does not exist").with("BucketName", bucket)
-            );
-        }
         Unconfigured::Website => {
             return Err(S3Error::new(Code::NoSuchWebsiteConfiguration, "The specified bucket does not have a website configuration")
                 .with("BucketName", bucket));

@@ -185,6 +185,7 @@ pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buck
     x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
     x.close("CopyObjectResult");
     let mut response = xml_response(x.finish());
+    crate::s3::lifecycle::add_expiration(state, bucket, &meta, response.headers_mut()).await;
     let headers = response.headers_mut();
     headers.insert("x-amz-server-side-encryption", http::HeaderValue::from_static("AES256"));
     for (name, value) in [("x-amz-copy-source-version-id", source_version), ("x-amz-version-id", meta.version_id)] {

@@ -118,7 +118,12 @@ pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str
         }
     }
     let body = if head { empty() } else { file_body(file, start, len) };
-    Ok(builder.body(body).expect("valid response"))
+    let mut response = builder.body(body).map_err(S3Error::internal)?;
+    // The rules expire current versions: a read of one by id is not told.
+    if req.query.get("versionId").is_none() {
+        crate::s3::lifecycle::add_expiration(state, bucket, &meta, response.headers_mut()).await;
+    }
+    Ok(response)
 }
 
 /// Opens the object version a read names (`?versionId=`, else the current one), with the

@@ -13,6 +13,7 @@ pub mod cors;
 pub mod delete;
 pub mod error;
 pub mod get;
+pub mod lifecycle;
 pub mod list;
 pub mod multipart;
 pub mod policy;
@@ -44,6 +45,8 @@ pub struct S3State {
     pub domains: Vec<String>,
     /// The region a bucket made by hand (without settings) reports.
     pub region: String,
+    /// The length of a lifecycle day (`--lifecycle-day-seconds`).
+    pub lifecycle_day_ms: i64,
 }
 
 /// A parsed request: what the handlers read besides the body.
@@ -191,6 +194,9 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         GetBucketLocation { bucket } => bucket::get_bucket_location(state, &bucket).await,
         GetBucketVersioning { bucket } => versioning::get_bucket_versioning(state, &bucket).await,
         PutBucketVersioning { bucket } => versioning::put_bucket_versioning(state, req, body, &bucket).await,
+        GetBucketLifecycleConfiguration { bucket } => lifecycle::get_bucket_lifecycle(state, &bucket).await,
+        PutBucketLifecycleConfiguration { bucket } => lifecycle::put_bucket_lifecycle(state, req, body, &bucket).await,
+        DeleteBucketLifecycle { bucket } => lifecycle::delete_bucket_lifecycle(state, &bucket).await,
         GetUnconfigured { bucket, what } => bucket::get_unconfigured(state, &bucket, what).await,
         BucketAccess { bucket, op } => access(state, ctx, req, body, &bucket, op).await,
         GetObjectAcl { bucket, key } => acl::get_object_acl(state, ctx, req, &bucket, &key).await,

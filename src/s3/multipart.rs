@@ -107,6 +107,7 @@ pub async fn create(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &
     if let Some(t) = &upload.checksum_type {
         headers.insert("x-amz-checksum-type", t.parse().expect("names are valid headers"));
     }
+    crate::s3::lifecycle::add_abort(state, bucket, key, upload.initiated_ms, response.headers_mut()).await;
     Ok(response)
 }
 
@@ -375,6 +376,7 @@ pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &
     x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
     x.close("CompleteMultipartUploadResult");
     let mut response = xml_response(x.finish());
+    crate::s3::lifecycle::add_expiration(state, bucket, &meta, response.headers_mut()).await;
     response.headers_mut().insert("x-amz-server-side-encryption", http::HeaderValue::from_static("AES256"));
     if let Some(value) = meta.version_id.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
         response.headers_mut().insert("x-amz-version-id", value);

@@ -12,7 +12,7 @@ use crate::s3::S3State;
 use crate::s3::body::{Expectations, receive_then};
 use crate::s3::checksum;
 use crate::s3::common::{meta_from_headers, quoted, require_bucket, store_error};
-use crate::s3::error::Result;
+use crate::s3::error::{Result, S3Error};
 use crate::s3::preconditions::{WriteConditions, check_early};
 use crate::s3::router::check_key;
 use crate::store::now_ms;
@@ -58,5 +58,7 @@ pub async fn put_object(
     if let Some(id) = &meta.version_id {
         response = response.header("x-amz-version-id", id);
     }
-    Ok(response.body(empty()).expect("valid response"))
+    let mut response = response.body(empty()).map_err(S3Error::internal)?;
+    crate::s3::lifecycle::add_expiration(state, bucket, &meta, response.headers_mut()).await;
+    Ok(response)
 }

@@ -11,7 +11,6 @@ use crate::s3::error::{Code, Result, S3Error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unconfigured {
     Encryption,
-    Lifecycle,
     Website,
     Logging,
     RequestPayment,
@@ -98,6 +97,15 @@ pub enum Endpoint {
         bucket: String,
     },
     PutBucketVersioning {
+        bucket: String,
+    },
+    GetBucketLifecycleConfiguration {
+        bucket: String,
+    },
+    PutBucketLifecycleConfiguration {
+        bucket: String,
+    },
+    DeleteBucketLifecycle {
         bucket: String,
     },
     GetUnconfigured {
@@ -216,6 +224,9 @@ impl Endpoint {
             | DeleteBucketTagging { bucket }
             | GetBucketVersioning { bucket }
             | PutBucketVersioning { bucket }
+            | GetBucketLifecycleConfiguration { bucket }
+            | PutBucketLifecycleConfiguration { bucket }
+            | DeleteBucketLifecycle { bucket }
             | GetUnconfigured { bucket, .. }
             | BucketAccess { bucket, .. }
             | GetObjectAcl { bucket, .. }
@@ -252,6 +263,7 @@ impl Endpoint {
                 | PutBucketTagging { .. }
                 | PutBucketCors { .. }
                 | PutBucketVersioning { .. }
+                | PutBucketLifecycleConfiguration { .. }
                 | DeleteObjects { .. }
                 | PutObject { .. }
                 | PutObjectTagging { .. }
@@ -447,7 +459,9 @@ fn bucket_op(method: &Method, query: &Query, bucket: String) -> Endpoint {
         (&Method::PUT, Some("publicAccessBlock")) => access(AccessOp::PutPublicAccessBlock),
         (&Method::DELETE, Some("publicAccessBlock")) => access(AccessOp::DeletePublicAccessBlock),
         (&Method::GET, Some("encryption")) => unconfigured(Unconfigured::Encryption),
-        (&Method::GET, Some("lifecycle")) => unconfigured(Unconfigured::Lifecycle),
+        (&Method::GET, Some("lifecycle")) => GetBucketLifecycleConfiguration { bucket },
+        (&Method::PUT, Some("lifecycle")) => PutBucketLifecycleConfiguration { bucket },
+        (&Method::DELETE, Some("lifecycle")) => DeleteBucketLifecycle { bucket },
         (&Method::GET, Some("website")) => unconfigured(Unconfigured::Website),
         (&Method::GET, Some("logging")) => unconfigured(Unconfigured::Logging),
         (&Method::GET, Some("requestPayment")) => unconfigured(Unconfigured::RequestPayment),

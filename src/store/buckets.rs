@@ -81,7 +81,7 @@ impl Store {
             }
             let _ = fs::remove_dir_all(self.sys.join("meta").join(name));
             self.remove_versions(Some(name))?;
-            self.forget_versioning(Some(name));
+            self.forget_settings(Some(name));
             match fs::remove_file(self.bucket_file(name)) {
                 Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
                 _ => {}

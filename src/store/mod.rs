@@ -66,6 +66,7 @@ pub use atomic::Staged;
 pub use buckets::Created;
 pub use listing::{ListPage, ListQuery, Listed};
 pub use meta::{Fingerprint, ObjectMeta};
+pub use objects::{Always, Condition};
 pub use settings::{BucketInfo, Grant, PublicAccessBlock};
 pub use versions::{Changed, Deleted, Found, Version, Versioning, new_version_id, valid_version_id};
 
@@ -132,8 +133,9 @@ pub struct Store {
     /// Serialises the changes to one multipart upload: a part's commit, the upload's
     /// completion and its abort.
     uploads: KeyLocks,
-    /// Each bucket's versioning state, as its settings say (every write asks).
-    versioning: Mutex<std::collections::HashMap<String, Versioning>>,
+    /// Each bucket's settings as last read or written: every write asks for the
+    /// versioning state, and every object response for the lifecycle rules.
+    settings: Mutex<std::collections::HashMap<String, std::sync::Arc<BucketInfo>>>,
     _lock: File,
 }
 
@@ -180,7 +182,7 @@ impl Store {
             syncs: atomic::FolderSyncs::new(durability),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             uploads: KeyLocks::default(),
-            versioning: Mutex::default(),
+            settings: Mutex::default(),
             _lock: lock,
         };
         let swept = atomic::sweep(&store.sys.join("tmp"))?;
@@ -227,7 +229,7 @@ impl Store {
             fs::remove_dir_all(&path)?;
             fs::create_dir_all(&path)?;
         }
-        self.forget_versioning(None);
+        self.forget_settings(None);
         Ok(())
     }
 }

@@ -1,11 +1,12 @@
 //! A bucket's settings ([`BucketInfo`]: region, owner, CORS, tags, ACL, ownership,
-//! policy, public access block), one JSON file per bucket in `.firelake/buckets/`,
+//! policy, public access block, versioning, lifecycle), one JSON file per bucket in `.firelake/buckets/`,
 //! replaced atomically under the bucket's lock.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,9 @@ pub struct BucketInfo {
     /// `Enabled` or `Disabled`, once PutBucketVersioning set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa_delete: Option<String>,
+    /// The lifecycle configuration, as `s3::lifecycle` keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<serde_json::Value>,
 }
 
 impl BucketInfo {
@@ -123,9 +127,39 @@ impl Store {
         }
     }
 
+    /// The bucket's settings, remembered between calls (the store is their only writer).
+    pub fn bucket_settings(&self, name: &str) -> Result<Arc<BucketInfo>> {
+        if let Some(info) = self.settings.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(info.clone());
+        }
+        let Some(info) = self.bucket(name)? else { return Err(StoreError::NoSuchBucket) };
+        let info = Arc::new(info);
+        self.settings.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), info.clone());
+        Ok(info)
+    }
+
+    /// What [`Store::bucket_settings`] remembers of a bucket, without touching the disk.
+    pub fn remembered_settings(&self, name: &str) -> Option<Arc<BucketInfo>> {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Writes a bucket's settings; the caller holds the bucket's lock.
     pub(super) fn write_bucket(&self, info: &BucketInfo) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
-        atomic::write_file(&self.sys.join("tmp"), &self.bucket_file(&info.name), &bytes, &self.syncs)
+        // Forgotten first: a failed write may or may not have replaced the file.
+        self.forget_settings(Some(&info.name));
+        atomic::write_file(&self.sys.join("tmp"), &self.bucket_file(&info.name), &bytes, &self.syncs)?;
+        self.settings.lock().unwrap_or_else(|p| p.into_inner()).insert(info.name.clone(), Arc::new(info.clone()));
+        Ok(())
+    }
+
+    /// Forgets what [`Store::bucket_settings`] remembered of one bucket, or of all.
+    pub(super) fn forget_settings(&self, bucket: Option<&str>) {
+        let mut known = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        match bucket {
+            Some(bucket) => drop(known.remove(bucket)),
+            None => known.clear(),
+        }
     }
 
     /// Changes a bucket's settings; a hand-made bucket gets a settings file.

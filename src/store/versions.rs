@@ -171,35 +171,19 @@ impl Store {
         self.bucket_versions_dir(bucket).join(hex::encode(Sha256::digest(key.as_bytes())))
     }
 
-    /// The bucket's versioning state (remembered: every write asks).
+    /// The bucket's versioning state.
     pub fn versioning(&self, bucket: &str) -> Result<Versioning> {
-        if let Some(state) = self.versioning.lock().unwrap_or_else(|p| p.into_inner()).get(bucket) {
-            return Ok(*state);
-        }
-        let Some(info) = self.bucket(bucket)? else { return Err(StoreError::NoSuchBucket) };
-        let state = Versioning::of(&info);
-        self.versioning.lock().unwrap_or_else(|p| p.into_inner()).insert(bucket.to_owned(), state);
-        Ok(state)
+        Ok(Versioning::of(&*self.bucket_settings(bucket)?))
     }
 
     /// Sets the bucket's versioning status (`Enabled` or `Suspended`) and MFA delete setting.
     pub fn set_versioning(&self, bucket: &str, status: &str, mfa_delete: Option<&str>) -> Result<BucketInfo> {
-        let info = self.update_bucket(bucket, |info| {
+        self.update_bucket(bucket, |info| {
             info.versioning = Some(status.to_owned());
             if let Some(mfa) = mfa_delete {
                 info.mfa_delete = Some(mfa.to_owned());
             }
-        })?;
-        self.versioning.lock().unwrap_or_else(|p| p.into_inner()).insert(bucket.to_owned(), Versioning::of(&info));
-        Ok(info)
-    }
-
-    pub(super) fn forget_versioning(&self, bucket: Option<&str>) {
-        let mut known = self.versioning.lock().unwrap_or_else(|p| p.into_inner());
-        match bucket {
-            Some(bucket) => drop(known.remove(bucket)),
-            None => known.clear(),
-        }
+        })
     }
 
     /// Whether any version or delete marker is kept for the bucket (beside its files).
@@ -447,6 +431,38 @@ impl Store {
             self.syncs.sync_folder(folder)?;
         }
         Ok(deleted)
+    }
+
+    /// Permanently deletes a version that lifecycle found expired, if it still is what
+    /// was found: `lone_marker` true, a delete marker that is the key's only version; false,
+    /// a noncurrent version. Checked under the bucket's lock, so a write that makes the
+    /// version current meanwhile (a suspended bucket's PUT replaces the null version) keeps
+    /// it. Answers whether it was deleted.
+    pub fn expire_version(&self, bucket: &str, key: &str, version_id: Option<&str>, lone_marker: bool) -> Result<bool> {
+        let (plain, folder_object) = self.object_paths(bucket, key)?;
+        let dir = self.key_versions_dir(bucket, key);
+        let folder = {
+            let _guard = self.bucket_lock(bucket);
+            let current = self.current_file(bucket, &plain, &folder_object)?;
+            let entries = Self::entries(&dir)?;
+            let Some(position) = entries.iter().position(|e| e.version_id.as_deref() == version_id) else { return Ok(false) };
+            let entry = &entries[position];
+            let newest = position + 1 == entries.len();
+            let expired = match lone_marker {
+                true => current.is_none() && entries.len() == 1 && entry.marker,
+                // With no current file, the newest entry is the current version.
+                false => !(newest && current.is_none()),
+            };
+            if !expired {
+                return Ok(false);
+            }
+            self.remove_entry(entry)?;
+            self.prune_versions_dir(&dir)?
+        };
+        if let Some(folder) = folder {
+            self.syncs.sync_folder(&folder)?;
+        }
+        Ok(true)
     }
 
     /// When the key has no current file and its newest entry is an object, moves that
