@@ -406,8 +406,12 @@ impl Stream {
     /// never misses a put's bytes.
     pub fn put(&self, records: Vec<Bytes>, now_ms: i64, settings: &Settings, held_total: &AtomicU64) -> std::io::Result<Put> {
         let pipeline = self.lock().pipeline.clone();
-        let routed: Option<Vec<Vec<(Dest, Bytes)>>> =
-            (!pipeline.is_identity()).then(|| records.iter().map(|data| pipeline.route(data, now_ms, false, None)).collect());
+        // Each output names its destination by a slot of `dests`, interned here, outside
+        // the lock: under it a record costs index operations, and each buffer one lookup
+        // per put, however many records go to it.
+        let mut dests = Dests::default();
+        let routed: Option<Vec<Vec<(usize, Bytes)>>> = (!pipeline.is_identity())
+            .then(|| records.iter().map(|data| dests.intern_all(pipeline.route(data, now_ms, false, None))).collect());
         let mut state = self.lock();
         if state.deleted {
             return Ok(Put { results: Vec::new(), position: None, wake: false, deleted: true });
@@ -421,34 +425,37 @@ impl Stream {
         let was_idle = state.buffers.values().all(Buffer::is_empty);
         // The Lambda stage sleeps until its oldest record's deadline: a first record wakes it.
         let lambda_was_empty = pipeline.lambda.is_some() && state.buffers.get(&Dest::Lambda).is_none_or(Buffer::is_empty);
+        let unpartitioned = dests.intern(Dest::Data(Vec::new()));
         let mut results = Vec::with_capacity(records.len());
         let mut entries = Vec::with_capacity(records.len());
-        let mut outputs: Vec<Vec<(Dest, Bytes)>> = Vec::new();
+        let mut outputs: Vec<Vec<(usize, Bytes)>> = Vec::with_capacity(records.len());
         let mut added = 0u64;
-        let mut new_partitions: HashSet<Vec<String>> = HashSet::new();
+        let mut opened_partitions = false;
         let mut active = if pipeline.partitioned() { state.active_partitions().count() } else { 0 };
         let mut routed = routed.map(Vec::into_iter);
         for data in records {
             let mut out = match routed.as_mut().and_then(Iterator::next) {
                 Some(out) => out,
-                None => vec![(Dest::Data(Vec::new()), data.clone())],
+                None => vec![(unpartitioned, data.clone())],
             };
             let mut flags = 0;
             if pipeline.partitioned() {
-                let opens: Vec<&Vec<String>> = out
-                    .iter()
-                    .filter_map(|(dest, _)| match dest {
-                        Dest::Data(p) if state.buffers.get(dest).is_none_or(Buffer::is_empty) && !new_partitions.contains(p) => Some(p),
-                        _ => None,
-                    })
-                    .collect();
-                let distinct: HashSet<&Vec<String>> = opens.into_iter().collect();
-                if active + distinct.len() > ACTIVE_PARTITIONS_MAX {
+                // The data partitions this record would open (an output may repeat one).
+                let mut opens: Vec<usize> = Vec::new();
+                for (slot, _) in &out {
+                    if dests.is_data(*slot) && !dests.is_open(*slot, &state.buffers) && !opens.contains(slot) {
+                        opens.push(*slot);
+                    }
+                }
+                if active + opens.len() > ACTIVE_PARTITIONS_MAX {
                     flags |= FLAG_OVERFLOW;
-                    out = pipeline.route(&data, now_ms, true, None);
+                    out = dests.intern_all(pipeline.route(&data, now_ms, true, None));
                 } else {
-                    active += distinct.len();
-                    new_partitions.extend(distinct.into_iter().cloned());
+                    active += opens.len();
+                    opened_partitions |= !opens.is_empty();
+                    for slot in opens {
+                        dests.opened(slot);
+                    }
                 }
             }
             let len = out.iter().map(|(_, b)| b.len() as u64).sum::<u64>() + if backup { data.len() as u64 } else { 0 };
@@ -470,31 +477,93 @@ impl Stream {
         // Written under the stream's lock, so the journal holds puts in seq order.
         let position = self.journal.write(&entries)?;
         state.next_seq += entries.len() as u64;
-        let mut full = false;
-        let hints = hints_of(&state.def.destination, &pipeline, &Dest::Data(Vec::new()), settings);
-        let lambda_hints = hints_of(&state.def.destination, &pipeline, &Dest::Lambda, settings);
+        // Grouped by destination in seq order, so each buffer still receives its records in
+        // seq order.
+        let mut grouped: Vec<Vec<(u64, Bytes)>> = vec![Vec::new(); dests.len()];
+        let mut backed_up = Vec::new();
         for (entry, out) in entries.into_iter().zip(outputs) {
-            let Entry::Put { seq, arrival_ms, data, .. } = entry else { continue };
-            for (dest, bytes) in out {
-                if let Dest::Error(kind) = &dest {
-                    *state.failed_records.entry(kind.clone()).or_default() += 1;
-                }
-                let size = if dest == Dest::Lambda { lambda_hints.size_bytes } else { hints.size_bytes };
-                let buffer = state.buffers.entry(dest).or_default();
-                buffer.push(seq, arrival_ms, bytes);
-                full |= buffer.bytes() >= size;
+            let Entry::Put { seq, data, .. } = entry else { continue };
+            for (slot, bytes) in out {
+                grouped[slot].push((seq, bytes));
             }
             if backup {
-                state.buffers.entry(Dest::Backup).or_default().push(seq, arrival_ms, data);
+                backed_up.push((seq, data));
             }
+        }
+        if backup {
+            grouped.push(backed_up);
+        }
+        let hints = hints_of(&state.def.destination, &pipeline, &Dest::Data(Vec::new()), settings);
+        let lambda_hints = hints_of(&state.def.destination, &pipeline, &Dest::Lambda, settings);
+        let mut full = false;
+        let slots = dests.into_dests().into_iter().chain(backup.then_some(Dest::Backup));
+        for (dest, records) in slots.zip(grouped).filter(|(_, records)| !records.is_empty()) {
+            if let Dest::Error(kind) = &dest {
+                *state.failed_records.entry(kind.clone()).or_default() += records.len() as u64;
+            }
+            let size = if dest == Dest::Lambda { lambda_hints.size_bytes } else { hints.size_bytes };
+            let buffer = state.buffers.entry(dest).or_default();
+            for (seq, bytes) in records {
+                buffer.push(seq, now_ms, bytes);
+            }
+            full |= buffer.bytes() >= size;
         }
         state.held_bytes += added;
         held_total.fetch_add(added, Ordering::SeqCst);
         // The delivery task sleeps until the oldest record's deadline, so it needs waking
         // only for a new buffer (a new oldest record) or a full one, not for every put.
         let pressed = state.held_bytes > settings.stream_bytes_max / 2;
-        let wake = was_idle || lambda_was_empty || full || pressed || !new_partitions.is_empty();
+        let wake = was_idle || lambda_was_empty || full || pressed || opened_partitions;
         Ok(Put { results, position: Some(position), wake, deleted: false })
+    }
+}
+
+/// The destinations of one put's outputs, each given a slot number once.
+#[derive(Default)]
+struct Dests {
+    slots: HashMap<Dest, usize>,
+    /// By slot: the destination, and whether it is a data partition this put opened.
+    dests: Vec<(Dest, bool)>,
+    /// By slot, once asked: whether its buffer held records before this put.
+    open: Vec<Option<bool>>,
+}
+
+impl Dests {
+    fn intern(&mut self, dest: Dest) -> usize {
+        if let Some(slot) = self.slots.get(&dest) {
+            return *slot;
+        }
+        let slot = self.dests.len();
+        self.slots.insert(dest.clone(), slot);
+        self.dests.push((dest, false));
+        self.open.push(None);
+        slot
+    }
+
+    fn intern_all(&mut self, outputs: Vec<(Dest, Bytes)>) -> Vec<(usize, Bytes)> {
+        outputs.into_iter().map(|(dest, bytes)| (self.intern(dest), bytes)).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.dests.len()
+    }
+
+    fn is_data(&self, slot: usize) -> bool {
+        matches!(self.dests[slot].0, Dest::Data(_))
+    }
+
+    /// Whether the slot's partition holds records, before this put or opened by it.
+    fn is_open(&mut self, slot: usize, buffers: &BTreeMap<Dest, Buffer>) -> bool {
+        let (dest, opened) = &self.dests[slot];
+        *opened || *self.open[slot].get_or_insert_with(|| buffers.get(dest).is_some_and(|b| !b.is_empty()))
+    }
+
+    fn opened(&mut self, slot: usize) {
+        self.dests[slot].1 = true;
+    }
+
+    fn into_dests(self) -> Vec<Dest> {
+        self.dests.into_iter().map(|(dest, _)| dest).collect()
     }
 }
 
