@@ -2,7 +2,7 @@
 """Runs firelake's benchmarks against firelake and moto_server in the same run, and prints
 medians, ratios and the disk baselines as Markdown (the figures in BENCHMARKS.md).
 
-    .venv/bin/python bench/run.py [--rounds 3] [--seconds 5] [--only s3|firehose|durability|listing]
+    .venv/bin/python bench/run.py [--rounds 3] [--seconds 5] [--only s3|versioning|firehose|durability|partitioning|lambda|listing]
                                   [--profile release|profiling]
 
 It builds the release binaries, starts each server on a fresh data directory under
@@ -158,6 +158,24 @@ def s3_round(kind, seconds):
     try:
         return {name: loadgen(server.endpoint, name, *[a.format(seconds=seconds) for a in args])[key]
                 for name, args, key in S3_SCENARIOS}
+    finally:
+        server.stop()
+
+
+VERSIONING_KINDS = ("unversioned", "versioned")
+
+
+def versioning_round(kind, seconds):
+    """Small-object PUTs and GETs into a bucket never versioned, or one with versioning
+    Enabled (every PUT then keeps the former object as a noncurrent version)."""
+    server = Server("firelake")
+    try:
+        s3 = client("s3", server.endpoint)
+        s3.create_bucket(Bucket="bench-versions")
+        if kind == "versioned":
+            s3.put_bucket_versioning(Bucket="bench-versions", VersioningConfiguration={"Status": "Enabled"})
+        return {name: loadgen(server.endpoint, name, "--bucket", "bench-versions", "--seconds", str(seconds))["ops_per_s"]
+                for name in ("put-small", "get-small")}
     finally:
         server.stop()
 
@@ -525,7 +543,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--only", choices=["s3", "firehose", "durability", "partitioning", "lambda", "listing"], default=None)
+    ap.add_argument("--only", choices=["s3", "versioning", "firehose", "durability", "partitioning", "lambda", "listing"], default=None)
     ap.add_argument("--profile", default="release", help="the cargo profile to build and run (release, profiling)")
     ap.add_argument("--listing-sizes", type=lambda v: tuple(int(n) for n in v.split(",")), default=LISTING_SIZES,
                     help="bucket sizes of the listing section, comma-separated")
@@ -560,6 +578,15 @@ def main():
         print(f"| firelake durable 64 MiB PUT / min(dd, md5sum) | {med['firelake']['put-large'] / floor * 100:.0f}% |")
         print(f"| ready after start: exec to first health 200, empty data dir (median of 10) | {start:.1f} ms |")
         print(f"| idle RSS after start (median of 3) | {rss:.1f} MB |")
+        print("\nraw rounds:", json.dumps(results))
+    if args.only in (None, "versioning"):
+        results = interleaved(VERSIONING_KINDS, versioning_round, args.rounds, args.seconds)
+        med = {kind: medians(runs) for kind, runs in results.items()}
+        u, v = med["unversioned"], med["versioned"]
+        print("\n| small objects (4 KiB), 16 workers, --durability fsync | unversioned bucket | versioning Enabled | versioned / unversioned |")
+        print("|---|---|---|---|")
+        for key in ("put-small", "get-small"):
+            print(f"| {key} (ops/s) | {u[key]:,.0f} | {v[key]:,.0f} | {v[key] / u[key] * 100:.0f}% |")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "partitioning"):
         results = interleaved(PARTITION_KINDS, partition_round, args.rounds, args.seconds)
