@@ -150,15 +150,6 @@ pub async fn get_unconfigured(state: &Arc<S3State>, bucket: &str, what: Unconfig
     bucket_info(state, bucket).await?;
     let mut x = Xml::document();
     match what {
-        Unconfigured::Encryption => {
-            // Since 2023 every S3 bucket encrypts with SSE-S3 unless configured otherwise.
-            x.root("ServerSideEncryptionConfiguration");
-            x.node("Rule", |x| {
-                x.node("ApplyServerSideEncryptionByDefault", |x| x.leaf("SSEAlgorithm", "AES256"));
-                x.leaf("BucketKeyEnabled", "false");
-            });
-            x.close("ServerSideEncryptionConfiguration");
-        }
         Unconfigured::Website => {
             return Err(S3Error::new(Code::NoSuchWebsiteConfiguration, "The specified bucket does not have a website configuration")
                 .with("BucketName", bucket));

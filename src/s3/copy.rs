@@ -124,6 +124,7 @@ pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buck
         && !replace
         && algorithm.is_none()
         && req.header("x-amz-storage-class").is_none()
+        && req.header(crate::s3::encryption::SSE_HEADER).is_none()
     {
         return Err(S3Error::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
@@ -134,6 +135,8 @@ pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buck
     // The copy never takes the source's ACL: the destination's is what this request asks.
     let acl = crate::s3::acl::for_object_write(state, req, bucket, &ctx.account).await?;
     let new_meta = if replace { Some(meta_from_headers(req)?) } else { None };
+    // The copy is encrypted as this request or the destination bucket says, never as the source was.
+    let sse = crate::s3::encryption::for_object_write(state, req, bucket).await?;
     let new_tags =
         if replace_tags { Some(req.header("x-amz-tagging").map(parse_tagging_header).transpose()?.unwrap_or_default()) } else { None };
     let (file, source_meta, source_version) = open_copy_source(state, &source).await?;
@@ -167,6 +170,7 @@ pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buck
             meta.tags = tags;
         }
         meta.acl = acl;
+        crate::s3::encryption::set_object_encryption(&mut meta.headers, sse);
         meta.etag = md5;
         meta.last_modified_ms = now_ms();
         if let (Some(algorithm), Some(value)) = (algorithm, checksum) {
@@ -187,7 +191,7 @@ pub async fn copy_object(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buck
     let mut response = xml_response(x.finish());
     crate::s3::lifecycle::add_expiration(state, bucket, &meta, response.headers_mut()).await;
     let headers = response.headers_mut();
-    headers.insert("x-amz-server-side-encryption", http::HeaderValue::from_static("AES256"));
+    crate::s3::encryption::insert_object_headers(headers, &meta.headers);
     for (name, value) in [("x-amz-copy-source-version-id", source_version), ("x-amz-version-id", meta.version_id)] {
         if let Some(value) = value.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
             headers.insert(name, value);

@@ -164,11 +164,11 @@ pub fn http_date(ms: i64) -> String {
 
 /// The headers every GET and HEAD of an object carries.
 pub fn object_headers(mut builder: http::response::Builder, meta: &ObjectMeta) -> http::response::Builder {
-    builder = builder
-        .header("etag", quoted(&meta.etag))
-        .header("last-modified", last_modified(meta))
-        .header("accept-ranges", "bytes")
-        .header("x-amz-server-side-encryption", "AES256");
+    builder = builder.header("etag", quoted(&meta.etag)).header("last-modified", last_modified(meta)).header("accept-ranges", "bytes");
+    // Objects written before firelake recorded their encryption are SSE-S3.
+    if !meta.headers.contains_key(crate::s3::encryption::SSE_HEADER) {
+        builder = builder.header(crate::s3::encryption::SSE_HEADER, "AES256");
+    }
     if !meta.headers.contains_key("content-type") {
         builder = builder.header("content-type", DEFAULT_CONTENT_TYPE);
     }

@@ -11,6 +11,7 @@ pub mod common;
 pub mod copy;
 pub mod cors;
 pub mod delete;
+pub mod encryption;
 pub mod error;
 pub mod get;
 pub mod lifecycle;
@@ -197,6 +198,9 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         GetBucketLifecycleConfiguration { bucket } => lifecycle::get_bucket_lifecycle(state, &bucket).await,
         PutBucketLifecycleConfiguration { bucket } => lifecycle::put_bucket_lifecycle(state, req, body, &bucket).await,
         DeleteBucketLifecycle { bucket } => lifecycle::delete_bucket_lifecycle(state, &bucket).await,
+        GetBucketEncryption { bucket } => encryption::get_bucket_encryption(state, &bucket).await,
+        PutBucketEncryption { bucket } => encryption::put_bucket_encryption(state, req, body, &bucket).await,
+        DeleteBucketEncryption { bucket } => encryption::delete_bucket_encryption(state, &bucket).await,
         GetUnconfigured { bucket, what } => bucket::get_unconfigured(state, &bucket, what).await,
         BucketAccess { bucket, op } => access(state, ctx, req, body, &bucket, op).await,
         GetObjectAcl { bucket, key } => acl::get_object_acl(state, ctx, req, &bucket, &key).await,

@@ -80,6 +80,8 @@ pub async fn create(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &
     };
     let mut meta = meta_from_headers(req)?;
     require_bucket(state, bucket).await?;
+    let sse = crate::s3::encryption::for_object_write(state, req, bucket).await?;
+    crate::s3::encryption::set_object_encryption(&mut meta.headers, sse);
     meta.acl = crate::s3::acl::for_object_write(state, req, bucket, &ctx.account).await?;
     let upload = Upload {
         id: format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
@@ -101,6 +103,7 @@ pub async fn create(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &
     x.close("InitiateMultipartUploadResult");
     let mut response = xml_response(x.finish());
     let headers = response.headers_mut();
+    crate::s3::encryption::insert_object_headers(headers, &upload.meta.headers);
     if let Some(a) = &upload.checksum_algorithm {
         headers.insert("x-amz-checksum-algorithm", a.parse().expect("names are valid headers"));
     }
@@ -123,6 +126,7 @@ pub async fn upload_part(
     let number = part_number(number)?;
     let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
     let upload = load_upload(state, bucket, key, upload_id).await?;
+    let sse = upload.meta.headers.clone();
     let (b, u) = (bucket.to_owned(), upload_id.to_owned());
     let part = receive_then(state, &expect, body, OBJECT_BYTES_MAX, move |store, received| {
         let mut part =
@@ -134,8 +138,8 @@ pub async fn upload_part(
         Ok(part)
     })
     .await?;
-    let mut response =
-        Response::builder().status(StatusCode::OK).header("etag", quoted(&part.etag)).header("x-amz-server-side-encryption", "AES256");
+    let mut response = Response::builder().status(StatusCode::OK).header("etag", quoted(&part.etag));
+    response = crate::s3::encryption::with_object_headers(response, &sse);
     response = checksum::add_headers(response, &part.checksums);
     Ok(response.body(empty()).expect("valid response"))
 }
@@ -377,7 +381,7 @@ pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &
     x.close("CompleteMultipartUploadResult");
     let mut response = xml_response(x.finish());
     crate::s3::lifecycle::add_expiration(state, bucket, &meta, response.headers_mut()).await;
-    response.headers_mut().insert("x-amz-server-side-encryption", http::HeaderValue::from_static("AES256"));
+    crate::s3::encryption::insert_object_headers(response.headers_mut(), &meta.headers);
     if let Some(value) = meta.version_id.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
         response.headers_mut().insert("x-amz-version-id", value);
     }

@@ -28,6 +28,8 @@ pub async fn put_object(
     check_key(key)?;
     let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
     let mut meta = meta_from_headers(req)?;
+    let sse = crate::s3::encryption::for_object_write(state, req, bucket).await?;
+    crate::s3::encryption::set_object_encryption(&mut meta.headers, sse);
     let mut conditions = WriteConditions::of_write(req, key)?;
     meta.acl = crate::s3::acl::for_object_write(state, req, bucket, &ctx.account).await?;
     // Refuse before reading the body, so `Expect: 100-continue` clients send nothing;
@@ -48,8 +50,8 @@ pub async fn put_object(
         store.commit_object_if(&b, &k, received.staged, meta, conditions.as_ref()).map_err(|e| store_error(e, &b))?
     })
     .await?;
-    let mut response =
-        Response::builder().status(StatusCode::OK).header("etag", quoted(&meta.etag)).header("x-amz-server-side-encryption", "AES256");
+    let mut response = Response::builder().status(StatusCode::OK).header("etag", quoted(&meta.etag));
+    response = crate::s3::encryption::with_object_headers(response, &meta.headers);
     response = checksum::add_headers(response, &meta.checksums);
     if let Some(kind) = &meta.checksum_type {
         response = response.header("x-amz-checksum-type", kind);

@@ -10,7 +10,6 @@ use crate::s3::error::{Code, Result, S3Error};
 /// or a `NoSuch...` error, so infrastructure tools can read them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unconfigured {
-    Encryption,
     Website,
     Logging,
     RequestPayment,
@@ -106,6 +105,15 @@ pub enum Endpoint {
         bucket: String,
     },
     DeleteBucketLifecycle {
+        bucket: String,
+    },
+    GetBucketEncryption {
+        bucket: String,
+    },
+    PutBucketEncryption {
+        bucket: String,
+    },
+    DeleteBucketEncryption {
         bucket: String,
     },
     GetUnconfigured {
@@ -227,6 +235,9 @@ impl Endpoint {
             | GetBucketLifecycleConfiguration { bucket }
             | PutBucketLifecycleConfiguration { bucket }
             | DeleteBucketLifecycle { bucket }
+            | GetBucketEncryption { bucket }
+            | PutBucketEncryption { bucket }
+            | DeleteBucketEncryption { bucket }
             | GetUnconfigured { bucket, .. }
             | BucketAccess { bucket, .. }
             | GetObjectAcl { bucket, .. }
@@ -264,6 +275,7 @@ impl Endpoint {
                 | PutBucketCors { .. }
                 | PutBucketVersioning { .. }
                 | PutBucketLifecycleConfiguration { .. }
+                | PutBucketEncryption { .. }
                 | DeleteObjects { .. }
                 | PutObject { .. }
                 | PutObjectTagging { .. }
@@ -458,7 +470,9 @@ fn bucket_op(method: &Method, query: &Query, bucket: String) -> Endpoint {
         (&Method::GET, Some("publicAccessBlock")) => access(AccessOp::GetPublicAccessBlock),
         (&Method::PUT, Some("publicAccessBlock")) => access(AccessOp::PutPublicAccessBlock),
         (&Method::DELETE, Some("publicAccessBlock")) => access(AccessOp::DeletePublicAccessBlock),
-        (&Method::GET, Some("encryption")) => unconfigured(Unconfigured::Encryption),
+        (&Method::GET, Some("encryption")) => GetBucketEncryption { bucket },
+        (&Method::PUT, Some("encryption")) => PutBucketEncryption { bucket },
+        (&Method::DELETE, Some("encryption")) => DeleteBucketEncryption { bucket },
         (&Method::GET, Some("lifecycle")) => GetBucketLifecycleConfiguration { bucket },
         (&Method::PUT, Some("lifecycle")) => PutBucketLifecycleConfiguration { bucket },
         (&Method::DELETE, Some("lifecycle")) => DeleteBucketLifecycle { bucket },
@@ -556,6 +570,9 @@ mod tests {
         check("PUT", "127.0.0.1", "/bkt?cors", false, PutBucketCors { bucket: b("bkt") });
         check("GET", "127.0.0.1", "/bkt?versioning", false, GetBucketVersioning { bucket: b("bkt") });
         check("PUT", "127.0.0.1", "/bkt?versioning", false, PutBucketVersioning { bucket: b("bkt") });
+        check("GET", "127.0.0.1", "/bkt?encryption", false, GetBucketEncryption { bucket: b("bkt") });
+        check("PUT", "127.0.0.1", "/bkt?encryption", false, PutBucketEncryption { bucket: b("bkt") });
+        check("DELETE", "127.0.0.1", "/bkt?encryption", false, DeleteBucketEncryption { bucket: b("bkt") });
         check("GET", "127.0.0.1", "/bkt?object-lock", false, GetUnconfigured { bucket: b("bkt"), what: Unconfigured::ObjectLock });
         check("OPTIONS", "127.0.0.1", "/bkt", false, Preflight { bucket: b("bkt") });
     }

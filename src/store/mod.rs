@@ -67,7 +67,7 @@ pub use buckets::Created;
 pub use listing::{ListPage, ListQuery, Listed};
 pub use meta::{Fingerprint, ObjectMeta};
 pub use objects::{Always, Condition};
-pub use settings::{BucketInfo, Grant, PublicAccessBlock};
+pub use settings::{BucketInfo, Encryption, Grant, PublicAccessBlock};
 pub use versions::{Changed, Deleted, Found, Version, Versioning, new_version_id, valid_version_id};
 
 /// Whether writes are fsynced before they are acknowledged.

@@ -1,6 +1,6 @@
 //! A bucket's settings ([`BucketInfo`]: region, owner, CORS, tags, ACL, ownership,
-//! policy, public access block, versioning, lifecycle), one JSON file per bucket in `.firelake/buckets/`,
-//! replaced atomically under the bucket's lock.
+//! policy, public access block, versioning, lifecycle, default encryption), one JSON
+//! file per bucket in `.firelake/buckets/`, replaced atomically under the bucket's lock.
 
 use std::fs;
 use std::io;
@@ -46,6 +46,10 @@ pub struct BucketInfo {
     /// The lifecycle configuration, as `s3::lifecycle` keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<serde_json::Value>,
+    /// The default encryption PutBucketEncryption set; `None`: SSE-S3 (AES256), which
+    /// every AWS bucket has since January 2023.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 impl BucketInfo {
@@ -78,6 +82,19 @@ pub struct Grant {
     pub display_name: Option<String>,
     /// `FULL_CONTROL`, `WRITE`, `WRITE_ACP`, `READ` or `READ_ACP`.
     pub permission: String,
+}
+
+/// A bucket's default encryption (the one rule of a ServerSideEncryptionConfiguration).
+/// Recorded and answered; firelake encrypts nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse`.
+    pub sse_algorithm: String,
+    /// Only with `aws:kms` or `aws:kms:dsse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_master_key_id: Option<String>,
+    #[serde(default)]
+    pub bucket_key_enabled: bool,
 }
 
 /// S3 Block Public Access settings of a bucket.

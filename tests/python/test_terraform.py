@@ -118,13 +118,23 @@ resource "aws_s3_bucket_cors_configuration" "c" {
     max_age_seconds = 3000
   }
 }
+resource "aws_s3_bucket_server_side_encryption_configuration" "e" {
+  bucket = aws_s3_bucket.b.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = "alias/firelake-test"
+    }
+    bucket_key_enabled = true
+  }
+}
 resource "aws_s3_object" "obj" {
   bucket       = aws_s3_bucket.b.id
   key          = "logs/hello.txt"
   content      = "hello from terraform"
   content_type = "text/plain"
   tags         = { source = "tf" }
-  depends_on   = [aws_s3_bucket_versioning.v]
+  depends_on   = [aws_s3_bucket_versioning.v, aws_s3_bucket_server_side_encryption_configuration.e]
 }
 """
 
@@ -183,7 +193,11 @@ def test_terraform_apply_then_plan_shows_no_drift(terraform, s3):
     assert cors["AllowedOrigins"] == ["https://example.com"] and cors["MaxAgeSeconds"] == 3000
     tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="tf-bucket")["TagSet"]}
     assert tags == {"team": "data", "env": "test"}
+    (sse,) = s3.get_bucket_encryption(Bucket="tf-bucket")["ServerSideEncryptionConfiguration"]["Rules"]
+    assert sse == {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/firelake-test"},
+                   "BucketKeyEnabled": True}
     obj = s3.get_object(Bucket="tf-bucket", Key="logs/hello.txt")
+    assert obj["ServerSideEncryption"] == "aws:kms" and obj["SSEKMSKeyId"] == "alias/firelake-test"
     assert obj["Body"].read() == b"hello from terraform" and obj["ContentType"] == "text/plain"
     assert 'rule-id="logs"' in obj["Expiration"]
     # Destroy removes the bucket with its versions (force_destroy).
