@@ -14,7 +14,7 @@ use crate::s3::checksum::{self, Algorithm};
 use crate::s3::error::{self, Code, Result, S3Error};
 use crate::s3::tagging::parse_tagging_header;
 use crate::s3::{Req, body, xml};
-use crate::store::{ObjectMeta, Store, StoreError};
+use crate::store::{BucketInfo, ObjectMeta, Store, StoreError};
 
 /// Headers stored with an object and returned on GET/HEAD.
 const STORED_HEADERS: [&str; 6] =
@@ -94,6 +94,21 @@ pub fn meta_from_headers(req: &Req) -> Result<ObjectMeta> {
 /// `aws-chunked` describes the transfer, not the object: S3 never stores it.
 fn strip_aws_chunked(value: &str) -> String {
     value.split(',').map(str::trim).filter(|t| !t.eq_ignore_ascii_case("aws-chunked") && !t.is_empty()).collect::<Vec<_>>().join(",")
+}
+
+/// The bucket's settings, from what the store remembers (read off the async threads when
+/// it has forgotten them); `None` when there is no such bucket. For the settings every
+/// object request consults (default encryption, lifecycle rules).
+pub async fn remembered_settings(state: &Arc<S3State>, bucket: &str) -> Result<Option<Arc<BucketInfo>>> {
+    if let Some(info) = state.store.remembered_settings(bucket) {
+        return Ok(Some(info));
+    }
+    let b = bucket.to_owned();
+    match blocking(state, move |store| store.bucket_settings(&b)).await? {
+        Ok(info) => Ok(Some(info)),
+        Err(StoreError::NoSuchBucket) => Ok(None),
+        Err(err) => Err(store_error(err, bucket)),
+    }
 }
 
 pub async fn require_bucket(state: &Arc<S3State>, bucket: &str) -> Result<()> {

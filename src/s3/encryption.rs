@@ -108,8 +108,8 @@ async fn bucket_encryption(state: &Arc<S3State>, bucket: &str) -> Result<Option<
 /// The bucket's default for an object write; a missing bucket is left for the commit to
 /// find, so that the request body is read before the refusal (as every write does).
 async fn default_for_write(state: &Arc<S3State>, bucket: &str) -> Result<Option<Encryption>> {
-    let name = bucket.to_owned();
-    Ok(blocking(state, move |store| store.bucket(&name)).await??.and_then(|info| info.encryption))
+    // Every object write asks: the settings the store remembers, not the settings file.
+    Ok(crate::s3::common::remembered_settings(state, bucket).await?.and_then(|info| info.encryption.clone()))
 }
 
 pub async fn get_bucket_encryption(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {

@@ -179,18 +179,10 @@ pub fn of(info: &BucketInfo) -> Option<Lifecycle> {
     info.lifecycle.as_ref().and_then(|value| serde_json::from_value(value.clone()).ok())
 }
 
-/// The bucket's lifecycle configuration, from the settings the store remembers (read
-/// off the async threads when it has forgotten them). An unreadable bucket has none here:
-/// the headers this feeds never fail the request they decorate.
+/// The bucket's lifecycle configuration. An unreadable bucket has none here: the headers
+/// this feeds never fail the request they decorate.
 async fn configured(state: &Arc<S3State>, bucket: &str) -> Option<Lifecycle> {
-    let info = match state.store.remembered_settings(bucket) {
-        Some(info) => info,
-        None => {
-            let b = bucket.to_owned();
-            blocking(state, move |store| store.bucket_settings(&b)).await.ok()?.ok()?
-        }
-    };
-    of(&info)
+    of(&*crate::s3::common::remembered_settings(state, bucket).await.ok()??)
 }
 
 /// The `x-amz-expiration` of an answer about the current version of an object, when a
