@@ -256,6 +256,65 @@ async fn multipart_upload_has_aws_etag() {
     assert_eq!(attrs.object_parts().and_then(|p| p.total_parts_count()), Some(2));
 }
 
+/// A FULL_OBJECT CRC32 upload: the SDK sends each part's CRC32, firelake answers the whole
+/// object's CRC32 (no `-N`), and a GET with checksum mode on is validated by the SDK itself.
+#[tokio::test]
+async fn multipart_full_object_crc32() {
+    use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
+    use base64::Engine;
+    let server = Server::start();
+    let s3 = server.s3().await;
+    s3.create_bucket().bucket("bkt").send().await.unwrap();
+    let create = s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("obj")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.checksum_type(), Some(&ChecksumType::FullObject));
+    let id = create.upload_id().unwrap();
+    let part1: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 253) as u8 ^ (i >> 12) as u8).collect();
+    let part2 = b"the last part".to_vec();
+    let b64 = |crc: u32| base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes());
+    let mut completed = Vec::new();
+    for (n, part) in [(1, &part1), (2, &part2)] {
+        let up = s3
+            .upload_part()
+            .bucket("bkt")
+            .key("obj")
+            .upload_id(id)
+            .part_number(n)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(part.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(up.checksum_crc32(), Some(b64(crc32fast::hash(part)).as_str()));
+        completed
+            .push(CompletedPart::builder().part_number(n).e_tag(up.e_tag().unwrap()).checksum_crc32(up.checksum_crc32().unwrap()).build());
+    }
+    let whole = [&part1[..], &part2[..]].concat();
+    let done = s3
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("obj")
+        .upload_id(id)
+        .checksum_type(ChecksumType::FullObject)
+        .mpu_object_size(whole.len() as i64)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.checksum_crc32(), Some(b64(crc32fast::hash(&whole)).as_str()));
+    assert_eq!(done.checksum_type(), Some(&ChecksumType::FullObject));
+    let got = s3.get_object().bucket("bkt").key("obj").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
+    assert_eq!(got.checksum_crc32(), Some(b64(crc32fast::hash(&whole)).as_str()));
+    assert!(got.body.collect().await.unwrap().into_bytes() == whole, "GET does not answer part 1 then part 2");
+}
+
 #[tokio::test]
 async fn multipart_errors() {
     let server = Server::start();

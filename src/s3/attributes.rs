@@ -35,6 +35,19 @@ pub async fn get_object_attributes(state: &Arc<S3State>, req: &Req, bucket: &str
             return Err(S3Error::invalid_argument("Invalid attribute name specified.", "x-amz-object-attributes", name));
         }
     }
+    let number = |name: &str, default: u32, max: u32| -> Result<u32> {
+        match req.header(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| S3Error::invalid_argument(format!("Provided {name} not an integer or within integer range"), name, v)),
+        }
+    };
+    let max_parts = number("x-amz-max-parts", 1000, u32::MAX)?.min(1000);
+    let marker = number("x-amz-part-number-marker", 0, 10_000)?;
     let (versioning_state, _, meta) = crate::s3::get::open_requested(state, req, bucket, key, "GET").await?;
     let has = |name: &str| wanted.iter().any(|w| w == name);
     let mut x = Xml::document();
@@ -43,23 +56,38 @@ pub async fn get_object_attributes(state: &Arc<S3State>, req: &Req, bucket: &str
         x.leaf("ETag", &meta.etag);
     }
     if has("Checksum") && !meta.checksums.is_empty() {
+        // S3 shows a COMPOSITE value here without its `-N`.
+        let values: std::collections::BTreeMap<String, String> =
+            meta.checksums.iter().map(|(name, value)| (name.clone(), value.split('-').next().unwrap_or(value).to_owned())).collect();
         x.node("Checksum", |x| {
-            checksum::write_elements(x, &meta.checksums);
+            checksum::write_elements(x, &values);
             x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
         });
     }
     if has("ObjectParts") && !meta.part_sizes.is_empty() {
+        let count = meta.part_sizes.len();
+        let (page, truncated) =
+            (marker as usize..count.min(marker as usize + max_parts as usize), marker as usize + (max_parts as usize) < count);
+        // As the model says of general purpose buckets: the parts are listed only when
+        // the upload used a checksum algorithm.
+        let algorithm = meta.checksums.keys().next().and_then(|n| checksum::Algorithm::parse(n));
+        let listed = !meta.part_checksums.is_empty();
         x.node("ObjectParts", |x| {
-            x.leaf("PartsCount", &meta.part_sizes.len().to_string());
-            x.leaf("PartNumberMarker", "0");
-            x.leaf("NextPartNumberMarker", &meta.part_sizes.len().to_string());
-            x.leaf("MaxParts", "1000");
-            x.leaf("IsTruncated", "false");
-            for (i, size) in meta.part_sizes.iter().enumerate() {
-                x.node("Part", |x| {
-                    x.leaf("PartNumber", &(i + 1).to_string());
-                    x.leaf("Size", &size.to_string());
-                });
+            x.leaf("PartsCount", &count.to_string());
+            x.leaf("PartNumberMarker", &marker.to_string());
+            x.leaf("NextPartNumberMarker", &page.end.max(marker as usize).to_string());
+            x.leaf("MaxParts", &max_parts.to_string());
+            x.leaf("IsTruncated", if truncated { "true" } else { "false" });
+            if listed {
+                for i in page.clone() {
+                    x.node("Part", |x| {
+                        x.leaf("PartNumber", &(i + 1).to_string());
+                        x.leaf("Size", &meta.part_sizes[i].to_string());
+                        if let (Some(a), Some(value)) = (algorithm, meta.part_checksums.get(i)) {
+                            x.leaf(&a.element(), value);
+                        }
+                    });
+                }
             }
         });
     }

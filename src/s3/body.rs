@@ -46,6 +46,8 @@ pub struct Expectations {
     payload_sha256: Option<String>,
     /// The chunk signatures to check (`--auth strict`).
     chunk_signing: Option<ChunkSigning>,
+    /// The checksum to compute when the client sends none (a full-object upload's parts).
+    computed: Option<Algorithm>,
 }
 
 impl Expectations {
@@ -127,12 +129,27 @@ impl Expectations {
         let payload_sha256 = (content_sha256.len() == 64 && content_sha256.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| content_sha256.to_ascii_lowercase());
         let chunk_signing = req.chunk_signing.clone();
-        Ok(Expectations { aws_chunked, length, content_md5, header_checksum, trailer_checksum, payload_sha256, chunk_signing })
+        Ok(Expectations {
+            aws_chunked,
+            length,
+            content_md5,
+            header_checksum,
+            trailer_checksum,
+            payload_sha256,
+            chunk_signing,
+            computed: None,
+        })
     }
 
-    /// The algorithm whose checksum is computed while receiving.
-    fn algorithm(&self) -> Option<Algorithm> {
+    /// The algorithm of the checksum the client sent (in a header or a trailer).
+    pub fn algorithm(&self) -> Option<Algorithm> {
         self.header_checksum.as_ref().map(|(a, _)| *a).or(self.trailer_checksum)
+    }
+
+    /// Computes `algorithm`'s checksum of the body when the client sends no checksum.
+    pub fn computing(mut self, algorithm: Algorithm) -> Expectations {
+        self.computed = Some(algorithm);
+        self
     }
 }
 
@@ -157,7 +174,7 @@ impl Hashers {
         Hashers {
             size: 0,
             md5: Md5::new(),
-            checksum: expect.algorithm().map(Algorithm::hasher),
+            checksum: expect.algorithm().or(expect.computed).map(Algorithm::hasher),
             sha256: expect.payload_sha256.is_some().then(Sha256::new),
         }
     }
@@ -419,6 +436,7 @@ fn check(expect: &Expectations, digests: Digests, staged: Staged, decoder: Optio
             }
             Some((algorithm, checksum::to_base64(&actual)))
         }
+        (None, Some(actual)) => expect.computed.map(|algorithm| (algorithm, checksum::to_base64(&actual))),
         _ => None,
     };
     Ok(Received { staged, size: digests.size, md5_hex: hex::encode(&digests.md5), checksum })

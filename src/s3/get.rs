@@ -69,15 +69,18 @@ pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str
     let mut range = resolve_range(req.header("range"), meta.size)?;
     let mut status = StatusCode::OK;
     let mut builder = Response::builder();
+    let mut part_read = None;
     if let Some(part) = req.query.get("partNumber") {
         let number: usize = part.parse().ok().filter(|n| (1..=10000).contains(n)).ok_or_else(|| {
             S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive", "partNumber", part)
         })?;
         let sizes = if meta.part_sizes.is_empty() { vec![meta.size] } else { meta.part_sizes.clone() };
         if number > sizes.len() {
-            return Err(S3Error::new(Code::InvalidRange, "The requested partnumber is not satisfiable")
+            return Err(S3Error::new(Code::InvalidPartNumber, "The requested partnumber is not satisfiable")
+                .with("PartNumberRequested", number.to_string())
                 .with("ActualPartCount", sizes.len().to_string()));
         }
+        part_read = Some(number);
         let start: u64 = sizes[..number - 1].iter().sum();
         let size = sizes[number - 1];
         range = (size > 0).then(|| (start, start + size - 1));
@@ -96,12 +99,20 @@ pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str
         builder = builder.header("x-amz-version-id", id);
     }
     let checksum_mode = req.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
-    // A checksum describes the whole object, so a ranged read gets none.
+    // A checksum describes the whole object, so a ranged read gets none; a read of one
+    // part of a COMPOSITE object gets that part's.
     if checksum_mode && status == StatusCode::OK {
         builder = checksum::add_headers(builder, &meta.checksums);
         if let Some(kind) = &meta.checksum_type {
             builder = builder.header("x-amz-checksum-type", kind);
         }
+    } else if checksum_mode
+        && let Some(number) = part_read
+        && meta.checksum_type.as_deref() == Some("COMPOSITE")
+        && let (Some(value), Some(algorithm)) =
+            (meta.part_checksums.get(number - 1), meta.checksums.keys().next().and_then(|n| checksum::Algorithm::parse(n)))
+    {
+        builder = builder.header(algorithm.header(), value).header("x-amz-checksum-type", "COMPOSITE");
     }
     for (param, header) in [
         ("response-content-type", "content-type"),

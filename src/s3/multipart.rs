@@ -24,7 +24,7 @@ use crate::s3::get::resolve_range;
 use crate::s3::preconditions::{WriteConditions, check_copy_source, check_early};
 use crate::s3::router::check_key;
 use crate::s3::xml::{Xml, timestamp};
-use crate::store::multipart::{Part, Upload};
+use crate::store::multipart::{Completed, Part, Upload};
 use crate::store::{ObjectMeta, StoreError, now_ms};
 
 /// Every part but the last must be at least 5 MiB.
@@ -51,6 +51,46 @@ fn part_number(value: &str) -> Result<u32> {
         .ok_or_else(|| S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive", "partNumber", value))
 }
 
+/// The checksum an upload declared at Create.
+#[derive(Debug, Clone, Copy)]
+struct Declared {
+    algorithm: Algorithm,
+    /// FULL_OBJECT: the object's value is the whole object's; else COMPOSITE.
+    full_object: bool,
+}
+
+impl Declared {
+    fn of(upload: &Upload) -> Option<Declared> {
+        let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse)?;
+        Some(Declared { algorithm, full_object: upload.checksum_type.as_deref() == Some("FULL_OBJECT") })
+    }
+
+    fn kind(self) -> &'static str {
+        if self.full_object { "FULL_OBJECT" } else { "COMPOSITE" }
+    }
+}
+
+/// The algorithm of the whole object's checksum: the declared one of a FULL_OBJECT
+/// upload; S3's own CRC64NVME when the upload declared none; none for COMPOSITE.
+fn full_object_algorithm(declared: Option<Declared>) -> Option<Algorithm> {
+    match declared {
+        Some(d) => d.full_object.then_some(d.algorithm),
+        None => Some(Algorithm::Crc64Nvme),
+    }
+}
+
+/// Parses `x-amz-checksum-type` (case-insensitive) as S3 spells it back.
+fn checksum_type(value: &str) -> Result<&'static str> {
+    ["COMPOSITE", "FULL_OBJECT"]
+        .into_iter()
+        .find(|t| t.eq_ignore_ascii_case(value))
+        .ok_or_else(|| S3Error::invalid_request("Value for x-amz-checksum-type header is invalid."))
+}
+
+fn lower(algorithm: Option<Algorithm>) -> String {
+    algorithm.map_or_else(|| "null".to_owned(), |a| a.name().to_ascii_lowercase())
+}
+
 pub async fn create(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
     check_key(key)?;
     let checksum_algorithm =
@@ -60,23 +100,29 @@ pub async fn create(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &
                 S3Error::invalid_argument("Checksum algorithm provided is unsupported.", "x-amz-checksum-algorithm", name)
             })?),
         };
-    let checksum_type = match req.header("x-amz-checksum-type") {
-        None => checksum_algorithm.map(|a| if a.full_object_only() { "FULL_OBJECT" } else { "COMPOSITE" }),
-        Some(t) if t.eq_ignore_ascii_case("COMPOSITE") => {
-            if checksum_algorithm.is_some_and(Algorithm::full_object_only) {
-                return Err(S3Error::invalid_request("The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm."));
-            }
-            Some("COMPOSITE")
+    let requested_type = req.header("x-amz-checksum-type").map(checksum_type).transpose()?;
+    let checksum_type = match (checksum_algorithm, requested_type) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(S3Error::invalid_request(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.",
+            ));
         }
-        Some(t) if t.eq_ignore_ascii_case("FULL_OBJECT") => {
-            if matches!(checksum_algorithm, Some(Algorithm::Sha1 | Algorithm::Sha256)) {
-                return Err(S3Error::invalid_request(
-                    "The FULL_OBJECT checksum type cannot be used with the sha1 or sha256 checksum algorithm.",
-                ));
+        (Some(a), None) => Some(if a.full_object_only() { "FULL_OBJECT" } else { "COMPOSITE" }),
+        (Some(a), Some(kind)) => {
+            // CRC64NVME is whole-object only; the SHAs cannot be combined into one.
+            let allowed = match kind {
+                "COMPOSITE" => !a.full_object_only(),
+                _ => !matches!(a, Algorithm::Sha1 | Algorithm::Sha256),
+            };
+            if !allowed {
+                return Err(S3Error::invalid_request(format!(
+                    "The {kind} checksum type cannot be used with the {} checksum algorithm.",
+                    lower(Some(a))
+                )));
             }
-            Some("FULL_OBJECT")
+            Some(kind)
         }
-        Some(other) => return Err(S3Error::invalid_argument("Invalid checksum type", "x-amz-checksum-type", other)),
     };
     let mut meta = meta_from_headers(req)?;
     require_bucket(state, bucket).await?;
@@ -124,8 +170,23 @@ pub async fn upload_part(
     number: &str,
 ) -> Result<Response<Body>> {
     let number = part_number(number)?;
-    let expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
+    let mut expect = Expectations::from_request(req, OBJECT_BYTES_MAX)?;
     let upload = load_upload(state, bucket, key, upload_id).await?;
+    // A declared checksum is every part's (a full-object upload computes it when a part
+    // comes without); an upload that declared none takes what its parts carry.
+    if let Some(declared) = Declared::of(&upload) {
+        match expect.algorithm() {
+            Some(sent) if sent == declared.algorithm => {}
+            None if declared.full_object => expect = expect.computing(declared.algorithm),
+            sent => {
+                return Err(S3Error::invalid_request(format!(
+                    "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                    lower(Some(declared.algorithm)),
+                    lower(sent)
+                )));
+            }
+        }
+    }
     let sse = upload.meta.headers.clone();
     let (b, u) = (bucket.to_owned(), upload_id.to_owned());
     let part = receive_then(state, &expect, body, OBJECT_BYTES_MAX, move |store, received| {
@@ -195,29 +256,84 @@ pub async fn upload_part_copy(
     Ok(response)
 }
 
-/// The parts a CompleteMultipartUpload names, checked against the stored ones, and the
-/// object's metadata (ETag, composite checksum) before its bytes are joined.
+/// What a CompleteMultipartUpload's headers expect of the object.
+struct Expected {
+    /// `x-amz-checksum-<alg>` for the object's algorithm (COMPOSITE values end in `-N`).
+    checksum: Option<String>,
+    /// `x-amz-mp-object-size`.
+    size: Option<u64>,
+}
+
+impl Expected {
+    fn from_request(req: &Req, upload: &Upload) -> Result<Expected> {
+        let declared = Declared::of(upload);
+        if let Some(kind) = req.header("x-amz-checksum-type").map(checksum_type).transpose()? {
+            // An upload that declared nothing becomes a FULL_OBJECT CRC64NVME object.
+            let created = declared.map_or("FULL_OBJECT", Declared::kind);
+            if kind != created {
+                return Err(S3Error::invalid_request(format!(
+                    "The upload was created using the {created} checksum mode. The complete request must use the same checksum mode."
+                )));
+            }
+        }
+        let size = match req.header("x-amz-mp-object-size") {
+            None => None,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if n < 0 => {
+                    return Err(S3Error::invalid_request(format!("Value for x-amz-mp-object-size header is less than zero: '{v}'")));
+                }
+                Ok(n) => Some(n as u64),
+                Err(_) => return Err(S3Error::invalid_request(format!("Value for x-amz-mp-object-size header is invalid: '{v}'"))),
+            },
+        };
+        let algorithm = declared.map(|d| d.algorithm).or(full_object_algorithm(declared));
+        let checksum = algorithm.and_then(|a| req.header(&a.header())).map(|v| v.trim().to_owned());
+        Ok(Expected { checksum, size })
+    }
+}
+
+fn invalid_part(upload_id: &str, wanted: &CompletedPart) -> S3Error {
+    S3Error::new(
+        Code::InvalidPart,
+        "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+    )
+    .with("UploadId", upload_id)
+    .with("PartNumber", wanted.number.to_string())
+    .with("ETag", wanted.etag.clone())
+}
+
+/// The parts a CompleteMultipartUpload names, checked against the stored ones (ETags and
+/// checksums), and the object's metadata (ETag, composite checksum) before its bytes are
+/// joined.
 fn plan_completion(
     request: &CompleteMultipartUpload,
     stored: &[Part],
     upload: &Upload,
     upload_id: &str,
+    expected: &Expected,
 ) -> Result<(Vec<Part>, ObjectMeta)> {
+    let declared = Declared::of(upload);
     let mut chosen: Vec<Part> = Vec::with_capacity(request.parts.len());
     for wanted in &request.parts {
         let etag = wanted.etag.trim().trim_matches('"');
-        match stored.iter().find(|p| p.number == wanted.number && p.etag == etag) {
-            Some(part) => chosen.push(part.clone()),
-            None => {
-                return Err(S3Error::new(
-                    Code::InvalidPart,
-                    "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
-                )
-                .with("UploadId", upload_id)
-                .with("PartNumber", wanted.number.to_string())
-                .with("ETag", wanted.etag.clone()));
+        let part = stored.iter().find(|p| p.number == wanted.number && p.etag == etag).ok_or_else(|| invalid_part(upload_id, wanted))?;
+        if let Some(d) = declared {
+            let stored_value = part.checksums.get(d.algorithm.name());
+            match wanted.checksum(d.algorithm) {
+                Some(value) if stored_value.is_some_and(|s| s == value.trim()) => {}
+                Some(_) => return Err(invalid_part(upload_id, wanted)),
+                // A full-object upload's parts need not name their checksums.
+                None if d.full_object => {}
+                None => {
+                    return Err(S3Error::invalid_request(format!(
+                        "The upload was created using a {} checksum. The complete request must include the checksum for each part. It was missing for part {} in the request.",
+                        lower(Some(d.algorithm)),
+                        wanted.number
+                    )));
+                }
             }
         }
+        chosen.push(part.clone());
     }
     for part in &chosen[..chosen.len() - 1] {
         if part.size < PART_BYTES_MIN {
@@ -230,8 +346,13 @@ fn plan_completion(
     if total > 5 * 1024 * 1024 * 1024 * 1024 {
         return Err(S3Error::new(Code::EntityTooLarge, "Your proposed upload exceeds the maximum allowed size"));
     }
-    let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
-    let full_object = upload.checksum_type.as_deref() == Some("FULL_OBJECT");
+    if let Some(size) = expected.size
+        && size != total
+    {
+        return Err(S3Error::invalid_request(format!(
+            "The provided 'x-amz-mp-object-size' header value {size} does not match what was computed: {total}"
+        )));
+    }
     // The object's ETag: MD5 of the parts' binary MD5s, then `-<count>`.
     let mut md5s = Md5::new();
     for part in &chosen {
@@ -240,20 +361,34 @@ fn plan_completion(
     let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
     let mut meta =
         ObjectMeta { etag, last_modified_ms: now_ms(), part_sizes: chosen.iter().map(|p| p.size).collect(), ..upload.meta.clone() };
-    if let Some(algorithm) = algorithm
-        && !full_object
+    if let Some(d) = declared {
+        let values: Option<Vec<String>> = chosen.iter().map(|p| p.checksums.get(d.algorithm.name()).cloned()).collect();
+        meta.part_checksums = values.unwrap_or_default();
+    }
+    if let Some(d) = declared
+        && !d.full_object
     {
-        let mut composite = algorithm.hasher();
-        for part in &chosen {
-            let value = part.checksums.get(algorithm.name()).and_then(|v| checksum::decode(algorithm, v)).ok_or_else(|| {
-                S3Error::new(Code::InvalidRequest, format!("The upload was created using a {} checksum. The complete request must include the checksum for each part. It was missing for part {} in the request.", algorithm.name().to_ascii_lowercase(), part.number))
-            })?;
-            composite.update(&value);
+        // base64(H(raw part checksums in order)) + `-N`; the check above made sure each is there.
+        let mut composite = d.algorithm.hasher();
+        for value in &meta.part_checksums {
+            composite.update(&checksum::decode(d.algorithm, value).ok_or_else(|| invalid_part_checksum(upload_id))?);
         }
-        meta.checksums.insert(algorithm.name().to_owned(), format!("{}-{}", checksum::to_base64(&composite.finish()), chosen.len()));
+        let value = format!("{}-{}", checksum::to_base64(&composite.finish()), chosen.len());
+        if expected.checksum.as_ref().is_some_and(|e| *e != value) {
+            return Err(checksum_mismatch(d.algorithm));
+        }
+        meta.checksums.insert(d.algorithm.name().to_owned(), value);
         meta.checksum_type = Some("COMPOSITE".to_owned());
     }
     Ok((chosen, meta))
+}
+
+fn invalid_part_checksum(upload_id: &str) -> S3Error {
+    S3Error::new(Code::InvalidPart, "One or more of the specified parts could not be found.").with("UploadId", upload_id)
+}
+
+fn checksum_mismatch(algorithm: Algorithm) -> S3Error {
+    S3Error::new(Code::BadDigest, format!("The {} you specified did not match the calculated checksum.", algorithm.name()))
 }
 
 /// Joins the chosen parts into a staged file (hashing them for a full-object checksum)
@@ -265,13 +400,12 @@ fn assemble(
     key: &str,
     chosen: &[Part],
     mut meta: ObjectMeta,
-    expected_full: Option<String>,
+    expected: Option<&str>,
     conditions: Option<&WriteConditions>,
 ) -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
-    let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
-    let full_object = upload.checksum_type.as_deref() == Some("FULL_OBJECT");
+    let full_object = full_object_algorithm(Declared::of(upload));
     let mut staged = store.stage()?;
-    let mut hasher = algorithm.filter(|_| full_object).map(Algorithm::hasher);
+    let mut hasher = full_object.map(Algorithm::hasher);
     for part in chosen {
         let mut file = store.open_part(upload, part.number)?;
         match hasher.as_mut() {
@@ -291,15 +425,10 @@ fn assemble(
             }
         }
     }
-    if let (Some(algorithm), Some(h)) = (algorithm, hasher) {
+    if let (Some(algorithm), Some(h)) = (full_object, hasher) {
         let value = checksum::to_base64(&h.finish());
-        if let Some(expected) = expected_full
-            && expected.trim() != value
-        {
-            return Ok(Err(S3Error::new(
-                Code::BadDigest,
-                format!("The {} you specified did not match the calculated checksum.", algorithm.name()),
-            )));
+        if expected.is_some_and(|e| e != value) {
+            return Ok(Err(checksum_mismatch(algorithm)));
         }
         meta.checksums.insert(algorithm.name().to_owned(), value);
         meta.checksum_type = Some("FULL_OBJECT".to_owned());
@@ -319,13 +448,37 @@ struct CompletedPart {
     number: u32,
     #[serde(rename = "ETag")]
     etag: String,
+    #[serde(rename = "ChecksumCRC32")]
+    crc32: Option<String>,
+    #[serde(rename = "ChecksumCRC32C")]
+    crc32c: Option<String>,
+    #[serde(rename = "ChecksumCRC64NVME")]
+    crc64nvme: Option<String>,
+    #[serde(rename = "ChecksumSHA1")]
+    sha1: Option<String>,
+    #[serde(rename = "ChecksumSHA256")]
+    sha256: Option<String>,
 }
 
-pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
-    let upload = load_upload(state, bucket, key, upload_id).await?;
-    let mut conditions = WriteConditions::of_write(req, key)?;
-    // Before the parts are joined, which can take long; the commit checks again.
-    check_early(state, bucket, key, &mut conditions).await?;
+impl CompletedPart {
+    fn checksum(&self, algorithm: Algorithm) -> Option<&str> {
+        match algorithm {
+            Algorithm::Crc32 => &self.crc32,
+            Algorithm::Crc32c => &self.crc32c,
+            Algorithm::Crc64Nvme => &self.crc64nvme,
+            Algorithm::Sha1 => &self.sha1,
+            Algorithm::Sha256 => &self.sha256,
+        }
+        .as_deref()
+    }
+
+    /// Number and ETag without quotes, as a completion record keeps them.
+    fn id(&self) -> (u32, String) {
+        (self.number, self.etag.trim().trim_matches('"').to_owned())
+    }
+}
+
+async fn read_completion(req: &Req, body: Incoming, upload_id: &str) -> Result<CompleteMultipartUpload> {
     let bytes = read_small_body(req, body).await?;
     let request: CompleteMultipartUpload = parse_xml(&bytes)?;
     if request.parts.is_empty() {
@@ -338,26 +491,45 @@ pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &
         )
         .with("UploadId", upload_id));
     }
+    Ok(request)
+}
+
+pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str, upload_id: &str) -> Result<Response<Body>> {
+    let upload = match load_upload(state, bucket, key, upload_id).await {
+        Ok(upload) => upload,
+        Err(err) if err.code == Code::NoSuchUpload => return complete_again(state, req, body, bucket, key, upload_id, err).await,
+        Err(err) => return Err(err),
+    };
+    let mut conditions = WriteConditions::of_write(req, key)?;
+    let expected = Expected::from_request(req, &upload)?;
+    // Before the parts are joined, which can take long; the commit checks again.
+    check_early(state, bucket, key, &mut conditions).await?;
+    let request = read_completion(req, body, upload_id).await?;
     let (b, k) = (bucket.to_owned(), key.to_owned());
     let up = upload.clone();
     let id = upload_id.to_owned();
-    let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
-    let expected_full = req.header(&algorithm.map(Algorithm::header).unwrap_or_default()).map(str::to_owned);
     // Validated and assembled under the upload's lock, with its parts as they are then:
     // an abort or a part racing the completion comes wholly before or after it.
     let outcome = blocking(state, move |store| {
-        store.complete_upload(&up, |stored| -> crate::store::Result<std::result::Result<ObjectMeta, S3Error>> {
-            let (chosen, meta) = match plan_completion(&request, stored, &up, &id) {
+        store.complete_upload(&up, |stored| -> crate::store::Result<std::result::Result<Completed, S3Error>> {
+            let (chosen, meta) = match plan_completion(&request, stored, &up, &id, &expected) {
                 Ok(plan) => plan,
                 Err(err) => return Ok(Err(err)),
             };
-            assemble(store, &up, &b, &k, &chosen, meta, expected_full, conditions.as_ref())
+            let full = expected.checksum.as_deref().filter(|_| full_object_algorithm(Declared::of(&up)).is_some());
+            Ok(assemble(store, &up, &b, &k, &chosen, meta, full, conditions.as_ref())?.map(|meta| Completed {
+                bucket: b.clone(),
+                key: k.clone(),
+                completed_ms: now_ms(),
+                parts: request.parts.iter().map(CompletedPart::id).collect(),
+                meta: ObjectMeta { part_sizes: Vec::new(), part_checksums: Vec::new(), ..meta },
+            }))
         })
     })
     .await?
     .map_err(|e| upload_error(e, bucket, upload_id))?;
-    let meta = match outcome {
-        Ok(meta) => meta,
+    let completed = match outcome {
+        Ok(completed) => completed,
         // After a conflict AWS drops the upload: the client starts again. (After a 412
         // it stays, to be completed without the condition or aborted.)
         Err(err) if err.code == Code::ConditionalRequestConflict => {
@@ -370,6 +542,34 @@ pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &
         }
         Err(err) => return Err(err),
     };
+    completion_response(state, req, bucket, key, &completed.meta).await
+}
+
+/// A CompleteMultipartUpload of an upload already completed: S3 answers it again, the
+/// same way, while it remembers the upload and when the request names the same parts.
+async fn complete_again(
+    state: &Arc<S3State>,
+    req: &Req,
+    body: Incoming,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    gone: S3Error,
+) -> Result<Response<Body>> {
+    require_bucket(state, bucket).await?;
+    let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+    let Some(completed) = blocking(state, move |store| store.completed_upload(&b, &k, &u)).await?.map_err(|e| store_error(e, bucket))?
+    else {
+        return Err(gone);
+    };
+    let request = read_completion(req, body, upload_id).await?;
+    if request.parts.iter().map(CompletedPart::id).ne(completed.parts.iter().cloned()) {
+        return Err(gone);
+    }
+    completion_response(state, req, bucket, key, &completed.meta).await
+}
+
+async fn completion_response(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str, meta: &ObjectMeta) -> Result<Response<Body>> {
     let mut x = Xml::document();
     x.root("CompleteMultipartUploadResult");
     x.leaf("Location", &format!("http://{}/{bucket}/{key}", req.header("host").unwrap_or("localhost")));
@@ -380,7 +580,7 @@ pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &
     x.leaf_opt("ChecksumType", meta.checksum_type.as_deref());
     x.close("CompleteMultipartUploadResult");
     let mut response = xml_response(x.finish());
-    crate::s3::lifecycle::add_expiration(state, bucket, &meta, response.headers_mut()).await;
+    crate::s3::lifecycle::add_expiration(state, bucket, meta, response.headers_mut()).await;
     crate::s3::encryption::insert_object_headers(response.headers_mut(), &meta.headers);
     if let Some(value) = meta.version_id.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
         response.headers_mut().insert("x-amz-version-id", value);

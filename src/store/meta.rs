@@ -51,6 +51,10 @@ pub struct ObjectMeta {
     /// Sizes of the parts of a multipart object, in part-number order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub part_sizes: Vec<u64>,
+    /// The parts' checksums (base64, in part-number order) in the algorithm of `checksums`,
+    /// kept when the upload declared one: GetObjectAttributes and `?partNumber` show them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_checksums: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
     /// The object's ACL; `None`: the default one (the owner's FULL_CONTROL).

@@ -1,5 +1,7 @@
 //! Multipart uploads: `.firelake/uploads/<id>/upload.json` and one file per part
-//! (`<n>` with `<n>.json`), joined into one object on completion.
+//! (`<n>` with `<n>.json`), joined into one object on completion. A completed upload
+//! leaves `completed.json` alone in its folder for a day, so a repeated
+//! CompleteMultipartUpload gets the first one's answer.
 
 use std::fs::{self, File};
 use std::io;
@@ -7,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ObjectMeta, Result, Staged, Store, StoreError, atomic};
+use super::{ObjectMeta, Result, Staged, Store, StoreError, atomic, now_ms};
 
 /// An upload in progress.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +41,23 @@ pub struct Part {
     #[serde(default)]
     pub checksums: std::collections::BTreeMap<String, String>,
 }
+
+/// What a completion answered, kept for [`COMPLETED_KEPT_MS`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Completed {
+    pub bucket: String,
+    pub key: String,
+    pub completed_ms: i64,
+    /// The parts the completion named: number and ETag, in order.
+    pub parts: Vec<(u32, String)>,
+    /// The object's metadata as the completion wrote it (without the per-part lists).
+    pub meta: ObjectMeta,
+}
+
+/// How long a completed upload's answer is kept: a day, as S3 is seen to.
+pub const COMPLETED_KEPT_MS: i64 = 24 * 3600 * 1000;
+/// A folder with neither record (a removal cut short by a crash) older than this is debris.
+const DEBRIS_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Store {
     fn upload_dir(&self, id: &str) -> PathBuf {
@@ -109,18 +128,77 @@ impl Store {
     /// writes the object; when it succeeds (the inner `Ok`) the upload is removed before
     /// the lock is released, so a racing abort or part finds no upload, and an abort that
     /// came first leaves nothing to complete (NoSuchUpload, and no object written).
-    pub fn complete_upload<T, E>(
+    pub fn complete_upload<E>(
         &self,
         upload: &Upload,
-        assemble: impl FnOnce(&[Part]) -> Result<std::result::Result<T, E>>,
-    ) -> Result<std::result::Result<T, E>> {
+        assemble: impl FnOnce(&[Part]) -> Result<std::result::Result<Completed, E>>,
+    ) -> Result<std::result::Result<Completed, E>> {
         let _guard = self.uploads.lock(&upload.id);
         let parts = self.parts(upload)?;
         let done = assemble(&parts)?;
-        if done.is_ok() {
-            self.remove_upload(&upload.id)?;
+        if let Ok(completed) = &done {
+            self.retire_upload(&upload.id, completed)?;
         }
         Ok(done)
+    }
+
+    /// Replaces a completed upload's folder by its `completed.json`; the caller holds its
+    /// lock. Removing `upload.json` is the step that ends the upload; a crash before it
+    /// leaves the upload to be completed again.
+    fn retire_upload(&self, id: &str, completed: &Completed) -> Result {
+        let dir = self.upload_dir(id);
+        let bytes = serde_json::to_vec(completed).map_err(io::Error::other)?;
+        atomic::write_file(&self.sys.join("tmp"), &dir.join("completed.json"), &bytes, &self.syncs)?;
+        fs::remove_file(dir.join("upload.json"))?;
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_name() != "completed.json" {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The answer of upload `id` of `bucket`/`key` if it was completed less than a day ago.
+    pub fn completed_upload(&self, bucket: &str, key: &str, id: &str) -> Result<Option<Completed>> {
+        if !Self::valid_upload_id(id) {
+            return Ok(None);
+        }
+        let completed: Completed = match fs::read(self.upload_dir(id).join("completed.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(io::Error::other)?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let fresh = now_ms() - completed.completed_ms < COMPLETED_KEPT_MS;
+        Ok((fresh && completed.bucket == bucket && completed.key == key).then_some(completed))
+    }
+
+    /// Removes the answers of uploads completed more than a day before `now`, and folders
+    /// a crash left half removed.
+    pub fn forget_completed_uploads(&self, now: i64) -> Result {
+        for entry in fs::read_dir(self.sys.join("uploads"))? {
+            let dir = entry?.path();
+            let Some(id) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+            let _guard = self.uploads.lock(&id);
+            if dir.join("upload.json").exists() {
+                continue;
+            }
+            let stale = match fs::read(dir.join("completed.json")) {
+                Ok(bytes) => serde_json::from_slice::<Completed>(&bytes).map_or(true, |c| now - c.completed_ms >= COMPLETED_KEPT_MS),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    fs::metadata(&dir).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > DEBRIS_AGE))
+                }
+                Err(err) => return Err(err.into()),
+            };
+            if stale {
+                match fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The parts uploaded so far, by part number; NoSuchUpload once it is aborted or completed.
@@ -172,9 +250,14 @@ impl Store {
         self.remove_upload(id)
     }
 
-    /// Removes an upload's folder; the caller holds its lock.
+    /// Removes an upload's folder; the caller holds its lock. A completed one is not
+    /// an upload any more: NoSuchUpload, and its answer stays.
     fn remove_upload(&self, id: &str) -> Result {
-        match fs::remove_dir_all(self.upload_dir(id)) {
+        let dir = self.upload_dir(id);
+        if !dir.join("upload.json").exists() {
+            return Err(StoreError::NoSuchUpload);
+        }
+        match fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchUpload),
             Err(err) => Err(err.into()),

@@ -140,9 +140,15 @@ def test_complete_multipart_upload_conditions(s3):
     assert body_of(s3, "taken") == b"multipart"
 
     upload_id, parts = upload("fresh", b"new")
-    s3.complete_multipart_upload(Bucket="bkt", Key="fresh", UploadId=upload_id, MultipartUpload=parts, IfNoneMatch="*")
+    done = s3.complete_multipart_upload(Bucket="bkt", Key="fresh", UploadId=upload_id, MultipartUpload=parts, IfNoneMatch="*")
     assert body_of(s3, "fresh") == b"new"
+    # A retry of the completion that succeeded is answered as it was, not with a 412 for
+    # the object it wrote itself.
+    again = s3.complete_multipart_upload(Bucket="bkt", Key="fresh", UploadId=upload_id, MultipartUpload=parts, IfNoneMatch="*")
+    assert again["ETag"] == done["ETag"]
     # NoSuchUpload wins over the condition.
+    upload_id, parts = upload("fresh", b"newer")
+    s3.abort_multipart_upload(Bucket="bkt", Key="fresh", UploadId=upload_id)
     with pytest.raises(ClientError) as excinfo:
         s3.complete_multipart_upload(Bucket="bkt", Key="fresh", UploadId=upload_id, MultipartUpload=parts, IfNoneMatch="*")
     assert error(excinfo)[:2] == (404, "NoSuchUpload")

@@ -39,6 +39,9 @@ pub async fn run(store: Arc<Store>, day_ms: i64, stop: Arc<AtomicBool>) {
 
 /// One pass over every bucket with a lifecycle configuration, at time `now`.
 pub fn sweep(store: &Store, day_ms: i64, now: i64, stop: &AtomicBool) -> Result<(), StoreError> {
+    // Not a rule, but the store's housekeeping on the same clock: a completed upload's
+    // answer is kept a real day.
+    store.forget_completed_uploads(now)?;
     for info in store.list_buckets()? {
         let Some(lifecycle) = of(&info) else { continue };
         let versioning = Versioning::of(&info);
