@@ -110,12 +110,7 @@ pub fn reset(state: &AdminState) -> std::io::Result<()> {
 }
 
 fn json(status: StatusCode, ctx: &RequestCtx, value: serde_json::Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("x-amz-request-id", &ctx.request_id)
-        .body(full(value.to_string()))
-        .expect("static headers are valid")
+    crate::http::response(status, &[("content-type", "application/json"), ("x-amz-request-id", &ctx.request_id)], full(value.to_string()))
 }
 
 /// `firelake healthcheck`: exit 0 when `url` answers `/_firelake/health` with 200.

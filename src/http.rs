@@ -21,6 +21,22 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
 }
 
+/// A response with `headers`. A value that cannot be a header (none of firelake's should
+/// be) is left out and logged: a response is never a panic.
+pub fn response(status: hyper::StatusCode, headers: &[(&'static str, &str)], body: Body) -> hyper::Response<Body> {
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        match hyper::header::HeaderValue::from_str(value) {
+            Ok(value) => {
+                response.headers_mut().append(*name, value);
+            }
+            Err(_) => tracing::warn!(header = name, "a response header value is not valid; left out"),
+        }
+    }
+    response
+}
+
 pub fn empty() -> Body {
     Empty::new().map_err(|never: Infallible| match never {}).boxed_unsync()
 }

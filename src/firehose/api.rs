@@ -510,9 +510,9 @@ impl S3Destination {
     /// The `ExtendedS3DestinationDescription` AWS returns, defaults filled in.
     pub fn describe_extended(&self) -> Value {
         let mut v = self.describe_basic();
-        let map = v.as_object_mut().expect("an object");
-        if let Some(p) = &self.processing_configuration {
-            map.insert("ProcessingConfiguration".into(), serde_json::to_value(p).expect("serialisable"));
+        let Some(map) = v.as_object_mut() else { return v };
+        if let Some(p) = self.processing_configuration.as_ref().and_then(|p| serde_json::to_value(p).ok()) {
+            map.insert("ProcessingConfiguration".into(), p);
         }
         map.insert("S3BackupMode".into(), Value::String(self.s3_backup_mode.clone().unwrap_or_else(|| "Disabled".into())));
         if let Some(backup) = self.backup() {

@@ -83,13 +83,15 @@ impl FirehoseError {
         if !self.message().is_empty() {
             body["message"] = serde_json::Value::String(self.message().into_owned());
         }
-        Response::builder()
-            .status(self.status())
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amzn-requestid", &ctx.request_id)
-            .header("x-amzn-errortype", self.error_type())
-            .body(full(body.to_string()))
-            .expect("static headers are valid")
+        crate::http::response(
+            self.status(),
+            &[
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-amzn-requestid", &ctx.request_id),
+                ("x-amzn-errortype", self.error_type()),
+            ],
+            full(body.to_string()),
+        )
     }
 }
 

@@ -69,15 +69,14 @@ pub async fn handle(state: &Arc<FirehoseState>, ctx: &RequestCtx, parts: http::r
     }
     .await;
     match result {
-        Ok(reply) => Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amzn-requestid", &ctx.request_id)
-            .body(full(match reply {
+        Ok(reply) => crate::http::response(
+            StatusCode::OK,
+            &[("content-type", "application/x-amz-json-1.1"), ("x-amzn-requestid", &ctx.request_id)],
+            full(match reply {
                 Reply::Json(value) => value.to_string(),
                 Reply::Text(text) => text,
-            }))
-            .expect("static headers are valid"),
+            }),
+        ),
         Err(err) => err.to_response(ctx),
     }
 }

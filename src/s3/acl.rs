@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
-use crate::http::{Body, RequestCtx, empty};
-use crate::s3::common::{blocking, owner_id, parse_xml, read_small_body, store_error, write_owner, xml_response};
+use crate::http::{Body, RequestCtx};
+use crate::s3::common::{blocking, change_bucket, no_body, owner_id, parse_xml, read_small_body, store_error, write_owner, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::router::check_key;
 use crate::s3::xml::Xml;
@@ -319,9 +319,7 @@ pub async fn put_bucket_acl(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, b
     }
     let grants = requested(req, body, Resource::Bucket, &owner).await?;
     let acl = admit(&info, grants, &owner)?;
-    let name = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&name, |info| info.acl = acl)).await?.map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::OK, |info| info.acl = acl).await
 }
 
 pub async fn get_object_acl(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &str, key: &str) -> Result<Response<Body>> {
@@ -346,7 +344,7 @@ pub async fn put_object_acl(
     let grants = requested(req, body, Resource::Object, &owner).await?;
     let acl = admit(&info, grants, &owner)?;
     crate::s3::versioning::change_meta(state, req, bucket, key, "PUT", move |meta| meta.acl = acl).await?;
-    Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
+    Ok(no_body(StatusCode::OK))
 }
 
 #[derive(Debug, Deserialize)]
@@ -402,13 +400,11 @@ pub async fn put_ownership_controls(state: &Arc<S3State>, req: &Req, body: Incom
     })
     .await?
     .map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
+    Ok(no_body(StatusCode::OK))
 }
 
 pub async fn delete_ownership_controls(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
-    let name = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&name, |info| info.ownership = None)).await?.map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::NO_CONTENT, |info| info.ownership = None).await
 }
 
 /// Whether a bucket is public by its ACL, unless IgnorePublicAcls says to disregard it.

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use crate::http::{Body, RequestCtx, empty};
 use crate::s3::Req;
 use crate::s3::S3State;
-use crate::s3::common::{blocking, parse_xml, read_small_body, require_bucket, store_error, write_owner, xml_response};
+use crate::s3::common::{
+    blocking, change_bucket, no_body, parse_xml, read_small_body, require_bucket, store_error, write_owner, xml_response,
+};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::router::Unconfigured;
 use crate::s3::tagging::{parse_tagging, tagging_xml};
@@ -18,20 +20,59 @@ use crate::store::{BucketInfo, Created, now_ms, valid_bucket_name};
 
 const BUCKET_TAGS_MAX: usize = 50;
 
-pub async fn list_buckets(state: &Arc<S3State>, ctx: &RequestCtx) -> Result<Response<Body>> {
-    let buckets = blocking(state, |store| store.list_buckets()).await??;
+/// ListBuckets, paged by `max-buckets` and `continuation-token` (the last name of the page,
+/// opaque), filtered by `prefix` and `bucket-region`, in name order.
+pub async fn list_buckets(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req) -> Result<Response<Body>> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let q = &req.query;
+    let max_buckets =
+        match q.get("max-buckets") {
+            None => None,
+            Some(v) => Some(v.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+                S3Error::invalid_argument("Argument max-buckets must be an integer between 1 and 10000", "max-buckets", v)
+            })?),
+        };
+    let after = match q.get("continuation-token") {
+        None => String::new(),
+        Some(token) => URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", token))?,
+    };
+    let prefix = q.get("prefix");
+    let region = q.get("bucket-region");
+    // Any of the paging parameters makes it a paged listing, as on AWS.
+    let paged = max_buckets.is_some() || prefix.is_some() || region.is_some() || q.get("continuation-token").is_some();
+    let mut buckets = blocking(state, |store| store.list_buckets()).await??;
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut chosen = buckets.iter().filter(|b| {
+        (b.owner.is_empty() || b.owner == ctx.account)
+            && b.name > after
+            && prefix.is_none_or(|p| b.name.starts_with(p))
+            && region.is_none_or(|r| region_of(b, &state.region) == r)
+    });
+    let page: Vec<&BucketInfo> = chosen.by_ref().take(max_buckets.unwrap_or(10_000)).collect();
+    let more = paged && chosen.next().is_some();
     let mut x = Xml::document();
     x.root("ListAllMyBucketsResult");
     write_owner(&mut x, "Owner", &ctx.account);
     x.node("Buckets", |x| {
-        for bucket in buckets.iter().filter(|b| b.owner.is_empty() || b.owner == ctx.account) {
+        for bucket in &page {
             x.node("Bucket", |x| {
                 x.leaf("Name", &bucket.name);
                 x.leaf("CreationDate", &timestamp(bucket.created_ms));
-                x.leaf("BucketRegion", region_of(bucket, &state.region));
+                if paged {
+                    x.leaf("BucketRegion", region_of(bucket, &state.region));
+                }
             });
         }
     });
+    if more && let Some(last) = page.last() {
+        x.leaf("ContinuationToken", &URL_SAFE_NO_PAD.encode(&last.name));
+    }
+    x.leaf_opt("Prefix", prefix);
     x.close("ListAllMyBucketsResult");
     Ok(xml_response(x.finish()))
 }
@@ -103,7 +144,7 @@ pub async fn create_bucket(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bo
             .with("BucketName", bucket));
         }
     }
-    Ok(Response::builder().status(StatusCode::OK).header("location", format!("/{bucket}")).body(empty()).expect("valid response"))
+    Ok(crate::http::response(StatusCode::OK, &[("location", &format!("/{bucket}"))], empty()))
 }
 
 pub async fn delete_bucket(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
@@ -114,7 +155,7 @@ pub async fn delete_bucket(state: &Arc<S3State>, bucket: &str) -> Result<Respons
         }
         other => store_error(other, bucket),
     })?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    Ok(no_body(StatusCode::NO_CONTENT))
 }
 
 async fn bucket_info(state: &Arc<S3State>, bucket: &str) -> Result<BucketInfo> {
@@ -124,12 +165,8 @@ async fn bucket_info(state: &Arc<S3State>, bucket: &str) -> Result<BucketInfo> {
 
 pub async fn head_bucket(state: &Arc<S3State>, _ctx: &RequestCtx, bucket: &str) -> Result<Response<Body>> {
     let info = bucket_info(state, bucket).await?;
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header("x-amz-bucket-region", region_of(&info, &state.region))
-        .header("x-amz-access-point-alias", "false")
-        .body(empty())
-        .expect("valid response"))
+    let region = region_of(&info, &state.region);
+    Ok(crate::http::response(StatusCode::OK, &[("x-amz-bucket-region", region), ("x-amz-access-point-alias", "false")], empty()))
 }
 
 pub async fn get_bucket_location(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
@@ -193,13 +230,9 @@ pub async fn put_bucket_tagging(state: &Arc<S3State>, req: &Req, body: Incoming,
     require_bucket(state, bucket).await?;
     let bytes = read_small_body(req, body).await?;
     let tags = parse_tagging(&bytes, BUCKET_TAGS_MAX)?;
-    let name = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&name, |info| info.tags = Some(tags))).await?.map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::NO_CONTENT, |info| info.tags = Some(tags)).await
 }
 
 pub async fn delete_bucket_tagging(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
-    let name = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&name, |info| info.tags = None)).await?.map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::NO_CONTENT, |info| info.tags = None).await
 }

@@ -30,7 +30,7 @@ pub async fn blocking<T: Send + 'static>(state: &Arc<S3State>, work: impl FnOnce
 
 /// A 200 with an XML body.
 pub fn xml_response(xml: String) -> Response<Body> {
-    Response::builder().status(StatusCode::OK).header("content-type", "application/xml").body(full(xml)).expect("valid response")
+    crate::http::response(StatusCode::OK, &[("content-type", "application/xml")], full(xml))
 }
 
 /// The canonical user id S3 shows for an account.
@@ -81,7 +81,10 @@ pub fn meta_from_headers(req: &Req) -> Result<ObjectMeta> {
     }
     for (name, value) in &req.parts.headers {
         if let Some(user) = name.as_str().strip_prefix("x-amz-meta-") {
-            let value = value.to_str().map_err(|_| S3Error::invalid_argument("metadata values must be ASCII", name.as_str(), ""))?;
+            // Kept as received: raw UTF-8 (as s3-tests sends) and RFC 2047 encoded words
+            // (as S3 itself answers non-ASCII) both come back byte for byte.
+            let value = std::str::from_utf8(value.as_bytes())
+                .map_err(|_| S3Error::invalid_argument("metadata values must be UTF-8", name.as_str(), ""))?;
             meta.user.insert(user.to_owned(), value.to_owned());
         }
     }
@@ -92,7 +95,12 @@ pub fn meta_from_headers(req: &Req) -> Result<ObjectMeta> {
 }
 
 /// `aws-chunked` describes the transfer, not the object: S3 never stores it.
+/// The Content-Encoding an object keeps: as sent, byte for byte, less the `aws-chunked`
+/// that only described the request's framing.
 fn strip_aws_chunked(value: &str) -> String {
+    if !value.split(',').any(|t| t.trim().eq_ignore_ascii_case("aws-chunked")) {
+        return value.to_owned();
+    }
     value.split(',').map(str::trim).filter(|t| !t.eq_ignore_ascii_case("aws-chunked") && !t.is_empty()).collect::<Vec<_>>().join(",")
 }
 
@@ -157,6 +165,26 @@ pub fn check_small_body_digest(req: &Req, bytes: &[u8], required: bool) -> Resul
         return Err(S3Error::invalid_request("Missing required header for this request: Content-MD5"));
     }
     Ok(())
+}
+
+/// An answer with a status and nothing else: the 200 or 204 of a write with nothing to say.
+pub fn no_body(status: hyper::StatusCode) -> hyper::Response<Body> {
+    let mut response = hyper::Response::new(crate::http::empty());
+    *response.status_mut() = status;
+    response
+}
+
+/// Changes one of a bucket's settings through the store's serialised read-modify-write
+/// and answers `status` with no body, as each Put and Delete of a bucket setting does.
+pub async fn change_bucket(
+    state: &Arc<S3State>,
+    bucket: &str,
+    status: hyper::StatusCode,
+    change: impl FnOnce(&mut BucketInfo) + Send + 'static,
+) -> Result<hyper::Response<Body>> {
+    let name = bucket.to_owned();
+    blocking(state, move |store| store.update_bucket(&name, change)).await?.map_err(|e| store_error(e, bucket))?;
+    Ok(no_body(status))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::http::{Body, empty};
 use crate::s3::Req;
 use crate::s3::S3State;
-use crate::s3::common::{blocking, parse_xml, read_small_body, require_bucket, store_error, xml_response};
+use crate::s3::common::{blocking, change_bucket, parse_xml, read_small_body, require_bucket, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::xml::Xml;
 
@@ -120,15 +120,11 @@ pub async fn put_bucket_cors(state: &Arc<S3State>, req: &Req, body: Incoming, bu
         }
     }
     let value = serde_json::to_value(&config).map_err(S3Error::internal)?;
-    let name = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&name, |info| info.cors = Some(value))).await?.map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::OK, |info| info.cors = Some(value)).await
 }
 
 pub async fn delete_bucket_cors(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
-    let name = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&name, |info| info.cors = None)).await?.map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::NO_CONTENT, |info| info.cors = None).await
 }
 
 pub async fn preflight(state: &Arc<S3State>, req: &Req, bucket: &str) -> Result<Response<Body>> {

@@ -49,7 +49,7 @@ pub async fn delete_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &
     if let Some(id) = id {
         response = response.header("x-amz-version-id", id);
     }
-    Ok(response.body(empty()).expect("valid response"))
+    response.body(empty()).map_err(S3Error::internal)
 }
 
 #[derive(Debug, Deserialize)]

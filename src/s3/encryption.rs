@@ -10,10 +10,10 @@ use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
-use crate::http::{Body, empty};
+use crate::http::Body;
 use crate::s3::Req;
 use crate::s3::S3State;
-use crate::s3::common::{blocking, check_small_body_digest, parse_xml, read_small_body, store_error, xml_response};
+use crate::s3::common::{blocking, change_bucket, check_small_body_digest, parse_xml, read_small_body, xml_response};
 use crate::s3::error::{Result, S3Error};
 use crate::s3::xml::Xml;
 use crate::store::Encryption;
@@ -122,18 +122,12 @@ pub async fn put_bucket_encryption(state: &Arc<S3State>, req: &Req, body: Incomi
     let bytes = read_small_body(req, body).await?;
     check_small_body_digest(req, &bytes, true)?;
     let encryption = parse_configuration(&bytes)?;
-    let name = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&name, |info| info.encryption = Some(encryption)))
-        .await?
-        .map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::OK, |info| info.encryption = Some(encryption)).await
 }
 
 /// Returns the bucket to the default every bucket has (SSE-S3).
 pub async fn delete_bucket_encryption(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
-    let name = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&name, |info| info.encryption = None)).await?.map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::NO_CONTENT, |info| info.encryption = None).await
 }
 
 /// The encryption a new object gets, as the headers its metadata keeps: what the request

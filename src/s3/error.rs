@@ -175,12 +175,9 @@ impl S3Error {
         } else {
             tracing::debug!(code = self.code.as_str(), message = %self.message, "request refused");
         }
-        let mut builder = Response::builder().status(status);
-        for (name, value) in &self.headers {
-            builder = builder.header(*name, value.as_str());
-        }
+        let mut headers: Vec<(&'static str, &str)> = self.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         if head || self.code == Code::NotModified {
-            return builder.body(empty()).expect("valid response");
+            return crate::http::response(status, &headers, empty());
         }
         let mut xml = Xml::document();
         xml.open("Error");
@@ -192,7 +189,8 @@ impl S3Error {
         xml.leaf("RequestId", &ctx.request_id);
         xml.leaf("HostId", &crate::http::host_id());
         xml.close("Error");
-        builder.header("content-type", "application/xml").body(full(xml.finish())).expect("valid response")
+        headers.push(("content-type", "application/xml"));
+        crate::http::response(status, &headers, full(xml.finish()))
     }
 }
 

@@ -188,7 +188,7 @@ async fn dispatch(state: &Arc<S3State>, ctx: &RequestCtx, endpoint: Endpoint, re
         crate::s3::body::check_unused_body(req, &mut body).await?;
     }
     match endpoint {
-        ListBuckets => bucket::list_buckets(state, ctx).await,
+        ListBuckets => bucket::list_buckets(state, ctx, req).await,
         CreateBucket { bucket } => bucket::create_bucket(state, ctx, req, body, &bucket).await,
         DeleteBucket { bucket } => bucket::delete_bucket(state, &bucket).await,
         HeadBucket { bucket } => bucket::head_bucket(state, ctx, &bucket).await,

@@ -16,11 +16,10 @@ use crate::s3::S3State;
 use crate::s3::body::{Expectations, receive_then};
 use crate::s3::checksum::{self, Algorithm};
 use crate::s3::common::{
-    blocking, meta_from_headers, parse_xml, quoted, read_small_body, require_bucket, store_error, write_owner, xml_response,
+    blocking, meta_from_headers, no_body, parse_xml, quoted, read_small_body, require_bucket, store_error, write_owner, xml_response,
 };
 use crate::s3::copy::{copy_range, parse_copy_source};
 use crate::s3::error::{Code, Result, S3Error};
-use crate::s3::get::resolve_range;
 use crate::s3::preconditions::{WriteConditions, check_copy_source, check_early};
 use crate::s3::router::check_key;
 use crate::s3::xml::{Xml, timestamp};
@@ -150,11 +149,11 @@ pub async fn create(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, bucket: &
     let mut response = xml_response(x.finish());
     let headers = response.headers_mut();
     crate::s3::encryption::insert_object_headers(headers, &upload.meta.headers);
-    if let Some(a) = &upload.checksum_algorithm {
-        headers.insert("x-amz-checksum-algorithm", a.parse().expect("names are valid headers"));
+    if let Some(a) = upload.checksum_algorithm.as_deref().and_then(|a| http::HeaderValue::from_str(a).ok()) {
+        headers.insert("x-amz-checksum-algorithm", a);
     }
-    if let Some(t) = &upload.checksum_type {
-        headers.insert("x-amz-checksum-type", t.parse().expect("names are valid headers"));
+    if let Some(t) = upload.checksum_type.as_deref().and_then(|t| http::HeaderValue::from_str(t).ok()) {
+        headers.insert("x-amz-checksum-type", t);
     }
     crate::s3::lifecycle::add_abort(state, bucket, key, upload.initiated_ms, response.headers_mut()).await;
     Ok(response)
@@ -202,7 +201,7 @@ pub async fn upload_part(
     let mut response = Response::builder().status(StatusCode::OK).header("etag", quoted(&part.etag));
     response = crate::s3::encryption::with_object_headers(response, &sse);
     response = checksum::add_headers(response, &part.checksums);
-    Ok(response.body(empty()).expect("valid response"))
+    response.body(empty()).map_err(S3Error::internal)
 }
 
 pub async fn upload_part_copy(
@@ -220,16 +219,7 @@ pub async fn upload_part_copy(
     check_copy_source(req, &source)?;
     let (start, len) = match req.header("x-amz-copy-source-range") {
         None => (0, source.size),
-        Some(range) => match resolve_range(Some(range), source.size) {
-            Ok(Some((first, last))) => (first, last - first + 1),
-            _ => {
-                return Err(S3Error::invalid_argument(
-                    "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
-                    "x-amz-copy-source-range",
-                    range,
-                ));
-            }
-        },
+        Some(range) => copy_source_range(range, source.size)?,
     };
     let algorithm = upload.checksum_algorithm.as_deref().and_then(Algorithm::parse);
     let part = blocking(state, move |store| -> crate::store::Result<Part> {
@@ -300,6 +290,30 @@ fn invalid_part(upload_id: &str, wanted: &CompletedPart) -> S3Error {
     .with("UploadId", upload_id)
     .with("PartNumber", wanted.number.to_string())
     .with("ETag", wanted.etag.clone())
+}
+
+/// `x-amz-copy-source-range`: unlike a GET's Range, only `bytes=first-last`, wholly
+/// inside the source. Answers the start and the length.
+fn copy_source_range(range: &str, size: u64) -> Result<(u64, u64)> {
+    let bounds = range.trim().strip_prefix("bytes=").and_then(|r| r.split_once('-'));
+    let Some((first, last)) = bounds
+        .and_then(|(f, l)| Some((f.trim().parse::<u64>().ok()?, l.trim().parse::<u64>().ok()?)))
+        .filter(|(first, last)| first <= last)
+    else {
+        return Err(S3Error::invalid_argument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+            "x-amz-copy-source-range",
+            range,
+        ));
+    };
+    if last >= size {
+        return Err(S3Error::invalid_argument(
+            format!("Range specified is not valid for source object of size: {size}"),
+            "x-amz-copy-source-range",
+            range,
+        ));
+    }
+    Ok((first, last - first + 1))
 }
 
 /// The parts a CompleteMultipartUpload names, checked against the stored ones (ETags and
@@ -592,7 +606,7 @@ pub async fn abort(state: &Arc<S3State>, bucket: &str, key: &str, upload_id: &st
     load_upload(state, bucket, key, upload_id).await?;
     let id = upload_id.to_owned();
     blocking(state, move |store| store.abort_upload(&id)).await?.map_err(|e| upload_error(e, bucket, upload_id))?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    Ok(no_body(StatusCode::NO_CONTENT))
 }
 
 fn number_arg(req: &Req, name: &str, default: u32) -> Result<u32> {

@@ -12,9 +12,9 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::http::{Body, empty, full};
+use crate::http::{Body, full};
 use crate::s3::acl::public_by_acl;
-use crate::s3::common::{blocking, check_small_body_digest, parse_xml, read_small_body, store_error, xml_response};
+use crate::s3::common::{blocking, change_bucket, check_small_body_digest, parse_xml, read_small_body, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::xml::Xml;
 use crate::s3::{Req, S3State};
@@ -26,12 +26,6 @@ const POLICY_BYTES_MAX: usize = 20 * 1024;
 async fn bucket_info(state: &Arc<S3State>, bucket: &str) -> Result<BucketInfo> {
     let name = bucket.to_owned();
     blocking(state, move |store| store.bucket(&name)).await??.ok_or_else(|| S3Error::no_such_bucket(bucket))
-}
-
-async fn update(state: &Arc<S3State>, bucket: &str, change: impl FnOnce(&mut BucketInfo) + Send + 'static) -> Result<()> {
-    let name = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&name, change)).await?.map_err(|e| store_error(e, bucket))?;
-    Ok(())
 }
 
 fn malformed(message: &str) -> S3Error {
@@ -129,24 +123,18 @@ pub async fn put_bucket_policy(state: &Arc<S3State>, req: &Req, body: Incoming, 
         return Err(S3Error::new(Code::AccessDenied, "Access Denied"));
     }
     let policy = String::from_utf8(bytes.to_vec()).map_err(|_| malformed("This policy contains invalid Json"))?;
-    update(state, bucket, move |info| info.policy = Some(policy)).await?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::NO_CONTENT, move |info| info.policy = Some(policy)).await
 }
 
 pub async fn get_bucket_policy(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
     match bucket_info(state, bucket).await?.policy {
-        Some(policy) => Ok(Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .body(full(policy))
-            .expect("valid response")),
+        Some(policy) => Ok(crate::http::response(StatusCode::OK, &[("content-type", "application/json")], full(policy))),
         None => Err(S3Error::new(Code::NoSuchBucketPolicy, "The bucket policy does not exist").with("BucketName", bucket)),
     }
 }
 
 pub async fn delete_bucket_policy(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
-    update(state, bucket, |info| info.policy = None).await?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::NO_CONTENT, |info| info.policy = None).await
 }
 
 pub async fn get_bucket_policy_status(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
@@ -183,8 +171,7 @@ pub async fn put_public_access_block(state: &Arc<S3State>, req: &Req, body: Inco
         block_public_policy: c.block_public_policy,
         restrict_public_buckets: c.restrict_public_buckets,
     };
-    update(state, bucket, move |info| info.public_access_block = Some(block)).await?;
-    Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::OK, move |info| info.public_access_block = Some(block)).await
 }
 
 pub async fn get_public_access_block(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
@@ -204,8 +191,7 @@ pub async fn get_public_access_block(state: &Arc<S3State>, bucket: &str) -> Resu
 }
 
 pub async fn delete_public_access_block(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
-    update(state, bucket, |info| info.public_access_block = None).await?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(empty()).expect("valid response"))
+    change_bucket(state, bucket, StatusCode::NO_CONTENT, |info| info.public_access_block = None).await
 }
 
 #[cfg(test)]

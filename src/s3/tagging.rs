@@ -122,7 +122,7 @@ async fn set_object_tags(
     if let Some(id) = version {
         response = response.header("x-amz-version-id", id);
     }
-    Ok(response.body(empty()).expect("valid response"))
+    response.body(empty()).map_err(S3Error::internal)
 }
 
 pub async fn put_object_tagging(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &str, key: &str) -> Result<Response<Body>> {

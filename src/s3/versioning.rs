@@ -7,8 +7,8 @@ use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
-use crate::http::{Body, empty};
-use crate::s3::common::{blocking, check_small_body_digest, parse_xml, read_small_body, store_error, xml_response};
+use crate::http::Body;
+use crate::s3::common::{blocking, check_small_body_digest, no_body, parse_xml, read_small_body, store_error, xml_response};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::xml::Xml;
 use crate::s3::{Req, S3State};
@@ -37,7 +37,7 @@ pub async fn put_bucket_versioning(state: &Arc<S3State>, req: &Req, body: Incomi
     blocking(state, move |store| store.set_versioning(&b, &status, config.mfa_delete.as_deref()))
         .await?
         .map_err(|e| store_error(e, bucket))?;
-    Ok(Response::builder().status(StatusCode::OK).body(empty()).expect("valid response"))
+    Ok(no_body(StatusCode::OK))
 }
 
 pub async fn get_bucket_versioning(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {

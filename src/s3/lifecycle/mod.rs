@@ -15,8 +15,8 @@ use hyper::{Response, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{Body, empty};
-use crate::s3::common::{blocking, check_small_body_digest, parse_xml, read_small_body, require_bucket, store_error};
+use crate::http::Body;
+use crate::s3::common::{blocking, change_bucket, check_small_body_digest, parse_xml, read_small_body, require_bucket};
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::xml::{self, Xml};
 use crate::s3::{Req, S3State};
@@ -639,15 +639,11 @@ pub async fn put_bucket_lifecycle(state: &Arc<S3State>, req: &Req, body: Incomin
     check_small_body_digest(req, &bytes, state.auth_keys.is_some())?;
     let lifecycle = parse(&bytes, req.header(MINIMUM_SIZE_HEADER))?;
     let value = serde_json::to_value(&lifecycle).map_err(S3Error::internal)?;
-    let b = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&b, |info| info.lifecycle = Some(value)))
-        .await?
-        .map_err(|e| store_error(e, bucket))?;
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(MINIMUM_SIZE_HEADER, lifecycle.minimum_object_size)
-        .body(empty())
-        .map_err(S3Error::internal)
+    let mut response = change_bucket(state, bucket, StatusCode::OK, |info| info.lifecycle = Some(value)).await?;
+    if let Ok(value) = http::HeaderValue::from_str(&lifecycle.minimum_object_size) {
+        response.headers_mut().insert(MINIMUM_SIZE_HEADER, value);
+    }
+    Ok(response)
 }
 
 pub async fn get_bucket_lifecycle(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
@@ -667,9 +663,7 @@ pub async fn get_bucket_lifecycle(state: &Arc<S3State>, bucket: &str) -> Result<
 
 /// DeleteBucketLifecycle: 204 whether or not there was a configuration.
 pub async fn delete_bucket_lifecycle(state: &Arc<S3State>, bucket: &str) -> Result<Response<Body>> {
-    let b = bucket.to_owned();
-    blocking(state, move |store| store.update_bucket(&b, |info| info.lifecycle = None)).await?.map_err(|e| store_error(e, bucket))?;
-    Response::builder().status(StatusCode::NO_CONTENT).body(empty()).map_err(S3Error::internal)
+    change_bucket(state, bucket, StatusCode::NO_CONTENT, |info| info.lifecycle = None).await
 }
 
 #[cfg(test)]
