@@ -30,10 +30,10 @@ const STREAM: &str = "crash-stream";
 const BUCKET: &str = "crash-bucket";
 /// Keys listed per page: small, so that the check walks many pages.
 const LIST_PAGE_KEYS: usize = 100;
-/// Temp files a kill can leave: one PutObject in flight (its data and, where xattrs are
-/// refused, its metadata file) and one delivery (the same two). Every other staged file
-/// was renamed into place or deleted by its guard.
-const TEMPS_AT_KILL_MAX: usize = 4;
+/// Temp files a kill can leave: the one PutObject in flight and the stream's deliveries
+/// in flight, each its data and, where xattrs are refused, its metadata file. Every other
+/// staged file was renamed into place or deleted by its guard.
+const TEMPS_AT_KILL_MAX: usize = 2 * (1 + firelake::firehose::delivery::WRITES_IN_FLIGHT_MAX);
 
 #[derive(Default)]
 struct Acked {
@@ -155,9 +155,9 @@ fn put_objects(addr: std::net::SocketAddr, round: usize, stop: &AtomicBool, acke
 
 /// What the kill left in `.firelake/tmp`, checked before a restart sweeps it. A temp file
 /// of a write the kill cut off legitimately remains; so each must be a staging file that
-/// was never published: at most [`TEMPS_AT_KILL_MAX`] of them (a refused or answered PUT
-/// whose guard failed to delete its temp file adds one more per round and soon exceeds
-/// it), each holding the beginning of a PUT cut off in this round, a gzip delivery, a
+/// was never published: at most [`TEMPS_AT_KILL_MAX`] of them (what can be in flight;
+/// the bound was 4 until deliveries overlapped, and a kill with 8 left was then seen),
+/// each holding the beginning of a PUT cut off in this round, a gzip delivery, a
 /// metadata document, or nothing yet. A temp file holding anything else (an acknowledged
 /// or refused body) was staged by a write that finished and should have taken it away.
 fn check_temps_at_kill(data: &Path, round: usize, cut_off: &[Vec<u8>]) -> Vec<PathBuf> {

@@ -37,7 +37,7 @@ enum Step {
 
 /// Objects of one stream written at once: enough to overlap their fsyncs (a flush of
 /// many partitions seals a batch each), few enough to leave the disk to the others.
-const WRITES_IN_FLIGHT_MAX: usize = 8;
+pub const WRITES_IN_FLIGHT_MAX: usize = 8;
 
 /// Seals made by one journal append at most (a flush of many partitions seals them all).
 const SEALS_PER_APPEND_MAX: usize = 64;
