@@ -70,7 +70,6 @@ pub async fn get_object_attributes(state: &Arc<S3State>, req: &Req, bucket: &str
             (marker as usize..count.min(marker as usize + max_parts as usize), marker as usize + (max_parts as usize) < count);
         // As the model says of general purpose buckets: the parts are listed only when
         // the upload used a checksum algorithm.
-        let algorithm = meta.checksums.keys().next().and_then(|n| checksum::Algorithm::parse(n));
         let listed = !meta.part_checksums.is_empty();
         x.node("ObjectParts", |x| {
             x.leaf("PartsCount", &count.to_string());
@@ -83,8 +82,8 @@ pub async fn get_object_attributes(state: &Arc<S3State>, req: &Req, bucket: &str
                     x.node("Part", |x| {
                         x.leaf("PartNumber", &(i + 1).to_string());
                         x.leaf("Size", &meta.part_sizes[i].to_string());
-                        if let (Some(a), Some(value)) = (algorithm, meta.part_checksums.get(i)) {
-                            x.leaf(&a.element(), value);
+                        if let Some((algorithm, value)) = checksum::of_part(&meta, i + 1) {
+                            x.leaf(&algorithm.element(), value);
                         }
                     });
                 }

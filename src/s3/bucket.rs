@@ -10,7 +10,8 @@ use crate::http::{Body, RequestCtx, empty};
 use crate::s3::Req;
 use crate::s3::S3State;
 use crate::s3::common::{
-    blocking, change_bucket, no_body, parse_xml, read_small_body, require_bucket, store_error, write_owner, xml_response,
+    blocking, change_bucket, continuation_after, continuation_token, no_body, parse_xml, read_small_body, require_bucket, store_error,
+    write_owner, xml_response,
 };
 use crate::s3::error::{Code, Result, S3Error};
 use crate::s3::router::Unconfigured;
@@ -23,8 +24,6 @@ const BUCKET_TAGS_MAX: usize = 50;
 /// ListBuckets, paged by `max-buckets` and `continuation-token` (the last name of the page,
 /// opaque), filtered by `prefix` and `bucket-region`, in name order.
 pub async fn list_buckets(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req) -> Result<Response<Body>> {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let q = &req.query;
     let max_buckets =
         match q.get("max-buckets") {
@@ -35,11 +34,7 @@ pub async fn list_buckets(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req) -> 
         };
     let after = match q.get("continuation-token") {
         None => String::new(),
-        Some(token) => URL_SAFE_NO_PAD
-            .decode(token)
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", token))?,
+        Some(token) => continuation_after(token)?,
     };
     let prefix = q.get("prefix");
     let region = q.get("bucket-region");
@@ -70,7 +65,7 @@ pub async fn list_buckets(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req) -> 
         }
     });
     if more && let Some(last) = page.last() {
-        x.leaf("ContinuationToken", &URL_SAFE_NO_PAD.encode(&last.name));
+        x.leaf("ContinuationToken", &continuation_token(&last.name));
     }
     x.leaf_opt("Prefix", prefix);
     x.close("ListAllMyBucketsResult");

@@ -105,6 +105,13 @@ impl Hasher {
     }
 }
 
+/// The checksum of part `number` (from 1) of a multipart object that kept its parts'
+/// checksums, with their algorithm (the one of the object's own checksum).
+pub fn of_part(meta: &crate::store::ObjectMeta, number: usize) -> Option<(Algorithm, &str)> {
+    let algorithm = meta.checksums.keys().next().and_then(|name| Algorithm::parse(name))?;
+    Some((algorithm, meta.part_checksums.get(number.checked_sub(1)?)?))
+}
+
 /// Adds a header for each stored checksum (`x-amz-checksum-crc32: ...`).
 pub fn add_headers(
     mut builder: http::response::Builder,

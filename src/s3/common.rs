@@ -33,6 +33,22 @@ pub fn xml_response(xml: String) -> Response<Body> {
     crate::http::response(StatusCode::OK, &[("content-type", "application/xml")], full(xml))
 }
 
+/// The opaque continuation token of a listing page that ended at `last`.
+pub fn continuation_token(last: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last)
+}
+
+/// Where the page a `continuation-token` asks for starts after.
+pub fn continuation_after(token: &str) -> Result<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", token))
+}
+
 /// The canonical user id S3 shows for an account.
 pub fn owner_id(account: &str) -> String {
     use sha2::Digest;
@@ -94,9 +110,8 @@ pub fn meta_from_headers(req: &Req) -> Result<ObjectMeta> {
     Ok(meta)
 }
 
-/// `aws-chunked` describes the transfer, not the object: S3 never stores it.
 /// The Content-Encoding an object keeps: as sent, byte for byte, less the `aws-chunked`
-/// that only described the request's framing.
+/// that only described the request's framing (S3 never stores it).
 fn strip_aws_chunked(value: &str) -> String {
     if !value.split(',').any(|t| t.trim().eq_ignore_ascii_case("aws-chunked")) {
         return value.to_owned();
@@ -169,9 +184,7 @@ pub fn check_small_body_digest(req: &Req, bytes: &[u8], required: bool) -> Resul
 
 /// An answer with a status and nothing else: the 200 or 204 of a write with nothing to say.
 pub fn no_body(status: hyper::StatusCode) -> hyper::Response<Body> {
-    let mut response = hyper::Response::new(crate::http::empty());
-    *response.status_mut() = status;
-    response
+    crate::http::response(status, &[], crate::http::empty())
 }
 
 /// Changes one of a bucket's settings through the store's serialised read-modify-write

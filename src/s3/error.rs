@@ -21,7 +21,7 @@ macro_rules! codes {
             }
 
             pub fn status(self) -> StatusCode {
-                match self { $(Code::$variant => StatusCode::from_u16($status).expect("valid status")),* }
+                match self { $(Code::$variant => StatusCode::from_u16($status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)),* }
             }
         }
     };

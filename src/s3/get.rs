@@ -109,8 +109,7 @@ pub async fn get_object(state: &Arc<S3State>, req: &Req, bucket: &str, key: &str
     } else if checksum_mode
         && let Some(number) = part_read
         && meta.checksum_type.as_deref() == Some("COMPOSITE")
-        && let (Some(value), Some(algorithm)) =
-            (meta.part_checksums.get(number - 1), meta.checksums.keys().next().and_then(|n| checksum::Algorithm::parse(n)))
+        && let Some((algorithm, value)) = checksum::of_part(&meta, number)
     {
         builder = builder.header(algorithm.header(), value).header("x-amz-checksum-type", "COMPOSITE");
     }

@@ -2,15 +2,13 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::Response;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::http::{Body, RequestCtx};
 use crate::s3::Req;
 use crate::s3::S3State;
-use crate::s3::common::{blocking, quoted, store_error, write_owner, xml_response};
+use crate::s3::common::{blocking, continuation_after, continuation_token, quoted, store_error, write_owner, xml_response};
 use crate::s3::error::{Result, S3Error};
 use crate::s3::xml::{Xml, timestamp};
 use crate::store::{ListQuery, ObjectMeta};
@@ -64,16 +62,13 @@ pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buc
     let q = &req.query;
     let Common { prefix, delimiter, encode, max_keys } = Common::of(req)?;
     let token = q.get("continuation-token");
-    let after =
-        match version {
-            Version::V1 => q.get("marker").unwrap_or_default().to_owned(),
-            Version::V2 => match token {
-                Some(token) => URL_SAFE_NO_PAD.decode(token).ok().and_then(|raw| String::from_utf8(raw).ok()).ok_or_else(|| {
-                    S3Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", token)
-                })?,
-                None => q.get("start-after").unwrap_or_default().to_owned(),
-            },
-        };
+    let after = match version {
+        Version::V1 => q.get("marker").unwrap_or_default().to_owned(),
+        Version::V2 => match token {
+            Some(token) => continuation_after(token)?,
+            None => q.get("start-after").unwrap_or_default().to_owned(),
+        },
+    };
     let (b, p, d, a) = (bucket.to_owned(), prefix.clone(), delimiter.clone(), after.clone());
     let page = blocking(state, move |store| store.list_page(&b, ListQuery { prefix: &p, delimiter: d.as_deref(), after: &a }, max_keys))
         .await?
@@ -111,7 +106,7 @@ pub async fn list_objects(state: &Arc<S3State>, ctx: &RequestCtx, req: &Req, buc
             if page.truncated
                 && let Some(last) = &page.last
             {
-                x.leaf("NextContinuationToken", &URL_SAFE_NO_PAD.encode(last));
+                x.leaf("NextContinuationToken", &continuation_token(last));
             }
             x.leaf_opt("StartAfter", q.get("start-after").map(&text).as_deref());
         }

@@ -329,8 +329,8 @@ fn plan_completion(
     let declared = Declared::of(upload);
     let mut chosen: Vec<Part> = Vec::with_capacity(request.parts.len());
     for wanted in &request.parts {
-        let etag = wanted.etag.trim().trim_matches('"');
-        let part = stored.iter().find(|p| p.number == wanted.number && p.etag == etag).ok_or_else(|| invalid_part(upload_id, wanted))?;
+        let (number, etag) = wanted.id();
+        let part = stored.iter().find(|p| p.number == number && p.etag == etag).ok_or_else(|| invalid_part(upload_id, wanted))?;
         if let Some(d) = declared {
             let stored_value = part.checksums.get(d.algorithm.name());
             match wanted.checksum(d.algorithm) {
@@ -384,8 +384,8 @@ fn plan_completion(
     {
         // base64(H(raw part checksums in order)) + `-N`; the check above made sure each is there.
         let mut composite = d.algorithm.hasher();
-        for value in &meta.part_checksums {
-            composite.update(&checksum::decode(d.algorithm, value).ok_or_else(|| invalid_part_checksum(upload_id))?);
+        for (wanted, value) in request.parts.iter().zip(&meta.part_checksums) {
+            composite.update(&checksum::decode(d.algorithm, value).ok_or_else(|| invalid_part(upload_id, wanted))?);
         }
         let value = format!("{}-{}", checksum::to_base64(&composite.finish()), chosen.len());
         if expected.checksum.as_ref().is_some_and(|e| *e != value) {
@@ -397,16 +397,13 @@ fn plan_completion(
     Ok((chosen, meta))
 }
 
-fn invalid_part_checksum(upload_id: &str) -> S3Error {
-    S3Error::new(Code::InvalidPart, "One or more of the specified parts could not be found.").with("UploadId", upload_id)
-}
-
 fn checksum_mismatch(algorithm: Algorithm) -> S3Error {
     S3Error::new(Code::BadDigest, format!("The {} you specified did not match the calculated checksum.", algorithm.name()))
 }
 
-/// Joins the chosen parts into a staged file (hashing them for a full-object checksum)
-/// and commits it as the object; the caller holds the upload's lock.
+/// Joins the chosen parts into a staged file (hashing them for a full-object checksum,
+/// checked against `expected` when the client sent one) and commits it as the object;
+/// the caller holds the upload's lock.
 fn assemble(
     store: &crate::store::Store,
     upload: &Upload,
@@ -530,8 +527,7 @@ pub async fn complete(state: &Arc<S3State>, req: &Req, body: Incoming, bucket: &
                 Ok(plan) => plan,
                 Err(err) => return Ok(Err(err)),
             };
-            let full = expected.checksum.as_deref().filter(|_| full_object_algorithm(Declared::of(&up)).is_some());
-            Ok(assemble(store, &up, &b, &k, &chosen, meta, full, conditions.as_ref())?.map(|meta| Completed {
+            Ok(assemble(store, &up, &b, &k, &chosen, meta, expected.checksum.as_deref(), conditions.as_ref())?.map(|meta| Completed {
                 bucket: b.clone(),
                 key: k.clone(),
                 completed_ms: now_ms(),

@@ -125,8 +125,8 @@ impl Store {
     }
 
     /// Completes an upload: under its lock, with the parts as they are now, `assemble`
-    /// writes the object; when it succeeds (the inner `Ok`) the upload is removed before
-    /// the lock is released, so a racing abort or part finds no upload, and an abort that
+    /// writes the object; when it succeeds (the inner `Ok`) the upload is retired (only
+    /// its answer stays) before the lock is released, so a racing abort or part finds no upload, and an abort that
     /// came first leaves nothing to complete (NoSuchUpload, and no object written).
     pub fn complete_upload<E>(
         &self,

@@ -7,6 +7,7 @@ import pathlib
 
 import pytest
 import pytest_firelake
+from botocore.exceptions import ClientError
 
 # test_plugin.py runs the plugin in pytest sessions of its own.
 pytest_plugins = ["pytester"]
@@ -15,6 +16,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = os.environ.get("FIRELAKE_BIN", str(ROOT / "target" / "debug" / "firelake"))
 # CI provides every precondition (.ci/run sets CI=true): there a missing one is a failure.
 IN_CI = os.environ.get("CI") == "true"
+
+
+def refused(call, **kwargs):
+    """Calls a boto3 operation that must fail: answers AWS's (HTTP status, code, message)."""
+    with pytest.raises(ClientError) as excinfo:
+        call(**kwargs)
+    err = excinfo.value.response
+    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"], err["Error"].get("Message")
 
 
 def require(present, what):

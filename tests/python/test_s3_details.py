@@ -5,15 +5,7 @@ import http.client
 import time
 import urllib.parse
 
-import pytest
-from botocore.exceptions import ClientError
-
-
-def refused(call, **kwargs):
-    with pytest.raises(ClientError) as excinfo:
-        call(**kwargs)
-    err = excinfo.value.response
-    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"], err["Error"].get("Message")
+from conftest import refused
 
 
 def test_list_buckets_pages_by_max_buckets_and_filters_by_prefix(s3):

@@ -9,16 +9,10 @@ import hashlib
 import zlib
 
 import pytest
-from botocore.exceptions import ClientError
+
+from conftest import refused
 
 MIB = 1024 * 1024
-
-
-def refused(call, **kwargs):
-    with pytest.raises(ClientError) as excinfo:
-        call(**kwargs)
-    err = excinfo.value.response
-    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"], err["Error"].get("Message")
 
 
 def b64(raw):
