@@ -60,9 +60,10 @@ def run_shell_block(code, firelake, cwd, skip=()):
 
 
 def test_aws_cli_example(firelake, tmp_path):
-    # The step makes its data.csv itself.
+    # The step uploads its CSV from stdin, so it leaves no file in the reader's checkout.
     run_shell_block(blocks("sh", "aws s3 mb")[0], firelake, tmp_path)
     assert (firelake.data_dir / "sd-vehicle-data" / "raw" / "data.csv").read_text() == "vin,speed\n4FTEX4944AK844294,25\n"
+    assert not (tmp_path / "data.csv").exists()
 
 
 def test_flush_and_produce_examples(start_firelake):
