@@ -3,12 +3,16 @@
 medians, ratios and the disk baselines as Markdown (the figures in BENCHMARKS.md).
 
     .venv/bin/python bench/run.py [--rounds 3] [--seconds 5] [--only s3|versioning|firehose|durability|partitioning|lambda|listing]
-                                  [--profile release|profiling]
+                                  [--profile release|profiling] [--baseline GIT-REV]
 
 It builds the release binaries, starts each server on a fresh data directory under
 bench/.data (the disk the repository is on), and drives it with bench/loadgen over
 loopback. Every load is bounded in time and count. The machine is shared and noisy, so
 each figure is the median of --rounds runs, with firelake and moto interleaved.
+
+--baseline builds the firelake of an older commit as well (from `git archive`, into
+bench/.baseline) and runs it, interleaved, beside this one in the versioning section: the
+small-object rates before a change and after it, in the same run.
 """
 import argparse
 import json
@@ -29,6 +33,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIRELAKE = ROOT / "target" / "release" / "firelake"
 LOADGEN = ROOT / "target" / "release" / "firelake-loadgen"
 DATA = ROOT / "bench" / ".data"
+BASELINE = ROOT / "bench" / ".baseline"
+# The firelake built from --baseline's commit, if one was given.
+BASELINE_FIRELAKE = None
 MOTO = pathlib.Path(sys.executable).with_name("moto_server")
 # The durability of every firelake started here is passed on its command line: never taken
 # from a FIRELAKE_DURABILITY (or any FIRELAKE_*) in the environment of this script.
@@ -73,13 +80,13 @@ def start_firelake_timed(args, port, timeout=20.0):
 
 
 class Server:
-    def __init__(self, kind, *extra, durability=DURABILITY, port=None):
+    def __init__(self, kind, *extra, durability=DURABILITY, port=None, binary=None):
         self.kind = kind
         port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{port}"
         data = self.data = DATA / f"{kind}-{port}"
         if kind == "firelake":
-            cmd = [str(FIRELAKE), "--port", str(port), "--data-dir", str(data), "--log", "warn", "--durability", durability, *extra]
+            cmd = [str(binary or FIRELAKE), "--port", str(port), "--data-dir", str(data), "--log", "warn", "--durability", durability, *extra]
             health = f"{self.endpoint}/_firelake/health"
         else:
             cmd = [str(MOTO), "-p", str(port)]
@@ -165,10 +172,29 @@ def s3_round(kind, seconds):
 VERSIONING_KINDS = ("unversioned", "versioned")
 
 
+def build_baseline(rev):
+    """Builds firelake as it was at commit `rev`, in a tree of its own under bench/.baseline
+    (its own target directory, so this checkout's binaries are not replaced): its path."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    tree = BASELINE / commit[:12]
+    if not (tree / "Cargo.toml").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        tree.mkdir(parents=True)
+        archive = subprocess.Popen(["git", "archive", commit], cwd=ROOT, stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(tree)], stdin=archive.stdout, check=True)
+        if archive.wait() != 0:
+            raise RuntimeError(f"git archive {commit} failed")
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "firelake", "--bin", "firelake"], cwd=tree, check=True,
+                   env={**os.environ, "CARGO_TARGET_DIR": str(BASELINE / "target")})
+    return commit, BASELINE / "target" / "release" / "firelake"
+
+
 def versioning_round(kind, seconds):
     """Small-object PUTs and GETs into a bucket never versioned, or one with versioning
-    Enabled (every PUT then keeps the former object as a noncurrent version)."""
-    server = Server("firelake")
+    Enabled (every PUT then keeps the former object as a noncurrent version); "before" is
+    the unversioned case on the --baseline binary."""
+    server = Server("firelake", binary=BASELINE_FIRELAKE if kind == "before" else None)
     try:
         s3 = client("s3", server.endpoint)
         s3.create_bucket(Bucket="bench-versions")
@@ -545,19 +571,25 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--only", choices=["s3", "versioning", "firehose", "durability", "partitioning", "lambda", "listing"], default=None)
     ap.add_argument("--profile", default="release", help="the cargo profile to build and run (release, profiling)")
+    ap.add_argument("--baseline", metavar="GIT-REV", default=None,
+                    help="also build the firelake of this commit and run it beside this one in the versioning section")
     ap.add_argument("--listing-sizes", type=lambda v: tuple(int(n) for n in v.split(",")), default=LISTING_SIZES,
                     help="bucket sizes of the listing section, comma-separated")
     ap.add_argument("--listing-moto-max", type=int, default=LISTING_MOTO_MAX,
                     help="the largest bucket filled in moto too (moto takes its PUTs at about 100/s on a busy machine)")
     args = ap.parse_args()
-    global FIRELAKE, LOADGEN
+    global FIRELAKE, LOADGEN, BASELINE_FIRELAKE
     FIRELAKE = ROOT / "target" / args.profile / "firelake"
     LOADGEN = ROOT / "target" / args.profile / "firelake-loadgen"
     subprocess.run(["cargo", "build", "--profile", args.profile, "--locked", "-p", "firelake", "-p", "firelake-loadgen"], cwd=ROOT, check=True)
+    baseline = None
+    if args.baseline:
+        baseline, BASELINE_FIRELAKE = build_baseline(args.baseline)
     shutil.rmtree(DATA, ignore_errors=True)
     DATA.mkdir(parents=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     print(f"# firelake benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
-          f"profile {args.profile}\n")
+          f"profile {args.profile}, commit {head[:12]}" + (f", baseline {baseline[:12]}" if baseline else "") + "\n")
     if args.only in (None, "s3"):
         start = startup_ms()
         rss = idle_rss_mb()
@@ -580,13 +612,23 @@ def main():
         print(f"| idle RSS after start (median of 3) | {rss:.1f} MB |")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "versioning"):
-        results = interleaved(VERSIONING_KINDS, versioning_round, args.rounds, args.seconds)
+        kinds = (("before",) if baseline else ()) + VERSIONING_KINDS
+        results = interleaved(kinds, versioning_round, args.rounds, args.seconds)
         med = {kind: medians(runs) for kind, runs in results.items()}
         u, v = med["unversioned"], med["versioned"]
-        print("\n| small objects (4 KiB), 16 workers, --durability fsync | unversioned bucket | versioning Enabled | versioned / unversioned |")
-        print("|---|---|---|---|")
-        for key in ("put-small", "get-small"):
-            print(f"| {key} (ops/s) | {u[key]:,.0f} | {v[key]:,.0f} | {v[key] / u[key] * 100:.0f}% |")
+        if baseline:
+            b = med["before"]
+            print(f"\n| small objects (4 KiB), 16 workers, --durability fsync | {baseline[:12]}, unversioned | this commit, unversioned "
+                  "| this commit, versioning Enabled | unversioned / before | versioned / before |")
+            print("|---|---|---|---|---|---|")
+            for key in ("put-small", "get-small"):
+                print(f"| {key} (ops/s) | {b[key]:,.0f} | {u[key]:,.0f} | {v[key]:,.0f} | {u[key] / b[key] * 100:.0f}% "
+                      f"| {v[key] / b[key] * 100:.0f}% |")
+        else:
+            print("\n| small objects (4 KiB), 16 workers, --durability fsync | unversioned bucket | versioning Enabled | versioned / unversioned |")
+            print("|---|---|---|---|")
+            for key in ("put-small", "get-small"):
+                print(f"| {key} (ops/s) | {u[key]:,.0f} | {v[key]:,.0f} | {v[key] / u[key] * 100:.0f}% |")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "partitioning"):
         results = interleaved(PARTITION_KINDS, partition_round, args.rounds, args.seconds)
