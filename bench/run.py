@@ -172,9 +172,10 @@ def s3_round(kind, seconds):
 VERSIONING_KINDS = ("unversioned", "versioned")
 
 
-def build_baseline(rev):
-    """Builds firelake as it was at commit `rev`, in a tree of its own under bench/.baseline
-    (its own target directory, so this checkout's binaries are not replaced): its path."""
+def build_baseline(rev, profile):
+    """Builds firelake as it was at commit `rev` with cargo profile `profile` (the one this run
+    measures), in a tree of its own under bench/.baseline with its own target directory, so
+    this checkout's binaries are not replaced. Answers (the commit id, the binary's path)."""
     commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.strip()
     tree = BASELINE / commit[:12]
@@ -185,9 +186,9 @@ def build_baseline(rev):
         subprocess.run(["tar", "-x", "-C", str(tree)], stdin=archive.stdout, check=True)
         if archive.wait() != 0:
             raise RuntimeError(f"git archive {commit} failed")
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "firelake", "--bin", "firelake"], cwd=tree, check=True,
+    subprocess.run(["cargo", "build", "--profile", profile, "--locked", "-p", "firelake", "--bin", "firelake"], cwd=tree, check=True,
                    env={**os.environ, "CARGO_TARGET_DIR": str(BASELINE / "target")})
-    return commit, BASELINE / "target" / "release" / "firelake"
+    return commit, BASELINE / "target" / profile / "firelake"
 
 
 def versioning_round(kind, seconds):
@@ -584,7 +585,7 @@ def main():
     subprocess.run(["cargo", "build", "--profile", args.profile, "--locked", "-p", "firelake", "-p", "firelake-loadgen"], cwd=ROOT, check=True)
     baseline = None
     if args.baseline:
-        baseline, BASELINE_FIRELAKE = build_baseline(args.baseline)
+        baseline, BASELINE_FIRELAKE = build_baseline(args.baseline, args.profile)
     shutil.rmtree(DATA, ignore_errors=True)
     DATA.mkdir(parents=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
