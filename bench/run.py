@@ -36,6 +36,8 @@ DATA = ROOT / "bench" / ".data"
 BASELINE = ROOT / "bench" / ".baseline"
 # The firelake built from --baseline's commit, if one was given.
 BASELINE_FIRELAKE = None
+# The --durability of the firelakes in the versioning section (--versioning-durability).
+VERSIONING_DURABILITY = "fsync"
 MOTO = pathlib.Path(sys.executable).with_name("moto_server")
 # The durability of every firelake started here is passed on its command line: never taken
 # from a FIRELAKE_DURABILITY (or any FIRELAKE_*) in the environment of this script.
@@ -195,7 +197,7 @@ def versioning_round(kind, seconds):
     """Small-object PUTs and GETs into a bucket never versioned, or one with versioning
     Enabled (every PUT then keeps the former object as a noncurrent version); "before" is
     the unversioned case on the --baseline binary."""
-    server = Server("firelake", binary=BASELINE_FIRELAKE if kind == "before" else None)
+    server = Server("firelake", durability=VERSIONING_DURABILITY, binary=BASELINE_FIRELAKE if kind == "before" else None)
     try:
         s3 = client("s3", server.endpoint)
         s3.create_bucket(Bucket="bench-versions")
@@ -574,12 +576,15 @@ def main():
     ap.add_argument("--profile", default="release", help="the cargo profile to build and run (release, profiling)")
     ap.add_argument("--baseline", metavar="GIT-REV", default=None,
                     help="also build the firelake of this commit and run it beside this one in the versioning section")
+    ap.add_argument("--versioning-durability", choices=["fsync", "none"], default="fsync",
+                    help="the --durability of the versioning section's firelakes (none takes the disk's fsync time out of the comparison)")
     ap.add_argument("--listing-sizes", type=lambda v: tuple(int(n) for n in v.split(",")), default=LISTING_SIZES,
                     help="bucket sizes of the listing section, comma-separated")
     ap.add_argument("--listing-moto-max", type=int, default=LISTING_MOTO_MAX,
                     help="the largest bucket filled in moto too (moto takes its PUTs at about 100/s on a busy machine)")
     args = ap.parse_args()
-    global FIRELAKE, LOADGEN, BASELINE_FIRELAKE
+    global FIRELAKE, LOADGEN, BASELINE_FIRELAKE, VERSIONING_DURABILITY
+    VERSIONING_DURABILITY = args.versioning_durability
     FIRELAKE = ROOT / "target" / args.profile / "firelake"
     LOADGEN = ROOT / "target" / args.profile / "firelake-loadgen"
     subprocess.run(["cargo", "build", "--profile", args.profile, "--locked", "-p", "firelake", "-p", "firelake-loadgen"], cwd=ROOT, check=True)
@@ -617,19 +622,17 @@ def main():
         results = interleaved(kinds, versioning_round, args.rounds, args.seconds)
         med = {kind: medians(runs) for kind, runs in results.items()}
         u, v = med["unversioned"], med["versioned"]
-        if baseline:
-            b = med["before"]
-            print(f"\n| small objects (4 KiB), 16 workers, --durability fsync | {baseline[:12]}, unversioned | this commit, unversioned "
-                  "| this commit, versioning Enabled | unversioned / before | versioned / before |")
-            print("|---|---|---|---|---|---|")
-            for key in ("put-small", "get-small"):
-                print(f"| {key} (ops/s) | {b[key]:,.0f} | {u[key]:,.0f} | {v[key]:,.0f} | {u[key] / b[key] * 100:.0f}% "
-                      f"| {v[key] / b[key] * 100:.0f}% |")
-        else:
-            print("\n| small objects (4 KiB), 16 workers, --durability fsync | unversioned bucket | versioning Enabled | versioned / unversioned |")
-            print("|---|---|---|---|")
-            for key in ("put-small", "get-small"):
-                print(f"| {key} (ops/s) | {u[key]:,.0f} | {v[key]:,.0f} | {v[key] / u[key] * 100:.0f}% |")
+        b = med.get("before")
+        before = [f"{baseline[:12]}, unversioned"] if b else []
+        print(f"\n| small objects (4 KiB), 16 workers, --durability {VERSIONING_DURABILITY} | "
+              + " | ".join(before + ["unversioned bucket", "versioning Enabled", "versioned / unversioned"]
+                           + (["unversioned / before", "versioned / before"] if b else [])) + " |")
+        print("|---|" + "---|" * (3 + 3 * bool(b)))
+        for key in ("put-small", "get-small"):
+            cells = ([f"{b[key]:,.0f}"] if b else []) + [f"{u[key]:,.0f}", f"{v[key]:,.0f}", f"{v[key] / u[key] * 100:.0f}%"]
+            if b:
+                cells += [f"{u[key] / b[key] * 100:.0f}%", f"{v[key] / b[key] * 100:.0f}%"]
+            print(f"| {key} (ops/s) | " + " | ".join(cells) + " |")
         print("\nraw rounds:", json.dumps(results))
     if args.only in (None, "partitioning"):
         results = interleaved(PARTITION_KINDS, partition_round, args.rounds, args.seconds)
